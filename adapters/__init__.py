@@ -1,0 +1,15 @@
+"""Upstream adapters. ``ADAPTERS`` is the only registry: kind name -> adapter class.
+
+Nothing else in the code compares upstream kinds as strings; adding a kind means adding a
+module and one line here.
+"""
+
+from adapters.gemini import GeminiAdapter
+from adapters.openai_compat import OpenAIAdapter
+
+ADAPTERS = {
+    "gemini": GeminiAdapter,
+    "openai": OpenAIAdapter,
+}
+
+__all__ = ["ADAPTERS"]

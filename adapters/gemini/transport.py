@@ -1,0 +1,125 @@
+"""The only code that talks HTTP to Gemini: raw REST over one shared aiohttp session.
+
+Raw aiohttp + orjson instead of the google-genai SDK on the hot path: bench/sdk_vs_raw.py
+measures both on the same fake upstream (the SDK builds pydantic models per call and drops
+response fields it does not know, e.g. new usage counters).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from adapters import sse
+from adapters.base import Call, Completion, StreamState, Upstream, UpstreamError
+from adapters.gemini import translate
+from adapters.http import HttpAdapter
+from adapters.redact import redact
+
+_DONE = b"data: [DONE]\n\n"
+
+
+def _sse(obj: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+class GeminiAdapter(HttpAdapter):
+    def __init__(self, upstream: Upstream, session: aiohttp.ClientSession | None = None) -> None:
+        super().__init__(upstream, session)
+        self._base = f"{upstream.base_url.rstrip('/')}/{upstream.api_version}/models/"
+        self._headers = {"Content-Type": "application/json", **upstream.headers}
+
+    def _request_headers(self, call: Call) -> dict[str, str]:
+        headers = dict(self._headers)
+        if call.api_key:
+            headers["x-goog-api-key"] = call.api_key
+        return headers
+
+    def _payload(self, call: Call) -> bytes:
+        return orjson.dumps(translate.build_request(call.model, call.body))
+
+    async def _raise_for(self, resp: aiohttp.ClientResponse, call: Call) -> None:
+        body = await self.error_body(resp)
+        err = translate.error_from(resp.status, body, self.upstream.name, resp.headers.get("Retry-After"))
+        err.message = redact(err.message, (call.api_key or "",))
+        raise err
+
+    async def complete(self, call: Call) -> Completion:
+        payload = self._payload(call)
+        url = f"{self._base}{call.model}:generateContent"
+        try:
+            async with self.session.post(
+                url, data=payload, headers=self._request_headers(call), timeout=self.complete_timeout
+            ) as resp:
+                if resp.status != 200:
+                    await self._raise_for(resp, call)
+                raw = await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self.wrap(exc, call) from None
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise self.invalid("invalid JSON") from None
+        body, usage, reason = translate.completion_from(
+            data,
+            model=call.public_model or call.model,
+            completion_id="chatcmpl-" + secrets.token_hex(12),
+            upstream=self.upstream.name,
+        )
+        return Completion(body=body, usage=usage, finish_reason=reason)
+
+    async def stream(self, call: Call, state: StreamState) -> AsyncIterator[bytes]:
+        payload = self._payload(call)
+        url = f"{self._base}{call.model}:streamGenerateContent?alt=sse"
+        tr = translate.StreamTranslator(
+            model=call.public_model or call.model,
+            completion_id="chatcmpl-" + secrets.token_hex(12),
+            upstream=self.upstream.name,
+        )
+        started = False
+        try:
+            async with self.session.post(
+                url, data=payload, headers=self._request_headers(call), timeout=self.stream_timeout
+            ) as resp:
+                if resp.status != 200:
+                    await self._raise_for(resp, call)
+                async for data in sse.events(resp):
+                    try:
+                        event = orjson.loads(data)
+                    except orjson.JSONDecodeError:
+                        raise UpstreamError(
+                            502,
+                            "upstream sent an invalid stream event",
+                            upstream=self.upstream.name,
+                            mid_stream=started,
+                        ) from None
+                    for chunk in tr.feed(event):
+                        state.chunks += 1
+                        started = True
+                        yield _sse(chunk)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self.wrap(exc, call, mid_stream=started) from None
+        state.usage = tr.usage
+        state.finish_reason = tr.finish_reason
+        if not started:
+            # An answer with no events at all: still a well-formed OpenAI stream.
+            yield _sse(
+                tr.chunk(
+                    [
+                        {
+                            "index": 0,
+                            "delta": {"role": "assistant", "content": ""},
+                            "finish_reason": "stop",
+                            "logprobs": None,
+                        }
+                    ]
+                )
+            )
+            state.finish_reason = "stop"
+        if call.include_usage:
+            yield _sse(tr.usage_chunk())
+        yield _DONE

@@ -1,0 +1,59 @@
+"""What both HTTP transports share: the pooled session, timeouts, and exception conversion.
+
+aiohttp's exceptions are converted to :class:`UpstreamError` here and nowhere else, so the
+retry loop sees one type and no message can carry the key (it is redacted on the way out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import orjson
+
+from adapters.base import Call, Upstream, UpstreamError, make_session
+from adapters.redact import redact
+
+# Error bodies are read for their message only; a huge one is cut rather than buffered.
+MAX_ERROR_BODY = 64 * 1024
+
+
+class HttpAdapter:
+    """Base of the HTTP adapters: one shared client session per upstream, opened lazily."""
+
+    def __init__(self, upstream: Upstream, session: aiohttp.ClientSession | None = None) -> None:
+        self.upstream = upstream
+        self._session = session
+        self.complete_timeout = aiohttp.ClientTimeout(total=upstream.timeout_s, connect=upstream.connect_timeout_s)
+        # A stream may run long; what must not happen is a silence longer than timeout_s.
+        self.stream_timeout = aiohttp.ClientTimeout(
+            total=None, connect=upstream.connect_timeout_s, sock_read=upstream.timeout_s
+        )
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = make_session(self.upstream)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    async def error_body(self, resp: aiohttp.ClientResponse) -> Any:
+        raw = await resp.content.read(MAX_ERROR_BODY)
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+
+    def wrap(self, exc: BaseException, call: Call, *, mid_stream: bool = False) -> UpstreamError:
+        name = self.upstream.name
+        if isinstance(exc, asyncio.TimeoutError):
+            return UpstreamError(504, f"upstream {name} timed out", upstream=name, timeout=True, mid_stream=mid_stream)
+        message = redact(f"upstream {name} unreachable: {exc.__class__.__name__}: {exc}", (call.api_key or "",))
+        return UpstreamError(502, message, upstream=name, connection=True, mid_stream=mid_stream)
+
+    def invalid(self, what: str) -> UpstreamError:
+        return UpstreamError(502, f"upstream {self.upstream.name} returned {what}", upstream=self.upstream.name)

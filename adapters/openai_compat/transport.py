@@ -1,0 +1,137 @@
+"""Passthrough to an OpenAI-compatible upstream (e.g. a unified access layer for mainland China).
+
+The body is forwarded as the client sent it, with only ``model`` rewritten and the client's
+credentials replaced by the upstream key; unknown fields ride along untouched. Streams are
+relayed event by event as they arrive. Usage is always requested upstream (so every request
+can be costed) and the usage-only chunk is dropped again when the client did not ask for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from adapters import sse
+from adapters.base import Call, Completion, StreamState, Upstream, UpstreamError, Usage
+from adapters.http import HttpAdapter
+from adapters.redact import redact
+
+
+def usage_from(data: Any) -> Usage | None:
+    if not isinstance(data, dict):
+        return None
+    details = data.get("prompt_tokens_details") or {}
+    out_details = data.get("completion_tokens_details") or {}
+    return Usage(
+        input_tokens=int(data.get("prompt_tokens") or 0),
+        output_tokens=int(data.get("completion_tokens") or 0),
+        cached_tokens=int(details.get("cached_tokens") or 0),
+        thinking_tokens=int(out_details.get("reasoning_tokens") or 0),
+    )
+
+
+def error_from(status: int, body: Any, upstream: str, retry_after: str | None) -> UpstreamError:
+    err = body.get("error") if isinstance(body, dict) else None
+    message = f"upstream returned HTTP {status}"
+    code = None
+    if isinstance(err, dict):
+        message = str(err.get("message") or message)
+        code = err.get("code") if isinstance(err.get("code"), str) else err.get("type")
+    elif isinstance(err, str):
+        message = err
+    delay = None
+    if retry_after:
+        try:
+            delay = float(retry_after)
+        except ValueError:
+            delay = None
+    return UpstreamError(status, message, upstream=upstream, code=code, retry_after_s=delay)
+
+
+class OpenAIAdapter(HttpAdapter):
+    def __init__(self, upstream: Upstream, session: aiohttp.ClientSession | None = None) -> None:
+        super().__init__(upstream, session)
+        self._url = f"{upstream.base_url.rstrip('/')}/chat/completions"
+        self._headers = {"Content-Type": "application/json", **upstream.headers}
+
+    def _request(self, call: Call) -> tuple[bytes, dict[str, str]]:
+        body = dict(call.body)
+        body["model"] = call.model
+        if call.stream:
+            options = dict(body.get("stream_options") or {})
+            options["include_usage"] = True
+            body["stream_options"] = options
+        headers = dict(self._headers)
+        if call.api_key:
+            headers["Authorization"] = f"Bearer {call.api_key}"
+        return orjson.dumps(body), headers
+
+    async def _raise_for(self, resp: aiohttp.ClientResponse, call: Call) -> None:
+        body = await self.error_body(resp)
+        err = error_from(resp.status, body, self.upstream.name, resp.headers.get("Retry-After"))
+        err.message = redact(err.message, (call.api_key or "",))
+        raise err
+
+    async def complete(self, call: Call) -> Completion:
+        payload, headers = self._request(call)
+        try:
+            async with self.session.post(
+                self._url, data=payload, headers=headers, timeout=self.complete_timeout
+            ) as resp:
+                if resp.status != 200:
+                    await self._raise_for(resp, call)
+                raw = await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self.wrap(exc, call) from None
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise self.invalid("invalid JSON") from None
+        if not isinstance(data, dict):
+            raise self.invalid("a non-object body")
+        choices = data.get("choices") or [{}]
+        reason = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
+        usage = usage_from(data.get("usage")) or Usage(estimated=True)
+        return Completion(body=data, usage=usage, finish_reason=reason, raw=raw)
+
+    async def stream(self, call: Call, state: StreamState) -> AsyncIterator[bytes]:
+        payload, headers = self._request(call)
+        started = False
+        try:
+            async with self.session.post(self._url, data=payload, headers=headers, timeout=self.stream_timeout) as resp:
+                if resp.status != 200:
+                    await self._raise_for(resp, call)
+                async for data in sse.events(resp):
+                    if data == b"[DONE]":
+                        break
+                    # Parse only the few events that carry what we log; relay the rest as bytes.
+                    if b'"usage":{' in data or b'"finish_reason":"' in data or b'"error"' in data:
+                        try:
+                            event = orjson.loads(data)
+                        except orjson.JSONDecodeError:
+                            event = None
+                        if isinstance(event, dict):
+                            if "error" in event and not started:
+                                err = event["error"] if isinstance(event["error"], dict) else {}
+                                raise UpstreamError(
+                                    int(err.get("code") or 502) if str(err.get("code", "")).isdigit() else 502,
+                                    str(err.get("message", "stream error")),
+                                    upstream=self.upstream.name,
+                                )
+                            usage = usage_from(event.get("usage"))
+                            if usage is not None:
+                                state.usage = usage
+                            for choice in event.get("choices") or ():
+                                if isinstance(choice, dict) and choice.get("finish_reason"):
+                                    state.finish_reason = state.finish_reason or choice["finish_reason"]
+                            if not call.include_usage and usage is not None and not event.get("choices"):
+                                continue  # the usage-only chunk the client did not ask for
+                    state.chunks += 1
+                    started = True
+                    yield b"data: " + data + b"\n\n"
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self.wrap(exc, call, mid_stream=started) from None
+        yield b"data: [DONE]\n\n"

@@ -1,0 +1,195 @@
+"""Command line: serve | demo | check.
+
+    gemini-proxy serve --config routing.toml [--host H] [--port P]
+    gemini-proxy demo  [--config routing.toml] [--port P]   # simulated upstreams, no key, no network
+    gemini-proxy check --config routing.toml                 # validate and print resolved routes
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+from aiohttp import web
+
+from adapters.simulated import SimulatedGemini, SimulatedOpenAI
+from proxy.app import make_app
+from proxy.config import Config, ConfigError, load
+from proxy.keys import read_key
+from proxy.telemetry import LOG, setup_logging
+
+_DEFAULT_CONFIG = "routing.toml"
+
+
+def _find_config(path: str) -> Path:
+    """The given path, or the example routing.toml beside the package when run from elsewhere."""
+    candidate = Path(path)
+    if candidate.exists() or path != _DEFAULT_CONFIG:
+        return candidate
+    bundled = Path(__file__).resolve().parent.parent / _DEFAULT_CONFIG
+    return bundled if bundled.exists() else candidate
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        config = load(_find_config(args.config))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{config.path}: OK")
+    print("\nupstreams:")
+    for name, up in config.upstreams.items():
+        key = read_key(up)
+        shown = key.id if key.value else f"MISSING ({key.problem})" if key.problem else "none"
+        region = f" region={up.region}" if up.region else ""
+        print(f"  {name:<12} kind={up.kind:<7} {up.spec.base_url}  key={key.source} {shown}{region}")
+    print("\nmodels (client 'model' values):")
+    for name, alias in config.models.items():
+        print(f"  {name:<20} -> {' -> '.join(str(t) for t in alias.targets)}")
+    print("\ntasks (x-task header):")
+    for name, task in config.tasks.items():
+        print(f"  {name:<20} -> {' -> '.join(str(t) for t in task.targets)}  (via {task.model})")
+    return 0
+
+
+async def _serve(app: web.Application, host: str, port: int, grace_s: float,
+                 started: asyncio.Future[int] | None = None) -> None:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace_s, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    bound = runner.addresses[0][1] if runner.addresses else port
+    LOG.info("listening", extra={"host": host, "port": bound})
+    if started is not None:
+        started.set_result(bound)
+    try:
+        await stop.wait()
+    finally:
+        LOG.info("shutting down", extra={"grace_s": grace_s})
+        await runner.cleanup()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    listener = setup_logging(file=args.log_file)
+    try:
+        asyncio.run(_serve(make_app(config), host, port, config.server.shutdown_grace_s))
+    finally:
+        listener.stop()  # flushes every queued log line
+    return 0
+
+
+def _demo_config(config: Config, gemini_url: str, openai_url: str) -> tuple[Config, Mapping[str, str]]:
+    """Point every upstream at a simulated one and give each a placeholder key."""
+    upstreams = {}
+    environ: dict[str, str] = {}
+    for name, up in config.upstreams.items():
+        url = gemini_url if up.kind == "gemini" else openai_url
+        upstreams[name] = dataclasses.replace(up, spec=dataclasses.replace(up.spec, base_url=url),
+                                              api_key_env=f"DEMO_KEY_{name.upper().replace('-', '_')}",
+                                              api_key_file=None)
+        environ[upstreams[name].api_key_env] = "demo-simulated-key"
+    return dataclasses.replace(config, upstreams=MappingProxyType(upstreams)), environ
+
+
+_SNIPPET = """
+gemini-proxy demo is serving {routes} against the built-in simulated Gemini (no key, no network).
+
+Try it with the OpenAI SDK (pip install openai):
+
+    from openai import OpenAI
+    client = OpenAI(base_url="http://{host}:{port}/v1", api_key="unused-in-demo")
+    reply = client.chat.completions.create(
+        model="{model}", messages=[{{"role": "user", "content": "Hello!"}}])
+    print(reply.choices[0].message.content)
+
+or with curl:
+
+    curl -s http://{host}:{port}/v1/chat/completions -H 'content-type: application/json' \\
+      -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
+
+Routes: GET http://{host}:{port}/v1/models   Stop with Ctrl-C.
+"""
+
+
+async def _demo(config: Config, host: str, port: int) -> None:
+    sims = []
+    urls = []
+    for sim in (SimulatedGemini(), SimulatedOpenAI()):
+        runner = web.AppRunner(sim.app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        sims.append(runner)
+        urls.append(f"http://127.0.0.1:{runner.addresses[0][1]}")
+    demo_config, environ = _demo_config(config, urls[0], urls[1] + "/v1")
+    app = make_app(demo_config, environ=environ)
+    started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    server = asyncio.create_task(_serve(app, host, port, 5.0, started))
+    bound = await started
+    model = next(iter(config.models), "fast")
+    routes = f"{len(config.models)} model aliases and {len(config.tasks)} tasks"
+    print(_SNIPPET.format(routes=routes, host=host, port=bound, model=model), file=sys.stderr, flush=True)
+    try:
+        await server
+    finally:
+        for runner in sims:
+            await runner.cleanup()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        config = load(_find_config(args.config))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    listener = setup_logging(file=args.log_file)
+    try:
+        asyncio.run(_demo(config, args.host or "127.0.0.1", 8080 if args.port is None else args.port))
+    finally:
+        listener.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gemini-proxy", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, help_ in (("serve", cmd_serve, "run the proxy"),
+                              ("demo", cmd_demo, "run against the built-in simulated Gemini"),
+                              ("check", cmd_check, "validate a config and print its routes")):
+        p = sub.add_parser(name, help=help_)
+        p.set_defaults(func=func)
+        p.add_argument("--config", default=_DEFAULT_CONFIG, help="path to routing.toml")
+        if name != "check":
+            p.add_argument("--host", default=None)
+            p.add_argument("--port", type=int, default=None)
+            p.add_argument("--log-file", default=None, help="also write the JSON log lines to this file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,293 @@
+"""routing.toml -> frozen, typed objects, parsed once at start (and on reload), never per request.
+
+Every problem is reported as file + key + what is wrong + how to fix it, and unknown keys are
+errors (a typo'd ``fallback`` must not silently mean "no fallbacks"). The config says *where*
+a key lives (an environment variable or a file), never the key itself.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from adapters import ADAPTERS
+from adapters.base import Upstream
+
+
+class ConfigError(Exception):
+    """A config problem, phrased so the reader can fix it without reading our code."""
+
+    def __init__(self, file: str, key: str, problem: str, fix: str = "") -> None:
+        self.file, self.key, self.problem, self.fix = file, key, problem, fix
+        text = f"{file}: {key}: {problem}"
+        if fix:
+            text += f" (fix: {fix})"
+        super().__init__(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One concrete place to send a request: an upstream and that upstream's model name."""
+
+    upstream: str
+    model: str
+
+    def __str__(self) -> str:
+        return f"{self.upstream}:{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 10 * 1024 * 1024
+    request_timeout_s: float = 300.0
+    # May clients name "upstream:model" directly, outside the aliases and tasks?
+    allow_literal_targets: bool = False
+    # Grace period for in-flight requests on shutdown.
+    shutdown_grace_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    spec: Upstream  # what the adapter needs
+    api_key_env: str | None = None
+    api_key_file: str | None = None
+    region: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAlias:
+    name: str
+    targets: tuple[Target, ...]  # the target first, then fallbacks in order
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskConfig:
+    name: str
+    model: str  # an alias name or a literal "upstream:model"
+    targets: tuple[Target, ...]  # resolved at load time
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str
+    server: ServerConfig
+    upstreams: Mapping[str, UpstreamConfig]
+    models: Mapping[str, ModelAlias]
+    tasks: Mapping[str, TaskConfig] = field(default_factory=lambda: MappingProxyType({}))
+
+
+# --- parsing helpers ---------------------------------------------------------------------------
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class _Table:
+    """A TOML table being consumed: typed getters that know their own key path for errors."""
+
+    def __init__(self, file: str, path: str, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(file, path, "must be a table", f"write it as [{path}]")
+        self.file, self.path, self.data = file, path, dict(data)
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def error(self, name: str, problem: str, fix: str = "") -> ConfigError:
+        return ConfigError(self.file, self.key(name), problem, fix)
+
+    def pop(self, name: str, kind: type | tuple[type, ...], default: Any = None, *, required: bool = False) -> Any:
+        if name not in self.data:
+            if required:
+                raise self.error(name, "is required", f"add {name} = ... to [{self.path}]")
+            return default
+        value = self.data.pop(name)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.error(name, f"must be {_kind_name(kinds)}, got {value!r}")
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kinds):
+            raise self.error(name, f"must be {_kind_name(kinds)}, got {type(value).__name__} {value!r}")
+        return value
+
+    def positive(self, name: str, kind: type, default: Any) -> Any:
+        value = self.pop(name, kind, default)
+        if value is not None and value <= 0:
+            raise self.error(name, f"must be greater than 0, got {value!r}")
+        return value
+
+    def table(self, name: str) -> _Table:
+        return _Table(self.file, self.key(name), self.data.pop(name, {}))
+
+    def done(self) -> None:
+        if self.data:
+            extra = ", ".join(sorted(self.data))
+            where = f"[{self.path}]" if self.path else "the top level"
+            raise ConfigError(self.file, self.key(next(iter(sorted(self.data)))),
+                              f"unknown key(s) in {where}: {extra}", "check the spelling against the README's config reference")
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
+             dict: "a table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _parse_target(text: str, t: _Table, key: str, upstreams: Mapping[str, UpstreamConfig]) -> Target:
+    upstream, sep, model = text.partition(":")
+    if not sep or not upstream or not model:
+        raise t.error(key, f"{text!r} is not 'upstream:model'", 'write e.g. "google:gemini-2.5-flash"')
+    if upstream not in upstreams:
+        raise t.error(key, f"{text!r} names upstream {upstream!r}, which is not defined",
+                      f"define [upstreams.{upstream}] or use one of: {', '.join(sorted(upstreams))}")
+    return Target(upstream, model)
+
+
+def _parse_server(t: _Table) -> ServerConfig:
+    defaults = ServerConfig()
+    server = ServerConfig(
+        host=t.pop("host", str, defaults.host),
+        port=t.pop("port", int, defaults.port),
+        max_body_bytes=t.positive("max_body_bytes", int, defaults.max_body_bytes),
+        request_timeout_s=t.positive("request_timeout_s", float, defaults.request_timeout_s),
+        allow_literal_targets=t.pop("allow_literal_targets", bool, defaults.allow_literal_targets),
+        shutdown_grace_s=t.positive("shutdown_grace_s", float, defaults.shutdown_grace_s),
+    )
+    if not 0 <= server.port <= 65535:
+        raise t.error("port", f"must be between 0 and 65535, got {server.port}")
+    t.done()
+    return server
+
+
+_KEY_SHAPED = re.compile(r"^(AIza|sk-|ya29\.)|^[A-Za-z0-9_-]{30,}$")
+
+
+def _parse_upstream(name: str, t: _Table) -> UpstreamConfig:
+    if not _NAME.match(name):
+        raise ConfigError(t.file, t.path, "upstream names may use letters, digits, '.', '_' and '-'")
+    if "api_key" in t.data:
+        raise t.error("api_key", "a literal key is not allowed in the config file",
+                      "put the key in an environment variable and set api_key_env = \"VAR_NAME\", "
+                      "or in a file and set api_key_file = \"/run/secrets/...\"")
+    kind = t.pop("kind", str, required=True)
+    if kind not in ADAPTERS:
+        raise t.error("kind", f"unknown upstream kind {kind!r}", f"use one of: {', '.join(sorted(ADAPTERS))}")
+    base_url = t.pop("base_url", str, required=True)
+    if not base_url.startswith(("http://", "https://")):
+        raise t.error("base_url", f"{base_url!r} is not an http(s) URL")
+    if "key=" in base_url:
+        raise t.error("base_url", "must not carry a key (?key=...)", "use api_key_env or api_key_file")
+    api_key_env = t.pop("api_key_env", str)
+    if api_key_env is not None and (_KEY_SHAPED.match(api_key_env) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                                                                  api_key_env)):
+        raise t.error("api_key_env", "must be the NAME of an environment variable, not a key",
+                      'write e.g. api_key_env = "GEMINI_API_KEY"')
+    headers = t.pop("headers", dict, {})
+    for hk, hv in headers.items():
+        if not isinstance(hv, str):
+            raise t.error(f"headers.{hk}", "header values must be strings")
+        if hk.lower() in ("authorization", "x-goog-api-key", "api-key"):
+            raise t.error(f"headers.{hk}", "credentials are not allowed in headers", "use api_key_env or api_key_file")
+    spec = Upstream(
+        name=name,
+        kind=kind,
+        base_url=base_url,
+        timeout_s=t.positive("timeout_s", float, 60.0),
+        connect_timeout_s=t.positive("connect_timeout_s", float, 5.0),
+        headers=MappingProxyType(dict(headers)),
+        api_version=t.pop("api_version", str, "v1beta"),
+        max_connections=t.positive("max_connections", int, 256),
+    )
+    upstream = UpstreamConfig(
+        spec=spec,
+        api_key_env=api_key_env,
+        api_key_file=t.pop("api_key_file", str),
+        region=t.pop("region", str),
+    )
+    t.done()
+    return upstream
+
+
+def _parse_alias(name: str, t: _Table, upstreams: Mapping[str, UpstreamConfig]) -> ModelAlias:
+    target = _parse_target(t.pop("target", str, required=True), t, "target", upstreams)
+    fallbacks = t.pop("fallbacks", list, [])
+    chain = [target]
+    for i, fb in enumerate(fallbacks):
+        if not isinstance(fb, str):
+            raise t.error(f"fallbacks[{i}]", "must be an 'upstream:model' string")
+        chain.append(_parse_target(fb, t, f"fallbacks[{i}]", upstreams))
+    alias = ModelAlias(name=name, targets=tuple(chain), description=t.pop("description", str, ""))
+    t.done()
+    return alias
+
+
+def _parse_task(name: str, t: _Table, upstreams: Mapping[str, UpstreamConfig],
+                models: Mapping[str, ModelAlias]) -> TaskConfig:
+    model = t.pop("model", str, required=True)
+    if model in models:
+        targets = models[model].targets
+    elif ":" in model:
+        targets = (_parse_target(model, t, "model", upstreams),)
+    else:
+        raise t.error("model", f"{model!r} is neither a [models] alias nor 'upstream:model'",
+                      f"use one of: {', '.join(sorted(models)) or '(no aliases defined)'}")
+    task = TaskConfig(name=name, model=model, targets=targets, description=t.pop("description", str, ""))
+    t.done()
+    return task
+
+
+def parse(data: dict[str, Any], file: str = "<config>") -> Config:
+    root = _Table(file, "", data)
+    server = _parse_server(root.table("server"))
+    up_table = root.table("upstreams")
+    upstreams = {name: _parse_upstream(name, _Table(file, f"upstreams.{name}", up_table.data[name]))
+                 for name in list(up_table.data)}
+    if not upstreams:
+        raise ConfigError(file, "upstreams", "no upstream is defined",
+                          'add [upstreams.google] with kind = "gemini", base_url and api_key_env')
+    model_table = root.table("models")
+    models = {name: _parse_alias(name, _Table(file, f"models.{name}", model_table.data[name]), upstreams)
+              for name in list(model_table.data)}
+    task_table = root.table("tasks")
+    tasks = {name: _parse_task(name, _Table(file, f"tasks.{name}", task_table.data[name]), upstreams, models)
+             for name in list(task_table.data)}
+    root.done()
+    for name in set(models) & set(tasks):
+        raise ConfigError(file, f"tasks.{name}", f"{name!r} is both a model alias and a task",
+                          "rename one: a request's model may name either")
+    return Config(
+        path=file,
+        server=server,
+        upstreams=MappingProxyType(upstreams),
+        models=MappingProxyType(models),
+        tasks=MappingProxyType(tasks),
+    )
+
+
+def load(path: str | Path) -> Config:
+    file = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(file, "(file)", "does not exist", "pass --config PATH to an existing routing.toml") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "(syntax)", f"is not valid TOML: {exc}") from None
+    return parse(data, file)

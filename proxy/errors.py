@@ -1,0 +1,186 @@
+"""The proxy's exception tree, the one failure classifier, and OpenAI's error envelope.
+
+    ProxyError                      status  type
+    ├── InvalidRequest              400     invalid_request_error
+    ├── AuthenticationFailed        401     authentication_error
+    ├── PermissionDenied            403     permission_error
+    ├── NotFound                    404     not_found_error   (model_not_found, route 404s)
+    ├── PayloadTooLarge             413     invalid_request_error
+    ├── RateLimited                 429     rate_limit_error  (rate_limit_exceeded, queue_full, budget_exceeded)
+    ├── InternalError               500     server_error      (a bug of ours; never a traceback)
+    └── UpstreamFailed              502/503/504 upstream_error (from adapters' UpstreamError)
+
+Every handler raises these; one middleware turns them into JSON. Every retry / rotate /
+fall-back decision comes from :func:`classify`, so the tiers live in one table.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from adapters.base import RequestError, UpstreamError
+
+
+class ProxyError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.param = param
+        self.headers = dict(headers or {})
+
+    def body(self) -> bytes:
+        return envelope(self.message, self.type, self.code, self.param)
+
+
+class InvalidRequest(ProxyError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class AuthenticationFailed(ProxyError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(ProxyError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class NotFound(ProxyError):
+    status = 404
+    type = "not_found_error"
+    code = "not_found"
+
+
+class PayloadTooLarge(ProxyError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(ProxyError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class InternalError(ProxyError):
+    status = 500
+    type = "server_error"
+    code = "internal_error"
+
+
+class UpstreamFailed(ProxyError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+def envelope(message: str, type_: str, code: str | None = None, param: str | None = None) -> bytes:
+    """OpenAI's error body, exactly: {"error": {"message", "type", "param", "code"}}."""
+    return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
+
+
+def from_request_error(exc: RequestError) -> InvalidRequest:
+    return InvalidRequest(exc.message, code=exc.code, param=exc.param)
+
+
+# --- classification -------------------------------------------------------------------------
+
+
+class FailureClass(enum.Enum):
+    """What an upstream failure means for the next step. See the README's error table."""
+
+    CLIENT = "client"  # the request itself is wrong: retrying or failing over cannot help
+    AUTH = "auth"  # the key is bad or lacks permission: never retry on that key
+    RATE_LIMIT = "rate_limit"  # per-minute quota: back off (honour retryDelay), then fall back
+    QUOTA_DAY = "quota_day"  # per-day quota: will not recover in seconds; next target at once
+    SERVER = "server"  # 5xx: a few short retries, then the next target
+    TIMEOUT = "timeout"  # no answer in time: retry once, then the next target
+    CONNECTION = "connection"  # could not connect / reset: short retry, then the next target
+
+
+# Status codes that mean "this request is wrong": no other model or key will accept it.
+CLIENT_STATUSES = frozenset({400, 404, 409, 413, 422})
+# 401/403: the key is revoked, expired or not allowed on this API. Gemini also reports a bad
+# key as 400 with reason API_KEY_INVALID, which must not be read as the client's fault.
+AUTH_STATUSES = frozenset({401, 403})
+AUTH_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED", "PERMISSION_DENIED"})
+
+
+def classify(err: UpstreamError) -> FailureClass:
+    if err.timeout:
+        return FailureClass.TIMEOUT
+    if err.connection:
+        return FailureClass.CONNECTION
+    if err.status in AUTH_STATUSES or (err.code in AUTH_REASONS):
+        return FailureClass.AUTH
+    if err.status == 429:
+        return FailureClass.QUOTA_DAY if err.quota_scope == "day" else FailureClass.RATE_LIMIT
+    if err.status in CLIENT_STATUSES or 400 <= err.status < 500:
+        return FailureClass.CLIENT
+    return FailureClass.SERVER
+
+
+def to_client(err: UpstreamError) -> ProxyError:
+    """The error the client sees when an upstream failure is final. Never carries a key."""
+    cls = classify(err)
+    where = f"upstream {err.upstream}" if err.upstream else "upstream"
+    headers: dict[str, str] = {}
+    if err.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, round(err.retry_after_s)))
+    if cls is FailureClass.AUTH:
+        return UpstreamFailed(f"{where} rejected the proxy's credentials", code="upstream_auth_failed")
+    if cls in (FailureClass.RATE_LIMIT, FailureClass.QUOTA_DAY):
+        code = "upstream_quota_exhausted" if cls is FailureClass.QUOTA_DAY else "rate_limit_exceeded"
+        return RateLimited(f"{where} is rate limited: {err.message}", code=code, headers=headers)
+    if cls is FailureClass.CLIENT:
+        if err.status == 404:
+            return NotFound(f"{where}: {err.message}", code="model_not_found")
+        if err.code == "content_filter":
+            return InvalidRequest(err.message, code="content_filter")
+        return InvalidRequest(f"{where} rejected the request: {err.message}", code=err.code or "invalid_request",
+                              status=err.status if err.status in (400, 413, 422) else 400)
+    if cls is FailureClass.TIMEOUT:
+        return UpstreamFailed(f"{where} did not answer in time", code="upstream_timeout", status=504)
+    if cls is FailureClass.CONNECTION:
+        return UpstreamFailed(f"{where} is unreachable", code="upstream_unreachable", status=502)
+    status = 503 if err.status == 503 else 502
+    code = err.code if err.code == "malformed_function_call" else "upstream_error"
+    return UpstreamFailed(f"{where} failed: {err.message}", code=code, status=status, headers=headers)
+
+
+def stream_error_event(exc: ProxyError) -> bytes:
+    """An error after the stream started: OpenAI SDKs raise on a data event holding `error`."""
+    return b"data: " + exc.body() + b"\n\n"
+
+
+def describe(exc: BaseException) -> dict[str, Any]:
+    """Fields for the request log."""
+    if isinstance(exc, ProxyError):
+        return {"error_type": exc.code or exc.type, "status_code": exc.status}
+    return {"error_type": "internal_error", "status_code": 500}

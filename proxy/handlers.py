@@ -1,0 +1,163 @@
+"""HTTP handlers: parse and check the body, resolve the route, run the attempt loop, respond.
+
+Handlers own the OpenAI surface (status codes, headers, SSE framing); everything about
+upstreams lives behind :mod:`proxy.retry` and the adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from adapters.base import RequestError, UpstreamError
+from proxy import retry, routing
+from proxy.errors import InvalidRequest, ProxyError, from_request_error, stream_error_event, to_client
+from proxy.middleware import RECORD
+from proxy.runtime import Runtime
+from proxy.state import RUNTIME
+from proxy.telemetry import RequestRecord
+
+log = logging.getLogger("gemini_proxy")
+
+_JSON = "application/json"
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw:
+        raise InvalidRequest("request body is empty; send a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def _check_chat_body(body: dict[str, Any]) -> tuple[bool, bool]:
+    """Checks every upstream kind needs; returns (stream, include_usage)."""
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InvalidRequest("'model' must be a string", param="model")
+    messages = body.get("messages")
+    if messages is None:
+        raise InvalidRequest("'messages' is required", param="messages", code="missing_required_parameter")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("'messages' must be a non-empty array", param="messages")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
+            raise InvalidRequest(f"messages[{i}] must be an object with a string 'role'", param="messages")
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise InvalidRequest("'stream' must be true or false", param="stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise InvalidRequest("'stream_options' must be an object", param="stream_options")
+    include_usage = bool(options and options.get("include_usage"))
+    return stream, include_usage
+
+
+def _prompt_chars(body: dict[str, Any]) -> int:
+    total = 0
+    for msg in body.get("messages") or ():
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            total += sum(len(p.get("text", "")) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return total
+
+
+def _answer_headers(record: RequestRecord) -> dict[str, str]:
+    headers = {"x-model-used": record.model_used or "", "x-upstream-used": record.upstream or ""}
+    if record.fallback_used:
+        headers["x-fallback-used"] = "true"
+        headers["x-fallback-reason"] = record.fallback_reason or "unknown"
+    return headers
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    rt: Runtime = request.app[RUNTIME].current
+    record: RequestRecord = request[RECORD]
+    body = await read_json(request)
+    if isinstance(body.get("model"), str):
+        record.model_requested = body["model"]
+    stream, include_usage = _check_chat_body(body)
+    task = request.headers.get("x-task") or None
+    route = routing.resolve(rt.config, body.get("model"), task)
+    record.task_type, record.stream = route.task, stream
+    record.prompt_chars = _prompt_chars(body)
+    deadline = rt.config.server.request_timeout_s
+    try:
+        if not stream:
+            async with asyncio.timeout(deadline):
+                result = await retry.complete(rt, route, body, record, None)
+            record.usage, record.finish_reason = result.usage, result.finish_reason
+            raw = result.raw if result.raw is not None else orjson.dumps(result.body)
+            return web.Response(body=raw, content_type=_JSON, headers=_answer_headers(record))
+        async with asyncio.timeout(deadline):
+            first, agen, state = await retry.open_stream(rt, route, body, record, include_usage, None)
+    except RequestError as exc:
+        raise from_request_error(exc) from None
+    except TimeoutError:
+        raise ProxyError(f"no answer within the request deadline of {deadline:g}s", code="request_timeout",
+                         status=504) from None
+    return await _relay(request, record, first, agen, state)
+
+
+async def _relay(request: web.Request, record: RequestRecord, first: bytes, agen: Any, state: Any) -> web.StreamResponse:
+    """Write a stream as it arrives; an upstream error after the first byte ends it with an error event."""
+    resp = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **_answer_headers(record)})
+    record.status_code = 200
+    try:
+        await resp.prepare(request)
+        await resp.write(first)
+        async for chunk in agen:
+            await resp.write(chunk)
+    except UpstreamError as err:
+        failure = to_client(err)
+        record.status_code, record.error_type = failure.status, "stream_interrupted:" + (failure.code or "")
+        log.warning("stream %s interrupted after %d chunks: %s", record.request_id, state.chunks, failure.message)
+        await resp.write(stream_error_event(failure))
+    except (ConnectionResetError, ConnectionError):
+        record.status_code, record.error_type = 499, "client_disconnected"
+    finally:
+        await agen.aclose()  # closes the upstream response: a gone client cancels the upstream call
+        record.usage = state.usage
+        record.finish_reason = state.finish_reason
+    try:
+        await resp.write_eof()
+    except (ConnectionResetError, ConnectionError):
+        pass
+    return resp
+
+
+async def list_models(request: web.Request) -> web.Response:
+    rt: Runtime = request.app[RUNTIME].current
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": "gemini-proxy",
+             "targets": [str(t) for t in alias.targets]} for name, alias in rt.config.models.items()]
+    data += [{"id": name, "object": "model", "created": 0, "owned_by": "gemini-proxy", "task": True,
+              "targets": [str(t) for t in task.targets]} for name, task in rt.config.tasks.items()]
+    return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=_JSON)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(body=b'{"status":"ok"}', content_type=_JSON)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    rt: Runtime = request.app[RUNTIME].current
+    problems = {name: key.problem for name, key in rt.keys.items() if key.problem}
+    upstreams = {name: {"kind": up.kind, "key": "missing" if name in problems else rt.keys[name].id}
+                 for name, up in rt.config.upstreams.items()}
+    ready = not problems and not request.app[RUNTIME].draining
+    body = {"status": "ready" if ready else "not_ready", "upstreams": upstreams, "problems": problems}
+    return web.Response(status=200 if ready else 503, body=orjson.dumps(body), content_type=_JSON)

@@ -1,0 +1,103 @@
+"""Middlewares, one concern each, outermost first: access log, then errors -> OpenAI JSON.
+
+The request id is minted before any middleware runs (aiohttp's ``on_response_prepare`` signal
+adds it to every response, streams included), so even a 404 for an unknown path carries one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from proxy.errors import InternalError, InvalidRequest, NotFound, PayloadTooLarge, ProxyError, describe
+from proxy.telemetry import RequestRecord, emit
+
+log = logging.getLogger("gemini_proxy")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+REQUEST_ID = "request_id"
+RECORD = "record"
+
+# A client's own id is echoed only when it is short and printable (it lands in logs).
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+
+# Paths whose requests are accounted for in the access log (health checks are not).
+LOGGED_PREFIXES = ("/v1/", "/v1beta/")
+
+
+def request_id_of(request: web.Request) -> str:
+    rid = request.get(REQUEST_ID)
+    if rid is None:
+        client = request.headers.get("x-request-id", "")
+        rid = client if _CLIENT_ID.match(client) else "req_" + secrets.token_hex(12)
+        request[REQUEST_ID] = rid
+    return rid
+
+
+async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["x-request-id"] = request_id_of(request)
+
+
+def error_response(exc: ProxyError) -> web.Response:
+    return web.Response(status=exc.status, body=exc.body(), content_type="application/json", headers=exc.headers)
+
+
+@web.middleware
+async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every API request yields exactly one log record, whatever happened to it."""
+    if not request.path.startswith(LOGGED_PREFIXES) or request.method != "POST":
+        return await handler(request)
+    record = RequestRecord(request_id=request_id_of(request), endpoint=request.path)
+    request[RECORD] = record
+    try:
+        response = await handler(request)
+    except BaseException:
+        record.status_code = 499  # cancelled: the client went away before an answer
+        record.error_type = record.error_type or "client_disconnected"
+        emit(record)
+        raise
+    if response.status >= 400 and record.error_type is None:
+        record.error_type = "http_" + str(response.status)
+    if record.status_code == 0:  # a stream's handler sets its own (an error may end it)
+        record.status_code = response.status
+    emit(record)
+    return response
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """ProxyError and aiohttp's HTTP exceptions -> OpenAI error JSON; anything else -> 500, logged."""
+    try:
+        return await handler(request)
+    except ProxyError as exc:
+        _mark(request, exc)
+        return error_response(exc)
+    except web.HTTPRequestEntityTooLarge as exc:
+        err: ProxyError = PayloadTooLarge(f"request body is larger than the limit of {exc.max_size} bytes")
+    except web.HTTPNotFound:
+        err = NotFound(f"no route for {request.method} {request.path}", code="not_found")
+    except web.HTTPMethodNotAllowed as exc:
+        err = InvalidRequest(f"method {request.method} is not allowed on {request.path}",
+                             code="method_not_allowed", status=405, headers={"Allow": ",".join(exc.allowed_methods)})
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        err = InvalidRequest(exc.reason or "bad request", status=exc.status, code="http_error")
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        err = InternalError("the proxy hit an internal error; it has been logged")
+    _mark(request, err)
+    return error_response(err)
+
+
+def _mark(request: web.Request, exc: ProxyError) -> None:
+    record: RequestRecord | None = request.get(RECORD)
+    if record is not None:
+        fields = describe(exc)
+        record.error_type = fields["error_type"]
+        record.status_code = fields["status_code"]
