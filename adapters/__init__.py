@@ -4,10 +4,13 @@ Nothing else in the code compares upstream kinds as strings; adding a kind means
 module and one line here.
 """
 
+from collections.abc import Callable, Mapping
+
+from adapters.base import Adapter, Upstream
 from adapters.gemini import GeminiAdapter
 from adapters.openai_compat import OpenAIAdapter
 
-ADAPTERS = {
+ADAPTERS: Mapping[str, Callable[[Upstream], Adapter]] = {
     "gemini": GeminiAdapter,
     "openai": OpenAIAdapter,
 }

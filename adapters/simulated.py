@@ -20,15 +20,47 @@ from aiohttp import web
 
 # --- Gemini request validation ----------------------------------------------------------------
 
-_TOP = {"contents", "systemInstruction", "generationConfig", "tools", "toolConfig", "safetySettings",
-        "cachedContent", "labels"}
-_GEN = {"temperature", "topP", "topK", "candidateCount", "maxOutputTokens", "stopSequences", "presencePenalty",
-        "frequencyPenalty", "seed", "responseMimeType", "responseSchema", "responseJsonSchema", "responseLogprobs",
-        "logprobs", "thinkingConfig", "responseModalities", "mediaResolution", "speechConfig",
-        "enableEnhancedCivicAnswers"}
+_TOP = {
+    "contents",
+    "systemInstruction",
+    "generationConfig",
+    "tools",
+    "toolConfig",
+    "safetySettings",
+    "cachedContent",
+    "labels",
+}
+_GEN = {
+    "temperature",
+    "topP",
+    "topK",
+    "candidateCount",
+    "maxOutputTokens",
+    "stopSequences",
+    "presencePenalty",
+    "frequencyPenalty",
+    "seed",
+    "responseMimeType",
+    "responseSchema",
+    "responseJsonSchema",
+    "responseLogprobs",
+    "logprobs",
+    "thinkingConfig",
+    "responseModalities",
+    "mediaResolution",
+    "speechConfig",
+    "enableEnhancedCivicAnswers",
+}
 _THINKING = {"thinkingBudget", "thinkingLevel", "includeThoughts"}
-_PART_DATA = {"text", "inlineData", "fileData", "functionCall", "functionResponse", "executableCode",
-              "codeExecutionResult"}
+_PART_DATA = {
+    "text",
+    "inlineData",
+    "fileData",
+    "functionCall",
+    "functionResponse",
+    "executableCode",
+    "codeExecutionResult",
+}
 _PART_META = {"thought", "thoughtSignature", "videoMetadata", "partMetadata", "mediaResolution"}
 _TOOL = {"functionDeclarations", "googleSearch", "codeExecution", "urlContext", "googleSearchRetrieval"}
 _DECL = {"name", "description", "parameters", "parametersJsonSchema", "response", "responseJsonSchema", "behavior"}
@@ -44,7 +76,7 @@ def _camel(key: str) -> str:
 def _keys(obj: dict[str, Any], allowed: set[str], where: str) -> str | None:
     for key in obj:
         if _camel(key) not in allowed:
-            return f'Invalid JSON payload received. Unknown name "{key}" at \'{where}\': Cannot find field.'
+            return f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field."
     return None
 
 
@@ -124,11 +156,13 @@ def _validate_contents(model: str, contents: list[Any]) -> str | None:
                 if role != "model":
                     return f"{where}: functionCall parts belong to model turns"
                 if gemini3 and first_call and not _get(part, "thoughtSignature"):
-                    return (f"Function call is missing a thought_signature in functionCall parts. This is required "
-                            f"for tools to work correctly, and missing thought_signature may lead to degraded model "
-                            f"performance. Additional data, function call `default_api:{call.get('name')}` , "
-                            f"position {ci + 1}. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures "
-                            f"for more details.")
+                    return (
+                        f"Function call is missing a thought_signature in functionCall parts. This is required "
+                        f"for tools to work correctly, and missing thought_signature may lead to degraded model "
+                        f"performance. Additional data, function call `default_api:{call.get('name')}` , "
+                        f"position {ci + 1}. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures "
+                        f"for more details."
+                    )
                 first_call = False
                 if call.get("id"):
                     pending_ids.append(call["id"])
@@ -180,8 +214,11 @@ def default_answer(model: str, body: dict[str, Any]) -> dict[str, Any]:
     prompt = sum(_tokens(p.get("text", "")) for c in body.get("contents") or [] for p in c.get("parts") or [])
     return {
         "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}],
-        "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": _tokens(text),
-                          "totalTokenCount": prompt + _tokens(text)},
+        "usageMetadata": {
+            "promptTokenCount": prompt,
+            "candidatesTokenCount": _tokens(text),
+            "totalTokenCount": prompt + _tokens(text),
+        },
         "modelVersion": model,
         "responseId": "sim-" + str(abs(hash(said)) % 10**8),
     }
@@ -236,17 +273,32 @@ class SimulatedGemini:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
-        self.requests.append({"model": model, "method": method, "body": body, "key": key,
-                              "query": dict(request.query), "version": request.match_info["version"]})
+        self.requests.append(
+            {
+                "model": model,
+                "method": method,
+                "body": body,
+                "key": key,
+                "query": dict(request.query),
+                "version": request.match_info["version"],
+            }
+        )
         if self.require_key and not key:
-            return _error(403, "Method doesn't allow unregistered callers (callers without established identity). "
-                               "Please use API Key or other form of API consumer identity to call this API.",
-                          "PERMISSION_DENIED")
+            return _error(
+                403,
+                "Method doesn't allow unregistered callers (callers without established identity). "
+                "Please use API Key or other form of API consumer identity to call this API.",
+                "PERMISSION_DENIED",
+            )
         if method not in ("generateContent", "streamGenerateContent"):
             return _error(404, f"Method {method} not found.", "NOT_FOUND")
         if not _MODEL.match(model):
-            return _error(404, f"models/{model} is not found for API version {request.match_info['version']}, "
-                               "or is not supported for generateContent.", "NOT_FOUND")
+            return _error(
+                404,
+                f"models/{model} is not found for API version {request.match_info['version']}, "
+                "or is not supported for generateContent.",
+                "NOT_FOUND",
+            )
         problem = validate_generate(model, body)
         if problem:
             return _error(400, problem, "INVALID_ARGUMENT")
@@ -285,16 +337,36 @@ class SimulatedOpenAI:
         body = await request.json(loads=orjson.loads)
         self.requests.append({"body": body, "authorization": request.headers.get("Authorization")})
         if not request.headers.get("Authorization", "").startswith("Bearer "):
-            return web.json_response({"error": {"message": "Missing bearer token", "type": "invalid_request_error",
-                                                "param": None, "code": "invalid_api_key"}}, status=401)
+            return web.json_response(
+                {
+                    "error": {
+                        "message": "Missing bearer token",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "invalid_api_key",
+                    }
+                },
+                status=401,
+            )
         said = next((m.get("content") for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
         text = f"Hello from the simulated gateway model {body.get('model')}. You said: {str(said)[:200]}"
-        usage = {"prompt_tokens": _tokens(str(said)), "completion_tokens": _tokens(text),
-                 "total_tokens": _tokens(str(said)) + _tokens(text)}
+        usage = {
+            "prompt_tokens": _tokens(str(said)),
+            "completion_tokens": _tokens(text),
+            "total_tokens": _tokens(str(said)) + _tokens(text),
+        }
         base = {"id": "chatcmpl-sim", "created": 0, "model": body.get("model")}
         if not body.get("stream"):
-            return web.json_response({**base, "object": "chat.completion", "usage": usage, "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]})
+            return web.json_response(
+                {
+                    **base,
+                    "object": "chat.completion",
+                    "usage": usage,
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
+                }
+            )
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         words = text.split(" ")
@@ -302,14 +374,24 @@ class SimulatedOpenAI:
             delta = {"content": (" " if i else "") + word}
             if i == 0:
                 delta["role"] = "assistant"
-            chunk = {**base, "object": "chat.completion.chunk",
-                     "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            chunk = {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+            }
             await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-        last = {**base, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        last = {
+            **base,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        }
         await resp.write(b"data: " + orjson.dumps(last) + b"\n\n")
         if (body.get("stream_options") or {}).get("include_usage"):
-            await resp.write(b"data: " + orjson.dumps({**base, "object": "chat.completion.chunk", "choices": [],
-                                                       "usage": usage}) + b"\n\n")
+            await resp.write(
+                b"data: "
+                + orjson.dumps({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+                + b"\n\n"
+            )
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp

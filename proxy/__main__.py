@@ -1,8 +1,8 @@
 """Command line: serve | demo | check.
 
-    gemini-proxy serve --config routing.toml [--host H] [--port P]
-    gemini-proxy demo  [--config routing.toml] [--port P]   # simulated upstreams, no key, no network
-    gemini-proxy check --config routing.toml                 # validate and print resolved routes
+gemini-proxy serve --config routing.toml [--host H] [--port P]
+gemini-proxy demo  [--config routing.toml] [--port P]   # simulated upstreams, no key, no network
+gemini-proxy check --config routing.toml                 # validate and print resolved routes
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(app: web.Application, host: str, port: int, grace_s: float,
-                 started: asyncio.Future[int] | None = None) -> None:
+async def _serve(
+    app: web.Application, host: str, port: int, grace_s: float, started: asyncio.Future[int] | None = None
+) -> None:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace_s, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
@@ -103,10 +104,14 @@ def _demo_config(config: Config, gemini_url: str, openai_url: str) -> tuple[Conf
     environ: dict[str, str] = {}
     for name, up in config.upstreams.items():
         url = gemini_url if up.kind == "gemini" else openai_url
-        upstreams[name] = dataclasses.replace(up, spec=dataclasses.replace(up.spec, base_url=url),
-                                              api_key_env=f"DEMO_KEY_{name.upper().replace('-', '_')}",
-                                              api_key_file=None)
-        environ[upstreams[name].api_key_env] = "demo-simulated-key"
+        env_name = f"DEMO_KEY_{name.upper().replace('-', '_').replace('.', '_')}"
+        upstreams[name] = dataclasses.replace(
+            up,
+            spec=dataclasses.replace(up.spec, base_url=url),
+            api_key_env=env_name,
+            api_key_file=None,
+        )
+        environ[env_name] = "demo-simulated-key"
     return dataclasses.replace(config, upstreams=MappingProxyType(upstreams)), environ
 
 
@@ -170,12 +175,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gemini-proxy", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="gemini-proxy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, func, help_ in (("serve", cmd_serve, "run the proxy"),
-                              ("demo", cmd_demo, "run against the built-in simulated Gemini"),
-                              ("check", cmd_check, "validate a config and print its routes")):
+    for name, func, help_ in (
+        ("serve", cmd_serve, "run the proxy"),
+        ("demo", cmd_demo, "run against the built-in simulated Gemini"),
+        ("check", cmd_check, "validate a config and print its routes"),
+    ):
         p = sub.add_parser(name, help=help_)
         p.set_defaults(func=func)
         p.add_argument("--config", default=_DEFAULT_CONFIG, help="path to routing.toml")

@@ -140,13 +140,23 @@ class _Table:
         if self.data:
             extra = ", ".join(sorted(self.data))
             where = f"[{self.path}]" if self.path else "the top level"
-            raise ConfigError(self.file, self.key(next(iter(sorted(self.data)))),
-                              f"unknown key(s) in {where}: {extra}", "check the spelling against the README's config reference")
+            raise ConfigError(
+                self.file,
+                self.key(next(iter(sorted(self.data)))),
+                f"unknown key(s) in {where}: {extra}",
+                "check the spelling against the README's config reference",
+            )
 
 
 def _kind_name(kinds: tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
-             dict: "a table"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -155,8 +165,11 @@ def _parse_target(text: str, t: _Table, key: str, upstreams: Mapping[str, Upstre
     if not sep or not upstream or not model:
         raise t.error(key, f"{text!r} is not 'upstream:model'", 'write e.g. "google:gemini-2.5-flash"')
     if upstream not in upstreams:
-        raise t.error(key, f"{text!r} names upstream {upstream!r}, which is not defined",
-                      f"define [upstreams.{upstream}] or use one of: {', '.join(sorted(upstreams))}")
+        raise t.error(
+            key,
+            f"{text!r} names upstream {upstream!r}, which is not defined",
+            f"define [upstreams.{upstream}] or use one of: {', '.join(sorted(upstreams))}",
+        )
     return Target(upstream, model)
 
 
@@ -183,9 +196,12 @@ def _parse_upstream(name: str, t: _Table) -> UpstreamConfig:
     if not _NAME.match(name):
         raise ConfigError(t.file, t.path, "upstream names may use letters, digits, '.', '_' and '-'")
     if "api_key" in t.data:
-        raise t.error("api_key", "a literal key is not allowed in the config file",
-                      "put the key in an environment variable and set api_key_env = \"VAR_NAME\", "
-                      "or in a file and set api_key_file = \"/run/secrets/...\"")
+        raise t.error(
+            "api_key",
+            "a literal key is not allowed in the config file",
+            'put the key in an environment variable and set api_key_env = "VAR_NAME", '
+            'or in a file and set api_key_file = "/run/secrets/..."',
+        )
     kind = t.pop("kind", str, required=True)
     if kind not in ADAPTERS:
         raise t.error("kind", f"unknown upstream kind {kind!r}", f"use one of: {', '.join(sorted(ADAPTERS))}")
@@ -195,10 +211,14 @@ def _parse_upstream(name: str, t: _Table) -> UpstreamConfig:
     if "key=" in base_url:
         raise t.error("base_url", "must not carry a key (?key=...)", "use api_key_env or api_key_file")
     api_key_env = t.pop("api_key_env", str)
-    if api_key_env is not None and (_KEY_SHAPED.match(api_key_env) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$",
-                                                                                  api_key_env)):
-        raise t.error("api_key_env", "must be the NAME of an environment variable, not a key",
-                      'write e.g. api_key_env = "GEMINI_API_KEY"')
+    if api_key_env is not None and (
+        _KEY_SHAPED.match(api_key_env) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", api_key_env)
+    ):
+        raise t.error(
+            "api_key_env",
+            "must be the NAME of an environment variable, not a key",
+            'write e.g. api_key_env = "GEMINI_API_KEY"',
+        )
     headers = t.pop("headers", dict, {})
     for hk, hv in headers.items():
         if not isinstance(hv, str):
@@ -238,16 +258,20 @@ def _parse_alias(name: str, t: _Table, upstreams: Mapping[str, UpstreamConfig]) 
     return alias
 
 
-def _parse_task(name: str, t: _Table, upstreams: Mapping[str, UpstreamConfig],
-                models: Mapping[str, ModelAlias]) -> TaskConfig:
+def _parse_task(
+    name: str, t: _Table, upstreams: Mapping[str, UpstreamConfig], models: Mapping[str, ModelAlias]
+) -> TaskConfig:
     model = t.pop("model", str, required=True)
     if model in models:
         targets = models[model].targets
     elif ":" in model:
         targets = (_parse_target(model, t, "model", upstreams),)
     else:
-        raise t.error("model", f"{model!r} is neither a [models] alias nor 'upstream:model'",
-                      f"use one of: {', '.join(sorted(models)) or '(no aliases defined)'}")
+        raise t.error(
+            "model",
+            f"{model!r} is neither a [models] alias nor 'upstream:model'",
+            f"use one of: {', '.join(sorted(models)) or '(no aliases defined)'}",
+        )
     task = TaskConfig(name=name, model=model, targets=targets, description=t.pop("description", str, ""))
     t.done()
     return task
@@ -257,21 +281,35 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
     root = _Table(file, "", data)
     server = _parse_server(root.table("server"))
     up_table = root.table("upstreams")
-    upstreams = {name: _parse_upstream(name, _Table(file, f"upstreams.{name}", up_table.data[name]))
-                 for name in list(up_table.data)}
+    upstreams = {
+        name: _parse_upstream(name, _Table(file, f"upstreams.{name}", up_table.data[name]))
+        for name in list(up_table.data)
+    }
     if not upstreams:
-        raise ConfigError(file, "upstreams", "no upstream is defined",
-                          'add [upstreams.google] with kind = "gemini", base_url and api_key_env')
+        raise ConfigError(
+            file,
+            "upstreams",
+            "no upstream is defined",
+            'add [upstreams.google] with kind = "gemini", base_url and api_key_env',
+        )
     model_table = root.table("models")
-    models = {name: _parse_alias(name, _Table(file, f"models.{name}", model_table.data[name]), upstreams)
-              for name in list(model_table.data)}
+    models = {
+        name: _parse_alias(name, _Table(file, f"models.{name}", model_table.data[name]), upstreams)
+        for name in list(model_table.data)
+    }
     task_table = root.table("tasks")
-    tasks = {name: _parse_task(name, _Table(file, f"tasks.{name}", task_table.data[name]), upstreams, models)
-             for name in list(task_table.data)}
+    tasks = {
+        name: _parse_task(name, _Table(file, f"tasks.{name}", task_table.data[name]), upstreams, models)
+        for name in list(task_table.data)
+    }
     root.done()
     for name in set(models) & set(tasks):
-        raise ConfigError(file, f"tasks.{name}", f"{name!r} is both a model alias and a task",
-                          "rename one: a request's model may name either")
+        raise ConfigError(
+            file,
+            f"tasks.{name}",
+            f"{name!r} is both a model alias and a task",
+            "rename one: a request's model may name either",
+        )
     return Config(
         path=file,
         server=server,

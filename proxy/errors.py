@@ -163,8 +163,11 @@ def to_client(err: UpstreamError) -> ProxyError:
             return NotFound(f"{where}: {err.message}", code="model_not_found")
         if err.code == "content_filter":
             return InvalidRequest(err.message, code="content_filter")
-        return InvalidRequest(f"{where} rejected the request: {err.message}", code=err.code or "invalid_request",
-                              status=err.status if err.status in (400, 413, 422) else 400)
+        return InvalidRequest(
+            f"{where} rejected the request: {err.message}",
+            code=err.code or "invalid_request",
+            status=err.status if err.status in (400, 413, 422) else 400,
+        )
     if cls is FailureClass.TIMEOUT:
         return UpstreamFailed(f"{where} did not answer in time", code="upstream_timeout", status=504)
     if cls is FailureClass.CONNECTION:

@@ -72,7 +72,9 @@ def _prompt_chars(body: dict[str, Any]) -> int:
         if isinstance(content, str):
             total += len(content)
         elif isinstance(content, list):
-            total += sum(len(p.get("text", "")) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+            total += sum(
+                len(p.get("text", "")) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+            )
     return total
 
 
@@ -108,12 +110,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     except RequestError as exc:
         raise from_request_error(exc) from None
     except TimeoutError:
-        raise ProxyError(f"no answer within the request deadline of {deadline:g}s", code="request_timeout",
-                         status=504) from None
+        raise ProxyError(
+            f"no answer within the request deadline of {deadline:g}s", code="request_timeout", status=504
+        ) from None
     return await _relay(request, record, first, agen, state)
 
 
-async def _relay(request: web.Request, record: RequestRecord, first: bytes, agen: Any, state: Any) -> web.StreamResponse:
+async def _relay(
+    request: web.Request, record: RequestRecord, first: bytes, agen: Any, state: Any
+) -> web.StreamResponse:
     """Write a stream as it arrives; an upstream error after the first byte ends it with an error event."""
     resp = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **_answer_headers(record)})
     record.status_code = 200
@@ -142,10 +147,27 @@ async def _relay(request: web.Request, record: RequestRecord, first: bytes, agen
 
 async def list_models(request: web.Request) -> web.Response:
     rt: Runtime = request.app[RUNTIME].current
-    data = [{"id": name, "object": "model", "created": 0, "owned_by": "gemini-proxy",
-             "targets": [str(t) for t in alias.targets]} for name, alias in rt.config.models.items()]
-    data += [{"id": name, "object": "model", "created": 0, "owned_by": "gemini-proxy", "task": True,
-              "targets": [str(t) for t in task.targets]} for name, task in rt.config.tasks.items()]
+    data = [
+        {
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "gemini-proxy",
+            "targets": [str(t) for t in alias.targets],
+        }
+        for name, alias in rt.config.models.items()
+    ]
+    data += [
+        {
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "gemini-proxy",
+            "task": True,
+            "targets": [str(t) for t in task.targets],
+        }
+        for name, task in rt.config.tasks.items()
+    ]
     return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=_JSON)
 
 
@@ -156,8 +178,10 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     rt: Runtime = request.app[RUNTIME].current
     problems = {name: key.problem for name, key in rt.keys.items() if key.problem}
-    upstreams = {name: {"kind": up.kind, "key": "missing" if name in problems else rt.keys[name].id}
-                 for name, up in rt.config.upstreams.items()}
+    upstreams = {
+        name: {"kind": up.kind, "key": "missing" if name in problems else rt.keys[name].id}
+        for name, up in rt.config.upstreams.items()
+    }
     ready = not problems and not request.app[RUNTIME].draining
     body = {"status": "ready" if ready else "not_ready", "upstreams": upstreams, "problems": problems}
     return web.Response(status=200 if ready else 503, body=orjson.dumps(body), content_type=_JSON)

@@ -43,8 +43,9 @@ def read_key(upstream: UpstreamConfig, environ: Mapping[str, str] | None = None)
         if value:
             return UpstreamKey(value, f"env:{upstream.api_key_env}")
         if not upstream.api_key_file:
-            return UpstreamKey(None, f"env:{upstream.api_key_env}",
-                               f"environment variable {upstream.api_key_env} is not set")
+            return UpstreamKey(
+                None, f"env:{upstream.api_key_env}", f"environment variable {upstream.api_key_env} is not set"
+            )
     if upstream.api_key_file:
         try:
             with open(upstream.api_key_file, encoding="utf-8") as fh:

@@ -14,14 +14,15 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from proxy.errors import InternalError, InvalidRequest, NotFound, PayloadTooLarge, ProxyError, describe
+from proxy.state import RUNTIME
 from proxy.telemetry import RequestRecord, emit
 
 log = logging.getLogger("gemini_proxy")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-REQUEST_ID = "request_id"
-RECORD = "record"
+REQUEST_ID = web.RequestKey("request_id", str)
+RECORD = web.RequestKey("record", RequestRecord)
 
 # A client's own id is echoed only when it is short and printable (it lands in logs).
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
@@ -77,13 +78,18 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except ProxyError as exc:
         _mark(request, exc)
         return error_response(exc)
-    except web.HTTPRequestEntityTooLarge as exc:
-        err: ProxyError = PayloadTooLarge(f"request body is larger than the limit of {exc.max_size} bytes")
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[RUNTIME].current.config.server.max_body_bytes
+        err: ProxyError = PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
     except web.HTTPNotFound:
         err = NotFound(f"no route for {request.method} {request.path}", code="not_found")
     except web.HTTPMethodNotAllowed as exc:
-        err = InvalidRequest(f"method {request.method} is not allowed on {request.path}",
-                             code="method_not_allowed", status=405, headers={"Allow": ",".join(exc.allowed_methods)})
+        err = InvalidRequest(
+            f"method {request.method} is not allowed on {request.path}",
+            code="method_not_allowed",
+            status=405,
+            headers={"Allow": ",".join(exc.allowed_methods)},
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -22,23 +22,46 @@ from proxy.telemetry import Attempt, RequestRecord
 _STOP = frozenset({FailureClass.CLIENT})
 
 
-def _call(rt: Runtime, target: Target, body: dict[str, Any], record: RequestRecord, *, stream: bool,
-          include_usage: bool, public_model: str | None) -> Call:
+def _call(
+    rt: Runtime,
+    target: Target,
+    body: dict[str, Any],
+    record: RequestRecord,
+    *,
+    stream: bool,
+    include_usage: bool,
+    public_model: str | None,
+) -> Call:
     key = rt.keys[target.upstream]
     if key.problem:
-        raise UpstreamError(401, f"no key for upstream {target.upstream}: {key.problem}", upstream=target.upstream,
-                            code="upstream_key_missing")
+        raise UpstreamError(
+            401,
+            f"no key for upstream {target.upstream}: {key.problem}",
+            upstream=target.upstream,
+            code="upstream_key_missing",
+        )
     record.key_id = key.id
-    return Call(model=target.model, body=body, request_id=record.request_id, api_key=key.value, stream=stream,
-                include_usage=include_usage, public_model=public_model)
+    return Call(
+        model=target.model,
+        body=body,
+        request_id=record.request_id,
+        api_key=key.value,
+        stream=stream,
+        include_usage=include_usage,
+        public_model=public_model,
+    )
 
 
 def _note(record: RequestRecord, route: Route, target: Target, started: float, err: UpstreamError | None) -> None:
-    record.attempts.append(Attempt(
-        upstream=target.upstream, model=target.model, status=err.status if err else 200,
-        error_type=(err.code or classify(err).value) if err else None,
-        latency_ms=(time.perf_counter() - started) * 1000.0,
-    ))
+    record.attempts.append(
+        Attempt(
+            upstream=target.upstream,
+            model=target.model,
+            status=err.status if err else 200,
+            error_type=(err.code or classify(err).value) if err else None,
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+        )
+    )
     if err is None:
         record.upstream, record.model_used = target.upstream, target.model
         if target != route.targets[0]:
@@ -50,8 +73,9 @@ def _final(errors: list[UpstreamError]) -> UpstreamFailed | Any:
     return to_client(errors[-1]) if errors else UpstreamFailed("no upstream available for this route")
 
 
-async def complete(rt: Runtime, route: Route, body: dict[str, Any], record: RequestRecord,
-                   public_model: str | None) -> Completion:
+async def complete(
+    rt: Runtime, route: Route, body: dict[str, Any], record: RequestRecord, public_model: str | None
+) -> Completion:
     errors: list[UpstreamError] = []
     for target in route.targets:
         started = time.perf_counter()
@@ -69,17 +93,21 @@ async def complete(rt: Runtime, route: Route, body: dict[str, Any], record: Requ
     raise _final(errors)
 
 
-async def open_stream(rt: Runtime, route: Route, body: dict[str, Any], record: RequestRecord,
-                      include_usage: bool, public_model: str | None
-                      ) -> tuple[bytes, AsyncIterator[bytes], StreamState]:
+async def open_stream(
+    rt: Runtime,
+    route: Route,
+    body: dict[str, Any],
+    record: RequestRecord,
+    include_usage: bool,
+    public_model: str | None,
+) -> tuple[bytes, AsyncIterator[bytes], StreamState]:
     """Start a stream and return its first chunk: until then, failures can still fail over."""
     errors: list[UpstreamError] = []
     for target in route.targets:
         started = time.perf_counter()
         state = StreamState()
         try:
-            call = _call(rt, target, body, record, stream=True, include_usage=include_usage,
-                         public_model=public_model)
+            call = _call(rt, target, body, record, stream=True, include_usage=include_usage, public_model=public_model)
             agen = rt.adapters[target.upstream].stream(call, state)
             first = await agen.__anext__()
         except UpstreamError as err:
@@ -89,9 +117,9 @@ async def open_stream(rt: Runtime, route: Route, body: dict[str, Any], record: R
                 break
             continue
         except StopAsyncIteration:
-            err = UpstreamError(502, "upstream ended the stream without data", upstream=target.upstream)
-            _note(record, route, target, started, err)
-            errors.append(err)
+            empty = UpstreamError(502, "upstream ended the stream without data", upstream=target.upstream)
+            _note(record, route, target, started, empty)
+            errors.append(empty)
             continue
         _note(record, route, target, started, None)
         record.ttft_ms = record.elapsed_ms()

@@ -94,8 +94,13 @@ class RequestRecord:
             "prompt_chars": self.prompt_chars,
             "key_id": self.key_id,
             "attempts": [
-                {"upstream": a.upstream, "model": a.model, "status": a.status, "error_type": a.error_type,
-                 "latency_ms": round(a.latency_ms, 2)}
+                {
+                    "upstream": a.upstream,
+                    "model": a.model,
+                    "status": a.status,
+                    "error_type": a.error_type,
+                    "latency_ms": round(a.latency_ms, 2),
+                }
                 for a in self.attempts
             ],
         }
@@ -108,12 +113,15 @@ def emit(record: RequestRecord) -> None:
     ACCESS.info("request", extra=record.to_log())
 
 
-def setup_logging(stream: IO[str] | None = None, file: str | None = None,
-                  level: int = logging.INFO) -> logging.handlers.QueueListener:
+def setup_logging(
+    stream: IO[str] | None = None, file: str | None = None, level: int = logging.INFO
+) -> logging.handlers.QueueListener:
     """Route the proxy's loggers through one queue to stdout (and optionally a file)."""
-    formatter = OrjsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
-                                rename_fields={"asctime": "timestamp", "levelname": "level", "name": "logger"},
-                                timestamp=False)
+    formatter = OrjsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s",
+        rename_fields={"asctime": "timestamp", "levelname": "level", "name": "logger"},
+        timestamp=False,
+    )
     handlers: list[logging.Handler] = []
     out = logging.StreamHandler(stream or sys.stdout)
     out.setFormatter(formatter)

@@ -217,10 +217,10 @@ def _assistant_parts(msg: dict[str, Any], index: int, names: dict[str, str]) -> 
             function_call: dict[str, Any] = {"name": fn["name"], "args": args if isinstance(args, dict) else {}}
             if gid:
                 function_call["id"] = gid
-            part: dict[str, Any] = {"functionCall": function_call}
+            call_part: dict[str, Any] = {"functionCall": function_call}
             if sig:
-                part["thoughtSignature"] = sig
-            parts.append(part)
+                call_part["thoughtSignature"] = sig
+            parts.append(call_part)
             if isinstance(call_id, str):
                 names[call_id] = fn["name"]
     return parts

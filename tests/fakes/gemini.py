@@ -1,0 +1,213 @@
+"""A scriptable fake Gemini on loopback, as strict as the real one.
+
+It is the built-in :class:`SimulatedGemini` (same validation: unknown fields, Gemini 3
+signatures and function-call ids, unknown models) plus a script: each entry answers one
+request, in order; when the script runs out, the default simulated answer is used.
+
+    fake.push(answer({...}))                    # 200 with this GenerateContentResponse
+    fake.push(error(429, "...", retry_delay="2s", quota_id="GenerateRequestsPerMinute..."))
+    fake.push(stream_events([...]))             # SSE with exactly these events
+    fake.push(Delay(2.0, then=answer(...)))     # slow answer
+    fake.push(CutStream(events, after=2))       # stream cut after N events
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from adapters.simulated import SimulatedGemini, _error, default_answer, error_body, split_stream, validate_generate
+
+
+@dataclass
+class Answer:
+    body: dict[str, Any]
+
+
+@dataclass
+class Events:
+    events: list[dict[str, Any]]
+
+
+@dataclass
+class Error:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Delay:
+    seconds: float
+    then: Any = None
+
+
+@dataclass
+class CutStream:
+    events: list[dict[str, Any]]
+    after: int
+
+
+def answer(body: dict[str, Any]) -> Answer:
+    return Answer(body)
+
+
+def text_answer(
+    text: str,
+    *,
+    finish: str = "STOP",
+    prompt_tokens: int = 10,
+    output_tokens: int = 5,
+    thoughts: int = 0,
+    cached: int = 0,
+) -> Answer:
+    usage: dict[str, Any] = {
+        "promptTokenCount": prompt_tokens,
+        "candidatesTokenCount": output_tokens,
+        "totalTokenCount": prompt_tokens + output_tokens + thoughts,
+    }
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts
+    if cached:
+        usage["cachedContentTokenCount"] = cached
+    return Answer(
+        {
+            "candidates": [
+                {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": finish, "index": 0}
+            ],
+            "usageMetadata": usage,
+            "modelVersion": "fake",
+        }
+    )
+
+
+def stream_events(events: list[dict[str, Any]]) -> Events:
+    return Events(events)
+
+
+def error(
+    status: int,
+    message: str = "",
+    grpc_status: str | None = None,
+    *,
+    retry_delay: str | None = None,
+    quota_id: str | None = None,
+    reason: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Error:
+    """A Google-shaped error body, with RetryInfo / QuotaFailure / ErrorInfo details as asked."""
+    statuses = {
+        400: "INVALID_ARGUMENT",
+        401: "UNAUTHENTICATED",
+        403: "PERMISSION_DENIED",
+        404: "NOT_FOUND",
+        429: "RESOURCE_EXHAUSTED",
+        500: "INTERNAL",
+        503: "UNAVAILABLE",
+        504: "DEADLINE_EXCEEDED",
+    }
+    details: list[dict[str, Any]] = []
+    if quota_id:
+        details.append(
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {"quotaMetric": "generativelanguage.googleapis.com/generate_content_requests", "quotaId": quota_id}
+                ],
+            }
+        )
+    if retry_delay:
+        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay})
+    if reason:
+        details.append(
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "googleapis.com"}
+        )
+    body = error_body(
+        status, message or f"fake error {status}", grpc_status or statuses.get(status, "UNKNOWN"), details
+    )
+    return Error(status, body, headers or {})
+
+
+class FakeGemini(SimulatedGemini):
+    """SimulatedGemini + a script queue + recorded requests (``.requests``, ``.bodies``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.script: deque[Any] = deque()
+        self.url = ""
+
+    def push(self, *items: Any) -> FakeGemini:
+        self.script.extend(items)
+        return self
+
+    @property
+    def bodies(self) -> list[Any]:
+        return [r["body"] for r in self.requests]
+
+    @property
+    def attempts(self) -> int:
+        return len(self.requests)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        model, _, method = request.match_info["call"].partition(":")
+        key = request.headers.get("x-goog-api-key") or request.query.get("key")
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        self.requests.append(
+            {
+                "model": model,
+                "method": method,
+                "body": body,
+                "key": key,
+                "query": dict(request.query),
+                "version": request.match_info["version"],
+                "headers": dict(request.headers),
+            }
+        )
+        if not key:
+            return _error(403, "Method doesn't allow unregistered callers.", "PERMISSION_DENIED")
+        problem = validate_generate(model, body)
+        if problem:
+            return _error(400, problem, "INVALID_ARGUMENT")
+        item = self.script.popleft() if self.script else Answer(default_answer(model, body))
+        return await self._play(request, item, method)
+
+    async def _play(self, request: web.Request, item: Any, method: str) -> web.StreamResponse:
+        if isinstance(item, Delay):
+            await asyncio.sleep(item.seconds)
+            return await self._play(request, item.then or Answer(default_answer("fake", {})), method)
+        if isinstance(item, Error):
+            return web.Response(
+                status=item.status, body=item.body, content_type="application/json", headers=item.headers
+            )
+        if callable(item) and not isinstance(item, Answer | Events | CutStream):
+            return await self._play(request, item(request), method)
+        if method == "generateContent":
+            if isinstance(item, Events):
+                raise AssertionError("script has stream events but the request was not streaming")
+            return web.Response(body=orjson.dumps(item.body), content_type="application/json")
+        if isinstance(item, Answer):
+            events, cut = split_stream(item.body), None
+        elif isinstance(item, CutStream):
+            events, cut = item.events, item.after
+        else:
+            events, cut = item.events, None
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for i, event in enumerate(events):
+            if cut is not None and i >= cut:
+                # Drop the connection mid-stream, the way a dying upstream does.
+                assert request.transport is not None
+                request.transport.close()
+                return resp
+            await resp.write(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
+        await resp.write_eof()
+        return resp

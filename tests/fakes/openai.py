@@ -1,0 +1,163 @@
+"""A scriptable fake OpenAI-compatible upstream (a unified gateway) on loopback.
+
+Speaks the real wire format: chat.completion JSON, SSE chunks ending in ``data: [DONE]``, a
+usage-only chunk when ``stream_options.include_usage`` is set, OpenAI error bodies and 401 on a
+missing bearer token. Script entries answer requests in order; then a default answer is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+@dataclass
+class Reply:
+    text: str = "Hello from the fake gateway."
+    usage: dict[str, int] = field(
+        default_factory=lambda: {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18}
+    )
+    finish_reason: str = "stop"
+    extra: dict[str, Any] = field(default_factory=dict)  # extra top-level fields to echo
+
+
+@dataclass
+class OAError:
+    status: int
+    message: str = "fake error"
+    type: str = "server_error"
+    code: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Slow:
+    seconds: float
+    then: Any = None
+
+
+@dataclass
+class Chunks:
+    """Raw SSE payloads to send verbatim (each becomes one ``data:`` event), then [DONE]."""
+
+    payloads: list[dict[str, Any]]
+    done: bool = True
+    gap_s: float = 0.0
+
+
+class FakeOpenAI:
+    def __init__(self) -> None:
+        self.script: deque[Any] = deque()
+        self.requests: list[dict[str, Any]] = []
+        self.url = ""
+        self.disconnects = 0
+
+    def push(self, *items: Any) -> FakeOpenAI:
+        self.script.extend(items)
+        return self
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        return [r["body"] for r in self.requests]
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return _err(OAError(400, "We could not parse the JSON body of your request.", "invalid_request_error"))
+        self.requests.append({"body": body, "headers": dict(request.headers)})
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or len(auth) < 10:
+            return _err(OAError(401, "You didn't provide an API key.", "invalid_request_error", "invalid_api_key"))
+        if not isinstance(body.get("messages"), list) or not isinstance(body.get("model"), str):
+            return _err(OAError(400, "Missing required parameter: 'messages'.", "invalid_request_error"))
+        item = self.script.popleft() if self.script else Reply()
+        return await self._play(request, body, item)
+
+    async def _play(self, request: web.Request, body: dict[str, Any], item: Any) -> web.StreamResponse:
+        if isinstance(item, Slow):
+            await asyncio.sleep(item.seconds)
+            return await self._play(request, body, item.then or Reply())
+        if isinstance(item, OAError):
+            return _err(item)
+        base = {"id": "chatcmpl-fake", "created": 1700000000, "model": body["model"], "system_fingerprint": "fp_fake"}
+        if isinstance(item, Chunks):
+            return await self._sse(request, [orjson.dumps(p) for p in item.payloads], item.done, item.gap_s)
+        assert isinstance(item, Reply)
+        if not body.get("stream"):
+            return web.Response(
+                body=orjson.dumps(
+                    {
+                        **base,
+                        **item.extra,
+                        "object": "chat.completion",
+                        "usage": item.usage,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": item.text, "refusal": None},
+                                "logprobs": None,
+                                "finish_reason": item.finish_reason,
+                            }
+                        ],
+                    }
+                ),
+                content_type="application/json",
+            )
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        chunk = {**base, "object": "chat.completion.chunk"}
+        payloads = []
+        words = item.text.split(" ")
+        for i, word in enumerate(words):
+            delta = {"content": (" " if i else "") + word}
+            if i == 0:
+                delta = {"role": "assistant", **delta}
+            payloads.append(
+                {
+                    **chunk,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}],
+                    **({"usage": None} if include_usage else {}),
+                }
+            )
+        payloads.append(
+            {
+                **chunk,
+                "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": item.finish_reason}],
+                **({"usage": None} if include_usage else {}),
+            }
+        )
+        if include_usage:
+            payloads.append({**chunk, "choices": [], "usage": item.usage})
+        return await self._sse(request, [orjson.dumps(p) for p in payloads], True, 0.0)
+
+    async def _sse(self, request: web.Request, payloads: list[bytes], done: bool, gap: float) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        try:
+            for payload in payloads:
+                await resp.write(b"data: " + payload + b"\n\n")
+                if gap:
+                    await asyncio.sleep(gap)
+            if done:
+                await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+        except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
+            self.disconnects += 1
+            raise
+        return resp
+
+
+def _err(e: OAError) -> web.Response:
+    body = {"error": {"message": e.message, "type": e.type, "param": None, "code": e.code}}
+    return web.Response(status=e.status, body=orjson.dumps(body), content_type="application/json", headers=e.headers)
