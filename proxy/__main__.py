@@ -1,8 +1,9 @@
-"""Command line: serve | demo | check.
+"""Command line: serve | demo | check | hash-key.
 
-gemini-proxy serve --config routing.toml [--host H] [--port P]
+gemini-proxy serve --config routing.toml [--env prod] [--host H] [--port P]   # SIGHUP reloads
 gemini-proxy demo  [--config routing.toml] [--port P]   # simulated upstreams, no key, no network
-gemini-proxy check --config routing.toml                 # validate and print resolved routes
+gemini-proxy check --config routing.toml [--env prod]    # validate and print resolved routes
+gemini-proxy hash-key < keyfile                          # SHA-256 of a client key for [teams]
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import os
 import signal
 import sys
 from collections.abc import Mapping
@@ -22,7 +24,8 @@ from aiohttp import web
 from adapters.simulated import SimulatedGemini, SimulatedOpenAI
 from proxy.app import make_app
 from proxy.config import Config, ConfigError, load
-from proxy.keys import read_key
+from proxy.keys import hash_client_key, read_keys
+from proxy.reload import Reloader
 from proxy.telemetry import LOG, setup_logging
 
 _DEFAULT_CONFIG = "routing.toml"
@@ -39,28 +42,61 @@ def _find_config(path: str) -> Path:
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        config = load(_find_config(args.config))
+        config = load(_find_config(args.config), args.env)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{config.path}: OK")
-    print("\nupstreams:")
+    print(f"{config.path}: OK (env: {config.env or 'none: base config'})")
+    print("\nupstreams (keys shown only as short hashes):")
     for name, up in config.upstreams.items():
-        key = read_key(up)
-        shown = key.id if key.value else f"MISSING ({key.problem})" if key.problem else "none"
         region = f" region={up.region}" if up.region else ""
-        print(f"  {name:<12} kind={up.kind:<7} {up.spec.base_url}  key={key.source} {shown}{region}")
+        print(f"  {name:<12} kind={up.kind:<7} {up.spec.base_url}{region}")
+        for key in read_keys(up) or []:
+            print(f"      key {key.source}: {key.id if key.value else f'MISSING ({key.problem})'}")
+        if not up.key_envs and not up.key_files:
+            print("      key: none configured")
     print("\nmodels (client 'model' values):")
     for name, alias in config.models.items():
         print(f"  {name:<20} -> {' -> '.join(str(t) for t in alias.targets)}")
     print("\ntasks (x-task header):")
     for name, task in config.tasks.items():
-        print(f"  {name:<20} -> {' -> '.join(str(t) for t in task.targets)}  (via {task.model})")
+        regions = f"  regions={list(task.allowed_regions)}" if task.allowed_regions else ""
+        print(f"  {name:<20} -> {' -> '.join(str(t) for t in task.targets)}  (via {task.model}){regions}")
+    print("\nteams:" if config.teams else "\nteams: none, so auth is OFF (every client is let in)")
+    for name, team in config.teams.items():
+        limits = [f"keys={len(team.key_sha256)}"]
+        for label, value in (
+            ("tasks", team.allowed_tasks),
+            ("models", team.allowed_models),
+            ("regions", team.allowed_regions),
+        ):
+            if value is not None:
+                limits.append(f"{label}={sorted(value)}")
+        if team.rpm:
+            limits.append(f"rpm={team.rpm}")
+        if team.daily_budget_usd:
+            limits.append(f"budget=${team.daily_budget_usd:g}/day")
+        print(f"  {name:<20} {' '.join(limits)}")
+    return 0
+
+
+def cmd_hash_key(args: argparse.Namespace) -> int:
+    """Read a client key on stdin (never argv: it would land in shell history and `ps`)."""
+    key = sys.stdin.read().strip()
+    if not key:
+        print('error: no key on stdin (try: printf %s "$KEY" | gemini-proxy hash-key)', file=sys.stderr)
+        return 1
+    print(hash_client_key(key))
     return 0
 
 
 async def _serve(
-    app: web.Application, host: str, port: int, grace_s: float, started: asyncio.Future[int] | None = None
+    app: web.Application,
+    host: str,
+    port: int,
+    grace_s: float,
+    started: asyncio.Future[int] | None = None,
+    reloader: Reloader | None = None,
 ) -> None:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace_s, handle_signals=False)
     await runner.setup()
@@ -71,6 +107,15 @@ async def _serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    if reloader is not None:
+        reloads: set[asyncio.Task[bool]] = set()
+
+        def on_hup() -> None:
+            task = asyncio.ensure_future(reloader.reload(app))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
     bound = runner.addresses[0][1] if runner.addresses else port
     LOG.info("listening", extra={"host": host, "port": bound})
     if started is not None:
@@ -84,7 +129,7 @@ async def _serve(
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        config = load(args.config)
+        config = load(args.config, args.env)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -92,7 +137,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else config.server.port
     listener = setup_logging(file=args.log_file)
     try:
-        asyncio.run(_serve(make_app(config), host, port, config.server.shutdown_grace_s))
+        app = make_app(config)
+        reloader = Reloader(args.config, args.env)
+        reloader.attach(app)
+        asyncio.run(_serve(app, host, port, config.server.shutdown_grace_s, reloader=reloader))
     finally:
         listener.stop()  # flushes every queued log line
     return 0
@@ -110,6 +158,8 @@ def _demo_config(config: Config, gemini_url: str, openai_url: str) -> tuple[Conf
             spec=dataclasses.replace(up.spec, base_url=url),
             api_key_env=env_name,
             api_key_file=None,
+            api_keys_env=(),
+            api_key_files=(),
         )
         environ[env_name] = "demo-simulated-key"
     return dataclasses.replace(config, upstreams=MappingProxyType(upstreams)), environ
@@ -187,10 +237,18 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         p.set_defaults(func=func)
         p.add_argument("--config", default=_DEFAULT_CONFIG, help="path to routing.toml")
+        if name != "demo":
+            p.add_argument(
+                "--env",
+                default=os.environ.get("GEMINI_PROXY_ENV") or None,
+                help="apply the [env.NAME] overlay (default: $GEMINI_PROXY_ENV)",
+            )
         if name != "check":
             p.add_argument("--host", default=None)
             p.add_argument("--port", type=int, default=None)
             p.add_argument("--log-file", default=None, help="also write the JSON log lines to this file")
+    hk = sub.add_parser("hash-key", help="print the SHA-256 of a client key read from stdin, for [teams]")
+    hk.set_defaults(func=cmd_hash_key)
     return parser
 
 

@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator, Mapping
 from aiohttp import web
 
 from proxy import handlers
+from proxy.auth import auth
 from proxy.config import Config
+from proxy.meter import METER, TeamMeter
 from proxy.middleware import access_log, errors, on_response_prepare
 from proxy.runtime import Runtime
 from proxy.state import RUNTIME, RuntimeRef
@@ -16,11 +18,12 @@ from proxy.state import RUNTIME, RuntimeRef
 def make_app(config: Config, *, environ: Mapping[str, str] | None = None) -> web.Application:
     """Build the app; upstream sessions open lazily and close with the app."""
     app = web.Application(
-        middlewares=[access_log, errors],
+        middlewares=[access_log, errors, auth],
         client_max_size=config.server.max_body_bytes,
         handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024},
     )
     app[RUNTIME] = RuntimeRef(Runtime.build(config, environ))
+    app[METER] = TeamMeter()
     app.on_response_prepare.append(on_response_prepare)
     app.cleanup_ctx.append(_runtime_lifecycle)
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)

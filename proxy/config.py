@@ -17,6 +17,7 @@ from typing import Any
 
 from adapters import ADAPTERS
 from adapters.base import Upstream
+from proxy.config_teams import TeamConfig, parse_regions, parse_teams, str_list
 
 
 class ConfigError(Exception):
@@ -59,6 +60,17 @@ class UpstreamConfig:
     api_key_env: str | None = None
     api_key_file: str | None = None
     region: str | None = None
+    # A pool: more keys for the same upstream (see proxy/keys.py).
+    api_keys_env: tuple[str, ...] = ()
+    api_key_files: tuple[str, ...] = ()
+
+    @property
+    def key_envs(self) -> tuple[str, ...]:
+        return ((self.api_key_env,) if self.api_key_env else ()) + self.api_keys_env
+
+    @property
+    def key_files(self) -> tuple[str, ...]:
+        return ((self.api_key_file,) if self.api_key_file else ()) + self.api_key_files
 
     @property
     def name(self) -> str:
@@ -82,6 +94,7 @@ class TaskConfig:
     model: str  # an alias name or a literal "upstream:model"
     targets: tuple[Target, ...]  # resolved at load time
     description: str = ""
+    allowed_regions: tuple[str, ...] | None = None  # data residency: None = anywhere
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +104,8 @@ class Config:
     upstreams: Mapping[str, UpstreamConfig]
     models: Mapping[str, ModelAlias]
     tasks: Mapping[str, TaskConfig] = field(default_factory=lambda: MappingProxyType({}))
+    teams: Mapping[str, TeamConfig] = field(default_factory=lambda: MappingProxyType({}))
+    env: str | None = None  # the [env.NAME] overlay applied (--env / GEMINI_PROXY_ENV)
 
 
 # --- parsing helpers ---------------------------------------------------------------------------
@@ -211,14 +226,14 @@ def _parse_upstream(name: str, t: _Table) -> UpstreamConfig:
     if "key=" in base_url:
         raise t.error("base_url", "must not carry a key (?key=...)", "use api_key_env or api_key_file")
     api_key_env = t.pop("api_key_env", str)
-    if api_key_env is not None and (
-        _KEY_SHAPED.match(api_key_env) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", api_key_env)
-    ):
-        raise t.error(
-            "api_key_env",
-            "must be the NAME of an environment variable, not a key",
-            'write e.g. api_key_env = "GEMINI_API_KEY"',
-        )
+    api_keys_env = str_list(t, "api_keys_env")
+    for i, env_name in enumerate(((api_key_env,) if api_key_env else ()) + api_keys_env):
+        if _KEY_SHAPED.match(env_name) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", env_name):
+            raise t.error(
+                "api_key_env" if api_key_env and i == 0 else "api_keys_env",
+                "must be the NAME of an environment variable, not a key",
+                'write e.g. api_key_env = "GEMINI_API_KEY"',
+            )
     headers = t.pop("headers", dict, {})
     for hk, hv in headers.items():
         if not isinstance(hv, str):
@@ -240,6 +255,8 @@ def _parse_upstream(name: str, t: _Table) -> UpstreamConfig:
         api_key_env=api_key_env,
         api_key_file=t.pop("api_key_file", str),
         region=t.pop("region", str),
+        api_keys_env=api_keys_env,
+        api_key_files=str_list(t, "api_key_files"),
     )
     t.done()
     return upstream
@@ -272,7 +289,13 @@ def _parse_task(
             f"{model!r} is neither a [models] alias nor 'upstream:model'",
             f"use one of: {', '.join(sorted(models)) or '(no aliases defined)'}",
         )
-    task = TaskConfig(name=name, model=model, targets=targets, description=t.pop("description", str, ""))
+    task = TaskConfig(
+        name=name,
+        model=model,
+        targets=targets,
+        description=t.pop("description", str, ""),
+        allowed_regions=parse_regions(t, upstreams, targets),
+    )
     t.done()
     return task
 
@@ -302,6 +325,7 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
         name: _parse_task(name, _Table(file, f"tasks.{name}", task_table.data[name]), upstreams, models)
         for name in list(task_table.data)
     }
+    teams = parse_teams(root.table("teams"), upstreams, models, tasks)
     root.done()
     for name in set(models) & set(tasks):
         raise ConfigError(
@@ -316,10 +340,14 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
         upstreams=MappingProxyType(upstreams),
         models=MappingProxyType(models),
         tasks=MappingProxyType(tasks),
+        teams=MappingProxyType(teams),
     )
 
 
-def load(path: str | Path) -> Config:
+def load(path: str | Path, env: str | None = None) -> Config:
+    """Read, apply the ``[env.NAME]`` overlay (proxy/overlay.py), parse, check key sources."""
+    from proxy import overlay  # imports this module: resolved at call time
+
     file = str(path)
     try:
         with open(path, "rb") as fh:
@@ -328,4 +356,4 @@ def load(path: str | Path) -> Config:
         raise ConfigError(file, "(file)", "does not exist", "pass --config PATH to an existing routing.toml") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "(syntax)", f"is not valid TOML: {exc}") from None
-    return parse(data, file)
+    return overlay.check_key_sources(parse(overlay.select(data, env, file), file), env)

@@ -14,8 +14,10 @@ import orjson
 from aiohttp import web
 
 from adapters.base import RequestError, UpstreamError
-from proxy import retry, routing
+from proxy import retry, routing, teams
+from proxy.auth import TEAM
 from proxy.errors import InvalidRequest, ProxyError, from_request_error, stream_error_event, to_client
+from proxy.meter import METER
 from proxy.middleware import RECORD
 from proxy.runtime import Runtime
 from proxy.state import RUNTIME
@@ -95,6 +97,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     stream, include_usage = _check_chat_body(body)
     task = request.headers.get("x-task") or None
     route = routing.resolve(rt.config, body.get("model"), task)
+    route = await teams.authorize(rt.config, request.get(TEAM), route, request.app[METER])
     record.task_type, record.stream = route.task, stream
     record.prompt_chars = _prompt_chars(body)
     deadline = rt.config.server.request_timeout_s
@@ -177,7 +180,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     rt: Runtime = request.app[RUNTIME].current
-    problems = {name: key.problem for name, key in rt.keys.items() if key.problem}
+    problems = {name: pool.problem for name, pool in rt.keys.items() if pool.problem}
     upstreams = {
         name: {"kind": up.kind, "key": "missing" if name in problems else rt.keys[name].id}
         for name, up in rt.config.upstreams.items()

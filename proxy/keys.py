@@ -1,32 +1,68 @@
-"""Upstream credentials: read from an environment variable or a secret file, never from config.
+"""Credentials: upstream key pools (read from env or files, never config) and client key hashing.
 
-Keys are read when the runtime is built (start and reload), so a rotated secret file or env
-is picked up by a reload without a restart. Only a short hash of a key is ever shown.
+Keys are read when a Runtime is built (start and every reload), so a rotated secret file or env
+variable is picked up by ``SIGHUP`` without a restart. A key is only ever shown as
+:func:`key_id`, a short non-reversible hash: ``repr`` of every object here omits the value.
+
+A pool spreads requests round-robin over its healthy keys. An upstream's 401/403 means the key
+is revoked or lacks permission, so that key is quarantined (logged + counted) until the next
+reload; a 429 cools the key down for the upstream's retry delay. When no key is usable the pool
+raises an :class:`UpstreamError` the retry loop treats like any other failure: it falls back to
+the next target, or the client gets a message naming why every key is out.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
+from prometheus_client import Counter
+
+from adapters.base import UpstreamError
 from proxy.config import UpstreamConfig
 
 log = logging.getLogger("gemini_proxy")
 
+# Labels are the upstream name and the key's short hash: never the key.
+KEY_QUARANTINED = Counter(
+    "gemini_proxy_upstream_key_quarantined",
+    "Upstream keys taken out of their pool after the upstream rejected them (401/403)",
+    ["upstream", "key_id"],
+)
+KEY_COOLDOWNS = Counter(
+    "gemini_proxy_upstream_key_cooldowns",
+    "Times an upstream key was rested after a 429",
+    ["upstream", "key_id"],
+)
+
+# A 429 without a retry delay rests the key this long; a per-day quota rests it for an hour
+# (it will not recover in seconds, and the next reload resets it anyway).
+DEFAULT_COOLDOWN_S = 10.0
+DAY_QUOTA_COOLDOWN_S = 3600.0
+
 
 def key_id(key: str) -> str:
-    """A short, stable, non-reversible id for logs and `check` output."""
+    """A short, stable, non-reversible id for logs, ``check`` output and metrics."""
     return "k_" + hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def hash_client_key(key: str) -> str:
+    """The SHA-256 hex digest stored in ``[teams.NAME] key_sha256`` (``gemini-proxy hash-key``)."""
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
 class UpstreamKey:
+    """One key as read from its source; ``value`` is None with a ``problem`` when it could not be read."""
+
     value: str | None
     source: str  # "env:NAME", "file:/path" or "none"
-    problem: str | None = None  # why there is no key, when one was expected
+    problem: str | None = None
 
     @property
     def id(self) -> str:
@@ -36,23 +72,159 @@ class UpstreamKey:
         return f"UpstreamKey(source={self.source!r}, id={self.id!r})"
 
 
-def read_key(upstream: UpstreamConfig, environ: Mapping[str, str] | None = None) -> UpstreamKey:
+def _read_env(name: str, env: Mapping[str, str]) -> UpstreamKey:
+    value = env.get(name, "").strip()
+    if value:
+        return UpstreamKey(value, f"env:{name}")
+    return UpstreamKey(None, f"env:{name}", f"environment variable {name} is not set")
+
+
+def _read_file(path: str) -> UpstreamKey:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            value = fh.read().strip()
+    except OSError as exc:
+        return UpstreamKey(None, f"file:{path}", f"cannot read key file: {exc.strerror}")
+    if value:
+        return UpstreamKey(value, f"file:{path}")
+    return UpstreamKey(None, f"file:{path}", "key file is empty")
+
+
+def read_keys(upstream: UpstreamConfig, environ: Mapping[str, str] | None = None) -> list[UpstreamKey]:
+    """Every configured source of an upstream, in config order (blocking: file reads)."""
     env = os.environ if environ is None else environ
-    if upstream.api_key_env:
-        value = env.get(upstream.api_key_env, "").strip()
-        if value:
-            return UpstreamKey(value, f"env:{upstream.api_key_env}")
-        if not upstream.api_key_file:
-            return UpstreamKey(
-                None, f"env:{upstream.api_key_env}", f"environment variable {upstream.api_key_env} is not set"
+    out = [_read_env(name, env) for name in upstream.key_envs]
+    out += [_read_file(path) for path in upstream.key_files]
+    return out
+
+
+def read_key(upstream: UpstreamConfig, environ: Mapping[str, str] | None = None) -> UpstreamKey:
+    """The first readable key of an upstream (or the first problem): kept for single-key callers."""
+    keys = read_keys(upstream, environ)
+    for key in keys:
+        if key.value:
+            return key
+    return keys[0] if keys else UpstreamKey(None, "none")
+
+
+@dataclass(slots=True)
+class _Slot:
+    key: UpstreamKey
+    quarantined: str | None = None  # why, once the upstream rejected the key
+    rest_until: float = 0.0  # monotonic time a 429'd key may be used again
+
+
+@dataclass(slots=True)
+class KeyPool:
+    """The usable keys of one upstream and their health. Lives as long as its Runtime."""
+
+    upstream: str
+    slots: list[_Slot]
+    problems: list[str] = field(default_factory=list)  # sources that yielded no key
+    clock: Callable[[], float] = time.monotonic
+    _turn: itertools.count[int] = field(default_factory=itertools.count)
+
+    @classmethod
+    def build(
+        cls,
+        upstream: UpstreamConfig,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> KeyPool:
+        keys = read_keys(upstream, environ)
+        slots, seen, problems = [], set(), []
+        for key in keys:
+            if key.value is None:
+                problems.append(f"{key.source}: {key.problem}")
+            elif key.value not in seen:  # the same key under two sources is one key
+                seen.add(key.value)
+                slots.append(_Slot(key))
+        return cls(upstream=upstream.name, slots=slots, problems=problems, clock=clock or time.monotonic)
+
+    @property
+    def problem(self) -> str | None:
+        """Why this upstream has no key at all (None when at least one key was read)."""
+        if self.slots:
+            return None
+        return "; ".join(self.problems) or "no api_key_env / api_key_file configured"
+
+    @property
+    def id(self) -> str:
+        return ",".join(s.key.id for s in self.slots) or "-"
+
+    @property
+    def ids(self) -> list[str]:
+        return [s.key.id for s in self.slots]
+
+    def __repr__(self) -> str:
+        return f"KeyPool(upstream={self.upstream!r}, keys={self.ids!r})"
+
+    def pick(self) -> UpstreamKey:
+        """The next healthy key, round-robin; raises UpstreamError naming why none is usable."""
+        now = self.clock()
+        n = len(self.slots)
+        start = next(self._turn)
+        for i in range(n):
+            slot = self.slots[(start + i) % n]
+            if slot.quarantined is None and slot.rest_until <= now:
+                return slot.key
+        raise self._exhausted(now)
+
+    def _exhausted(self, now: float) -> UpstreamError:
+        if not self.slots:
+            return UpstreamError(
+                503, f"no key for upstream {self.upstream}: {self.problem}", upstream=self.upstream, code="no_key"
             )
-    if upstream.api_key_file:
-        try:
-            with open(upstream.api_key_file, encoding="utf-8") as fh:
-                value = fh.read().strip()
-        except OSError as exc:
-            return UpstreamKey(None, f"file:{upstream.api_key_file}", f"cannot read key file: {exc.strerror}")
-        if value:
-            return UpstreamKey(value, f"file:{upstream.api_key_file}")
-        return UpstreamKey(None, f"file:{upstream.api_key_file}", "key file is empty")
-    return UpstreamKey(None, "none")
+        resting = [s.rest_until - now for s in self.slots if s.quarantined is None]
+        why = [f"{s.key.id} quarantined ({s.quarantined})" for s in self.slots if s.quarantined]
+        if resting:
+            wait = min(resting)
+            why.append(f"{len(resting)} cooling down after 429 (next usable in {wait:.0f}s)")
+            return UpstreamError(
+                429,
+                f"every key of upstream {self.upstream} is out: {'; '.join(why)}",
+                upstream=self.upstream,
+                code="keys_exhausted",
+                retry_after_s=wait,
+            )
+        return UpstreamError(
+            503,
+            f"every key of upstream {self.upstream} is out: {'; '.join(why)}; fix or rotate them, then reload",
+            upstream=self.upstream,
+            code="keys_exhausted",
+        )
+
+    def report(self, key: str | None, err: UpstreamError | None) -> None:
+        """Feed an attempt's outcome back: 401/403 quarantines the key, 429 rests it."""
+        if err is None or key is None:
+            return
+        slot = next((s for s in self.slots if s.key.value == key), None)
+        if slot is None:
+            return
+        if err.status in (401, 403) and slot.quarantined is None:
+            slot.quarantined = f"upstream answered {err.status}"
+            KEY_QUARANTINED.labels(self.upstream, slot.key.id).inc()
+            log.warning(
+                "upstream key quarantined",
+                extra={"upstream": self.upstream, "key_id": slot.key.id, "status": err.status},
+            )
+        elif err.status == 429:
+            if err.quota_scope == "day":
+                rest = DAY_QUOTA_COOLDOWN_S
+            else:
+                rest = err.retry_after_s if err.retry_after_s is not None else DEFAULT_COOLDOWN_S
+            slot.rest_until = max(slot.rest_until, self.clock() + rest)
+            KEY_COOLDOWNS.labels(self.upstream, slot.key.id).inc()
+            log.info("upstream key cooling down", extra={"upstream": self.upstream, "key_id": slot.key.id, "s": rest})
+
+    def health(self) -> list[dict[str, object]]:
+        now = self.clock()
+        return [
+            {
+                "key": s.key.id,
+                "source": s.key.source,
+                "quarantined": s.quarantined,
+                "cooling_s": max(0.0, round(s.rest_until - now, 1)),
+            }
+            for s in self.slots
+        ]

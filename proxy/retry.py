@@ -32,14 +32,7 @@ def _call(
     include_usage: bool,
     public_model: str | None,
 ) -> Call:
-    key = rt.keys[target.upstream]
-    if key.problem:
-        raise UpstreamError(
-            401,
-            f"no key for upstream {target.upstream}: {key.problem}",
-            upstream=target.upstream,
-            code="upstream_key_missing",
-        )
+    key = rt.keys[target.upstream].pick()  # raises UpstreamError when every key is out
     record.key_id = key.id
     return Call(
         model=target.model,
@@ -79,10 +72,13 @@ async def complete(
     errors: list[UpstreamError] = []
     for target in route.targets:
         started = time.perf_counter()
+        call = None
         try:
             call = _call(rt, target, body, record, stream=False, include_usage=False, public_model=public_model)
             result = await rt.adapters[target.upstream].complete(call)
         except UpstreamError as err:
+            if call is not None:  # 401/403 quarantines the key, 429 rests it
+                rt.keys[target.upstream].report(call.api_key, err)
             _note(record, route, target, started, err)
             errors.append(err)
             if classify(err) in _STOP:
@@ -106,11 +102,14 @@ async def open_stream(
     for target in route.targets:
         started = time.perf_counter()
         state = StreamState()
+        call = None
         try:
             call = _call(rt, target, body, record, stream=True, include_usage=include_usage, public_model=public_model)
             agen = rt.adapters[target.upstream].stream(call, state)
             first = await agen.__anext__()
         except UpstreamError as err:
+            if call is not None:  # 401/403 quarantines the key, 429 rests it
+                rt.keys[target.upstream].report(call.api_key, err)
             _note(record, route, target, started, err)
             errors.append(err)
             if classify(err) in _STOP:

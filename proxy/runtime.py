@@ -1,20 +1,22 @@
-"""Everything built from one Config: adapters with their sessions, and upstream keys.
+"""Everything built from one Config: adapters with their sessions, upstream key pools, client keys.
 
-A Runtime is immutable once built. Reload builds a new one and swaps the reference, so an
-in-flight request finishes on the settings it started with.
+A Runtime is built in full before it is used (reload builds a new one off the event loop and
+swaps the reference in one assignment), so an in-flight request finishes on the settings it
+started with, and a broken new config never replaces a working one.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from adapters import ADAPTERS
 from adapters.base import Adapter
 from proxy.config import Config
-from proxy.keys import UpstreamKey, read_key
+from proxy.keys import KeyPool
+from proxy.teams import ClientKeys
 
 log = logging.getLogger("gemini_proxy")
 
@@ -23,18 +25,22 @@ log = logging.getLogger("gemini_proxy")
 class Runtime:
     config: Config
     adapters: Mapping[str, Adapter]
-    keys: Mapping[str, UpstreamKey]
+    keys: Mapping[str, KeyPool]
+    clients: ClientKeys = field(default_factory=ClientKeys)
 
     @classmethod
     def build(cls, config: Config, environ: Mapping[str, str] | None = None) -> Runtime:
         adapters: dict[str, Adapter] = {}
-        keys: dict[str, UpstreamKey] = {}
+        keys: dict[str, KeyPool] = {}
         for name, up in config.upstreams.items():
             adapters[name] = ADAPTERS[up.kind](up.spec)
-            keys[name] = read_key(up, environ)
-            if keys[name].problem:
-                log.warning("upstream %s has no key: %s", name, keys[name].problem)
-        return cls(config=config, adapters=MappingProxyType(adapters), keys=MappingProxyType(keys))
+            keys[name] = KeyPool.build(up, environ)
+            for problem in keys[name].problems:
+                log.warning("upstream %s: a key source yielded no key: %s", name, problem)
+        clients = ClientKeys.build(config.teams)
+        if not clients.enabled:
+            log.warning("auth is off: no [teams] configured, so every client is let in without a key")
+        return cls(config=config, adapters=MappingProxyType(adapters), keys=MappingProxyType(keys), clients=clients)
 
     async def close(self) -> None:
         for adapter in self.adapters.values():
