@@ -55,6 +55,16 @@ class Reloader:
             except Exception as exc:  # any failure to build must leave the proxy serving as before
                 log.error("reload failed, keeping the running config: %s: %s", type(exc).__name__, exc)
                 return False
+            lost = [
+                n
+                for n, pool in new.keys.items()
+                if pool.problem and n in ref.current.keys and not ref.current.keys[n].problem
+            ]
+            if lost:  # a rotation that left an upstream keyless is a mistake, not an intent
+                problems = "; ".join(f"{n}: {new.keys[n].problem}" for n in lost)
+                log.error("reload rejected, keeping the running config: upstream would lose every key: %s", problems)
+                await new.close()
+                return False
             old, ref.current = ref.current, new
             grace = self.grace_s if self.grace_s is not None else old.config.server.shutdown_grace_s
             task = asyncio.create_task(self._retire(old, grace))
