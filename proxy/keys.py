@@ -25,6 +25,7 @@ from prometheus_client import Counter
 
 from adapters.base import UpstreamError
 from proxy.config import UpstreamConfig
+from proxy.errors import FailureClass, classify
 
 log = logging.getLogger("gemini_proxy")
 
@@ -201,15 +202,17 @@ class KeyPool:
         slot = next((s for s in self.slots if s.key.value == key), None)
         if slot is None:
             return
-        if err.status in (401, 403) and slot.quarantined is None:
-            slot.quarantined = f"upstream answered {err.status}"
+        failure = classify(err)
+        if failure is FailureClass.AUTH and slot.quarantined is None:
+            # 401/403, and Gemini's 400 API_KEY_INVALID: this key will not start working by itself.
+            slot.quarantined = f"upstream answered {err.status}" + (f" {err.code}" if err.code else "")
             KEY_QUARANTINED.labels(self.upstream, slot.key.id).inc()
             log.warning(
                 "upstream key quarantined",
                 extra={"upstream": self.upstream, "key_id": slot.key.id, "status": err.status},
             )
-        elif err.status == 429:
-            if err.quota_scope == "day":
+        elif failure in (FailureClass.RATE_LIMIT, FailureClass.QUOTA_DAY):
+            if failure is FailureClass.QUOTA_DAY:
                 rest = DAY_QUOTA_COOLDOWN_S
             else:
                 rest = err.retry_after_s if err.retry_after_s is not None else DEFAULT_COOLDOWN_S

@@ -102,6 +102,14 @@ async def test_key_rejected_with_403_is_quarantined_and_counted(start_proxy: Any
     assert health[0]["quarantined"] == "upstream answered 403"
 
 
+def test_gemini_400_api_key_invalid_quarantines_the_key() -> None:
+    # Gemini reports a bad key as 400 INVALID_ARGUMENT with ErrorInfo.reason API_KEY_INVALID.
+    pool = KeyPool.build(make_config(pool_toml("http://g", "http://o/v1")).upstreams["google"], POOL_ENV)
+    pool.report(KEY_A, UpstreamError(400, "API key not valid", code="API_KEY_INVALID"))
+    pool.report(KEY_B, UpstreamError(400, "bad request body"))  # the client's fault, not the key's
+    assert [h["quarantined"] for h in pool.health()] == ["upstream answered 400 API_KEY_INVALID", None]
+
+
 def _quarantine_count(kid: str) -> float:
     return (
         REGISTRY.get_sample_value("gemini_proxy_upstream_key_quarantined_total", {"upstream": "google", "key_id": kid})
