@@ -62,7 +62,7 @@ class Call:
     model: str
     body: dict[str, Any]
     request_id: str
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never in a repr, log or traceback
     stream: bool = False
     # What the client asked for in stream_options.include_usage (the adapter may ask the
     # upstream for usage regardless, so the proxy can log it, and drop it again).

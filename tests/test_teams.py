@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import openai
 import pytest
 
+from adapters.base import Call
 from proxy.config import ConfigError
 from proxy.keys import hash_client_key
-from proxy.meter import METER
+from proxy.meter import METER, TeamMeter
+from proxy.middleware import _charge
 from tests.conftest import Proxy, config_toml, make_config
 from tests.fakes.gemini import FakeGemini, error
 from tests.fakes.openai import FakeOpenAI
@@ -164,3 +167,19 @@ def test_team_config_refuses_literal_keys_and_bad_hashes() -> None:
 def test_task_whose_targets_are_all_outside_its_regions_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="none of this task's targets"):
         make_config(regional("http://g", "http://o/v1", '[tasks.x]\nmodel = "pro"\nallowed_regions = ["cn"]\n'))
+
+
+def test_access_log_charges_the_team_the_requests_cost() -> None:
+    # proxy/pricing.py will set record.cost_usd; the access log is the one place that charges it.
+    meter = TeamMeter()
+    request: Any = SimpleNamespace(app={METER: meter})
+    _charge(request, cast(Any, SimpleNamespace(team_id="alpha", cost_usd=0.25)))
+    _charge(request, cast(Any, SimpleNamespace(team_id="alpha", cost_usd=0.5)))
+    _charge(request, cast(Any, SimpleNamespace(team_id=None, cost_usd=9.0)))  # auth off: nobody to charge
+    _charge(request, cast(Any, SimpleNamespace(team_id="alpha")))  # no cost known yet: skipped
+    assert meter.spent_today("alpha") == pytest.approx(0.75)
+
+
+def test_call_repr_never_shows_the_key() -> None:
+    call = Call(model="m", body={}, request_id="r", api_key="secret-key-value-not-real")
+    assert "secret-key-value-not-real" not in repr(call)
