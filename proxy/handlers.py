@@ -97,8 +97,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     stream, include_usage = _check_chat_body(body)
     task = request.headers.get("x-task") or None
     route = routing.resolve(rt.config, body.get("model"), task)
-    route = await teams.authorize(rt.config, request.get(TEAM), route, request.app[METER])
     record.task_type, record.stream = route.task, stream
+    route = await teams.authorize(rt.config, request.get(TEAM), route, request.app[METER])
     record.prompt_chars = _prompt_chars(body)
     deadline = rt.config.server.request_timeout_s
     try:
