@@ -17,6 +17,8 @@ from typing import Any
 
 from adapters import ADAPTERS
 from adapters.base import Upstream
+from proxy.logconfig import LoggingConfig, parse_logging
+from proxy.pricing import PriceBook, parse_pricing
 
 
 class ConfigError(Exception):
@@ -91,6 +93,8 @@ class Config:
     upstreams: Mapping[str, UpstreamConfig]
     models: Mapping[str, ModelAlias]
     tasks: Mapping[str, TaskConfig] = field(default_factory=lambda: MappingProxyType({}))
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    pricing: PriceBook = field(default_factory=PriceBook)
 
 
 # --- parsing helpers ---------------------------------------------------------------------------
@@ -302,6 +306,8 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
         name: _parse_task(name, _Table(file, f"tasks.{name}", task_table.data[name]), upstreams, models)
         for name in list(task_table.data)
     }
+    logging = parse_logging(root.table("logging"))
+    pricing = parse_pricing(root.table("pricing"))
     root.done()
     for name in set(models) & set(tasks):
         raise ConfigError(
@@ -316,6 +322,8 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
         upstreams=MappingProxyType(upstreams),
         models=MappingProxyType(models),
         tasks=MappingProxyType(tasks),
+        logging=logging,
+        pricing=pricing,
     )
 
 

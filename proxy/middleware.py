@@ -15,7 +15,7 @@ from aiohttp import web
 
 from proxy.errors import InternalError, InvalidRequest, NotFound, PayloadTooLarge, ProxyError, describe
 from proxy.state import RUNTIME
-from proxy.telemetry import RequestRecord, emit
+from proxy.telemetry import TELEMETRY, RequestRecord
 
 log = logging.getLogger("gemini_proxy")
 
@@ -60,14 +60,18 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
     except BaseException:
         record.status_code = 499  # cancelled: the client went away before an answer
         record.error_type = record.error_type or "client_disconnected"
-        emit(record)
+        _emit(request, record)
         raise
     if response.status >= 400 and record.error_type is None:
         record.error_type = "http_" + str(response.status)
     if record.status_code == 0:  # a stream's handler sets its own (an error may end it)
         record.status_code = response.status
-    emit(record)
+    _emit(request, record)
     return response
+
+
+def _emit(request: web.Request, record: RequestRecord) -> None:
+    request.app[TELEMETRY].emit(record, request.app[RUNTIME].current.config)
 
 
 @web.middleware
