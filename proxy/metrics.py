@@ -153,7 +153,8 @@ class Metrics:
         """Everything a request did, from its record and its finished log line."""
         b = self._label
         team, task = b("team", record.team_id), b("task", record.task_type)
-        model = b("model", record.model_used or record.model_requested)
+        # The model that answered; for a failure, the route's first target; "-" when none was tried.
+        model = b("model", record.model_used or (record.attempts[0].model if record.attempts else None))
         self.requests.labels(team, task, model, str(record.status_code)).inc()
         self.latency.labels(task, model, "true" if record.stream else "false").observe(line["latency_ms"] / 1000.0)
         if line["ttft_ms"] is not None:
