@@ -135,8 +135,18 @@ class Metrics:
             ["task", "model"],
             registry=r,
         )
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._sources = _Sources()
         r.register(self._sources)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(...)``, cached: prometheus_client's lookup takes a lock and builds keys on
+        every call, and this runs once per request on the event loop. Bounded like the labels."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def register_source(self, name: str, snapshot: Callable[[], Snapshot], label: str = "name") -> None:
         """Export live gauges: ``snapshot()`` -> {"queue_depth": {"batch": 3.0}, "workers": 4.0}.
@@ -155,29 +165,31 @@ class Metrics:
         team, task = b("team", record.team_id), b("task", record.task_type)
         # The model that answered; for a failure, the route's first target; "-" when none was tried.
         model = b("model", record.model_used or (record.attempts[0].model if record.attempts else None))
-        self.requests.labels(team, task, model, str(record.status_code)).inc()
-        self.latency.labels(task, model, "true" if record.stream else "false").observe(line["latency_ms"] / 1000.0)
+        self._child(self.requests, team, task, model, str(record.status_code)).inc()
+        self._child(self.latency, task, model, "true" if record.stream else "false").observe(
+            line["latency_ms"] / 1000.0
+        )
         if line["ttft_ms"] is not None:
-            self.ttft.labels(task, model).observe(line["ttft_ms"] / 1000.0)
+            self._child(self.ttft, task, model).observe(line["ttft_ms"] / 1000.0)
         for kind in ("input", "output", "cached", "thinking"):
             n = line[f"{kind}_tokens"]
             if n:
-                self.tokens.labels(team, task, model, kind).inc(n)
+                self._child(self.tokens, team, task, model, kind).inc(n)
         cost = line["cost_usd"]
         if cost:
-            self.cost.labels(team, task, model).inc(cost)
+            self._child(self.cost, team, task, model).inc(cost)
         elif cost is None:
-            self.unpriced.labels(model).inc()
+            self._child(self.unpriced, model).inc()
         if line["usage_estimated"]:
-            self.estimated.labels(model).inc()
+            self._child(self.estimated, model).inc()
         if record.retry_count:
-            self.retries.labels(task, model).inc(record.retry_count)
+            self._child(self.retries, task, model).inc(record.retry_count)
         if record.fallback_used:
-            self.fallbacks.labels(task, model, b("reason", record.fallback_reason)).inc()
+            self._child(self.fallbacks, task, model, b("reason", record.fallback_reason)).inc()
         for attempt in record.attempts:
             if attempt.status == 429:
-                self.upstream_429.labels(b("upstream", attempt.upstream), attempt.limit or "unknown").inc()
+                self._child(self.upstream_429, b("upstream", attempt.upstream), attempt.limit or "unknown").inc()
         if record.status_code == 429:
-            self.rejected_429.labels(b("limit", record.limit or record.error_type)).inc()
+            self._child(self.rejected_429, b("limit", record.limit or record.error_type)).inc()
         if record.schema_violations:
-            self.schema_violations.labels(task, model).inc(record.schema_violations)
+            self._child(self.schema_violations, task, model).inc(record.schema_violations)

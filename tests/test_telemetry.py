@@ -246,3 +246,19 @@ async def test_content_is_logged_only_for_opted_in_tasks(
     assert opted["task_type"] == "classification"
     assert opted["answer"] == "label: finance" and "quarterly numbers" in opted["prompt"]
     assert other["task_type"] == "summary" and "prompt" not in other and "answer" not in other
+
+
+def test_stream_text_count_handles_escaped_quotes_and_tool_arguments() -> None:
+    from proxy.telemetry import RequestRecord
+
+    chunk = (
+        b'data: {"choices":[{"index":0,"delta":{"content":"say \\"hi\\""}}]}\n\n'
+        b'data: {"choices":[{"index":0,"delta":{"tool_calls":[{"function":{"arguments":"{\\"a\\":1}"}}]}}]}\n\n'
+    )
+    scanned = RequestRecord(request_id="r")
+    scanned.observe_chunk(chunk)
+    exact = RequestRecord(request_id="r", capture_content=True)
+    exact.observe_chunk(chunk)
+    assert exact.answer_text() == 'say "hi"{"a":1}'
+    assert exact.answer_chars == 15
+    assert scanned.answer_chars == 15 + 4  # escaped bytes (four backslashes): close enough for an estimate
