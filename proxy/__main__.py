@@ -1,9 +1,10 @@
-"""Command line: serve | demo | check | hash-key.
+"""Command line: serve | demo | check | hash-key | report.
 
 gemini-proxy serve --config routing.toml [--env prod] [--host H] [--port P]   # SIGHUP reloads
 gemini-proxy demo  [--config routing.toml] [--port P]   # simulated upstreams, no key, no network
 gemini-proxy check --config routing.toml [--env prod]    # validate and print resolved routes
 gemini-proxy hash-key < keyfile                          # SHA-256 of a client key for [teams]
+gemini-proxy report LOGFILE [--by team|task|model] [--since 24h] [--format table|csv|json]
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from proxy.app import make_app
 from proxy.config import Config, ConfigError, load
 from proxy.keys import hash_client_key, read_keys
 from proxy.reload import Reloader
-from proxy.telemetry import LOG, setup_logging
+from proxy.report import BY, FORMATS, aggregate, parse_since, read_lines
+from proxy.telemetry import LOG, setup_logging, stop_logging
 
 _DEFAULT_CONFIG = "routing.toml"
 
@@ -135,14 +137,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
-    listener = setup_logging(file=args.log_file)
+    listener = setup_logging(file=args.log_file or config.logging.file)
     try:
         app = make_app(config)
         reloader = Reloader(args.config, args.env)
         reloader.attach(app)
         asyncio.run(_serve(app, host, port, config.server.shutdown_grace_s, reloader=reloader))
     finally:
-        listener.stop()  # flushes every queued log line
+        stop_logging(listener)  # after the app's cleanup: flushes every queued log line
     return 0
 
 
@@ -224,6 +226,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        since = parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = aggregate(read_lines(args.logfile), by=args.by, since=since)
+    except OSError as exc:
+        print(f"error: cannot read {args.logfile}: {exc.strerror}", file=sys.stderr)
+        return 1
+    sys.stdout.write(FORMATS[args.format](report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gemini-proxy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -249,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--log-file", default=None, help="also write the JSON log lines to this file")
     hk = sub.add_parser("hash-key", help="print the SHA-256 of a client key read from stdin, for [teams]")
     hk.set_defaults(func=cmd_hash_key)
+    rp = sub.add_parser("report", help="cost and latency report from a JSON request log")
+    rp.set_defaults(func=cmd_report)
+    rp.add_argument("logfile", help="the JSON log (one request per line); - reads stdin")
+    rp.add_argument("--by", choices=sorted(BY), default="team", help="group rows by (default: team)")
+    rp.add_argument("--since", default=None, help="only requests since: 30m, 24h, 7d or an ISO 8601 time")
+    rp.add_argument("--format", choices=sorted(FORMATS), default="table")
     return parser
 
 

@@ -10,9 +10,11 @@ from proxy import handlers
 from proxy.auth import auth
 from proxy.config import Config
 from proxy.meter import METER, TeamMeter
+from proxy.metrics import CONTENT_TYPE, Metrics
 from proxy.middleware import access_log, errors, on_response_prepare
 from proxy.runtime import Runtime
 from proxy.state import RUNTIME, RuntimeRef
+from proxy.telemetry import TELEMETRY, Telemetry
 
 
 def make_app(config: Config, *, environ: Mapping[str, str] | None = None) -> web.Application:
@@ -24,13 +26,21 @@ def make_app(config: Config, *, environ: Mapping[str, str] | None = None) -> web
     )
     app[RUNTIME] = RuntimeRef(Runtime.build(config, environ))
     app[METER] = TeamMeter()
+    app[TELEMETRY] = Telemetry(Metrics())
     app.on_response_prepare.append(on_response_prepare)
     app.cleanup_ctx.append(_runtime_lifecycle)
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/metrics", metrics)
     return app
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition; lanes and limiters add gauges via ``app[TELEMETRY].metrics.register_source``."""
+    body = request.app[TELEMETRY].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def _runtime_lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -18,6 +18,8 @@ from typing import Any
 from adapters import ADAPTERS
 from adapters.base import Upstream
 from proxy.config_teams import TeamConfig, parse_regions, parse_teams, str_list
+from proxy.logconfig import LoggingConfig, parse_logging
+from proxy.pricing import PriceBook, parse_pricing
 
 
 class ConfigError(Exception):
@@ -106,6 +108,8 @@ class Config:
     tasks: Mapping[str, TaskConfig] = field(default_factory=lambda: MappingProxyType({}))
     teams: Mapping[str, TeamConfig] = field(default_factory=lambda: MappingProxyType({}))
     env: str | None = None  # the [env.NAME] overlay applied (--env / GEMINI_PROXY_ENV)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    pricing: PriceBook = field(default_factory=PriceBook)
 
 
 # --- parsing helpers ---------------------------------------------------------------------------
@@ -326,6 +330,8 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
         for name in list(task_table.data)
     }
     teams = parse_teams(root.table("teams"), upstreams, models, tasks)
+    logging = parse_logging(root.table("logging"))
+    pricing = parse_pricing(root.table("pricing"))
     root.done()
     for name in set(models) & set(tasks):
         raise ConfigError(
@@ -341,6 +347,8 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
         models=MappingProxyType(models),
         tasks=MappingProxyType(tasks),
         teams=MappingProxyType(teams),
+        logging=logging,
+        pricing=pricing,
     )
 
 

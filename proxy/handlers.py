@@ -100,12 +100,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     record.task_type, record.stream = route.task, stream
     route = await teams.authorize(rt.config, request.get(TEAM), route, request.app[METER])
     record.prompt_chars = _prompt_chars(body)
+    record.messages = body["messages"]
+    record.capture_content = rt.config.logging.wants_content(record.team_id, route.task)
     deadline = rt.config.server.request_timeout_s
     try:
         if not stream:
             async with asyncio.timeout(deadline):
                 result = await retry.complete(rt, route, body, record, None)
             record.usage, record.finish_reason = result.usage, result.finish_reason
+            record.completion = result.body
             raw = result.raw if result.raw is not None else orjson.dumps(result.body)
             return web.Response(body=raw, content_type=_JSON, headers=_answer_headers(record))
         async with asyncio.timeout(deadline):
@@ -128,8 +131,10 @@ async def _relay(
     try:
         await resp.prepare(request)
         await resp.write(first)
+        record.observe_chunk(first)
         async for chunk in agen:
             await resp.write(chunk)
+            record.observe_chunk(chunk)
     except UpstreamError as err:
         failure = to_client(err)
         record.status_code, record.error_type = failure.status, "stream_interrupted:" + (failure.code or "")

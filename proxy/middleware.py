@@ -16,7 +16,7 @@ from aiohttp import web
 from proxy.errors import InternalError, InvalidRequest, NotFound, PayloadTooLarge, ProxyError, describe
 from proxy.meter import METER
 from proxy.state import RUNTIME
-from proxy.telemetry import RequestRecord, emit
+from proxy.telemetry import TELEMETRY, RequestRecord
 
 log = logging.getLogger("gemini_proxy")
 
@@ -61,21 +61,20 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
     except BaseException:
         record.status_code = 499  # cancelled: the client went away before an answer
         record.error_type = record.error_type or "client_disconnected"
-        _charge(request, record)
-        emit(record)
+        _emit(request, record)
         raise
     if response.status >= 400 and record.error_type is None:
         record.error_type = "http_" + str(response.status)
     if record.status_code == 0:  # a stream's handler sets its own (an error may end it)
         record.status_code = response.status
-    _charge(request, record)
-    emit(record)
+    _emit(request, record)
     return response
 
 
-def _charge(request: web.Request, record: RequestRecord) -> None:
-    """The one place a team's daily budget is charged: the request's cost, once, when it is done."""
-    cost = getattr(record, "cost_usd", None)  # set by proxy/pricing.py when that lands
+def _emit(request: web.Request, record: RequestRecord) -> None:
+    """Account for the request once: its log line and metrics, then its cost against the team's budget."""
+    line = request.app[TELEMETRY].emit(record, request.app[RUNTIME].current.config)
+    cost = line.get("cost_usd")
     if record.team_id is not None and cost:
         request.app[METER].charge(record.team_id, float(cost))
 

@@ -53,6 +53,7 @@ def _note(record: RequestRecord, route: Route, target: Target, started: float, e
             status=err.status if err else 200,
             error_type=(err.code or classify(err).value) if err else None,
             latency_ms=(time.perf_counter() - started) * 1000.0,
+            limit=err.quota_scope if err else None,
         )
     )
     if err is None:

@@ -1,28 +1,59 @@
-"""One JSON log line per request, written off the event loop.
+"""One JSON log line per request, written off the event loop, and the cost of each request.
 
 Handlers fill a :class:`RequestRecord` as the request moves through the layers; when the
-response is done, :func:`emit` hands it to a ``QueueHandler``. A ``QueueListener`` thread
-formats it with python-json-logger (orjson) and writes it, so the event loop never blocks on
-stdout or a file. :func:`setup_logging` returns the listener; stopping it flushes the queue
-(shutdown calls it, so nothing is lost on SIGTERM).
+response is done, the access-log middleware calls :meth:`Telemetry.emit` once. That is the
+one place where a request is accounted for: usage is taken from the upstream (estimated only
+when it gave none, and the line says so), priced from config, handed to the app's metrics,
+and logged. Logging goes through a ``QueueHandler``; a ``QueueListener`` thread formats the
+line with python-json-logger (orjson) and writes it, so the event loop never blocks on stdout
+or a file. :func:`setup_logging` returns the listener; stopping it flushes the queue (serve
+stops it after the app's cleanup, so nothing is lost on SIGTERM).
+
+Mandatory fields are present on every line, failed and rejected requests included (with zero
+tokens when nothing was spent). Prompt and answer text are never logged unless the
+``[logging]`` config opts a team or task in.
 """
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
+import math
 import queue
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
+import orjson
+from aiohttp import web
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from adapters.base import Usage
 
+if TYPE_CHECKING:
+    from proxy.config import Config
+    from proxy.metrics import Metrics
+
 ACCESS = logging.getLogger("gemini_proxy.access")
 LOG = logging.getLogger("gemini_proxy")
+
+# Mandatory on every line (the issue's contract with the teams reading the logs).
+MANDATORY = (
+    "request_id",
+    "task_type",
+    "model_used",
+    "latency_ms",
+    "status_code",
+    "retry_count",
+    "input_tokens",
+    "output_tokens",
+    "team_id",
+)
+
+# Estimation when an upstream reports no usage: ~4 characters per token (Google's own rule of
+# thumb for English text). Images and audio are not counted: the estimate is a floor.
+CHARS_PER_TOKEN = 4
 
 
 @dataclass(slots=True)
@@ -32,6 +63,7 @@ class Attempt:
     status: int
     error_type: str | None = None
     latency_ms: float = 0.0
+    limit: str | None = None  # for a 429: the quota it names ("minute", "day"), when known
 
 
 @dataclass(slots=True)
@@ -57,6 +89,16 @@ class RequestRecord:
     prompt_chars: int = 0
     key_id: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
+    # Set by the proxy-side limiter when it rejects a request: which limit (label for metrics).
+    limit: str | None = None
+    # Incremented by the structured-output check for each answer that broke the schema.
+    schema_violations: int = 0
+    # References, not copies: read only when usage must be estimated or content is logged.
+    messages: Any = None
+    completion: dict[str, Any] | None = None
+    capture_content: bool = False
+    answer_chars: int = 0  # streams: characters of answer text relayed so far
+    answer_parts: list[str] = field(default_factory=list)  # streams, only when capture_content
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -66,8 +108,64 @@ class RequestRecord:
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
 
-    def to_log(self) -> dict[str, Any]:
-        usage = self.usage or Usage()
+    def observe_chunk(self, chunk: bytes) -> None:
+        """Count the answer text a stream relays (for estimates and opted-in content logging).
+
+        This runs for every relayed chunk, so by default it only scans bytes (about 0.5 us) for
+        the length of each JSON string value of ``content`` / ``arguments``: the count is in
+        escaped bytes, close enough for a chars/4 estimate. Only an opted-in request, whose
+        text must be exact, parses the chunk.
+        """
+        if self.capture_content:
+            self._parse_chunk(chunk)
+            return
+        for marker in (b'"content":"', b'"arguments":"'):
+            start = chunk.find(marker)
+            while start >= 0:
+                begin = end = start + len(marker)
+                while True:  # the closing quote: the first one not escaped with a backslash
+                    end = chunk.find(b'"', end)
+                    if end < 0 or chunk[end - 1] != 0x5C:
+                        break
+                    end += 1
+                if end < 0:
+                    break
+                self.answer_chars += end - begin
+                start = chunk.find(marker, end)
+
+    def _parse_chunk(self, chunk: bytes) -> None:
+        for line in chunk.split(b"\n"):
+            if not line.startswith(b"data: {"):
+                continue
+            try:
+                event = orjson.loads(line[6:])
+            except orjson.JSONDecodeError:
+                continue
+            text = _choices_text(event.get("choices"), "delta") if isinstance(event, dict) else ""
+            self.answer_chars += len(text)
+            if text:
+                self.answer_parts.append(text)
+
+    def answer_text(self) -> str:
+        if self.completion is not None:
+            return _choices_text(self.completion.get("choices"), "message")
+        return "".join(self.answer_parts)
+
+    def final_usage(self) -> Usage:
+        """The upstream's usage; an estimate only when an upstream answered without any."""
+        if self.usage is not None and not self.usage.estimated:
+            return self.usage
+        if self.model_used is None:  # nothing answered: nothing was spent
+            return Usage()
+        answer = self.answer_chars if self.completion is None else len(self.answer_text())
+        return Usage(
+            input_tokens=math.ceil(self.prompt_chars / CHARS_PER_TOKEN),
+            output_tokens=math.ceil(answer / CHARS_PER_TOKEN),
+            estimated=True,
+        )
+
+    def to_log(self, usage: Usage | None = None) -> dict[str, Any]:
+        usage = usage or self.final_usage()
         out: dict[str, Any] = {
             "request_id": self.request_id,
             "endpoint": self.endpoint,
@@ -87,7 +185,8 @@ class RequestRecord:
             "output_tokens": usage.output_tokens,
             "cached_tokens": usage.cached_tokens,
             "thinking_tokens": usage.thinking_tokens,
-            "usage_estimated": usage.estimated if self.usage else None,
+            "usage_estimated": usage.estimated,
+            "cost_usd": None,
             "finish_reason": self.finish_reason,
             "fallback_used": self.fallback_used,
             "fallback_reason": self.fallback_reason,
@@ -100,6 +199,7 @@ class RequestRecord:
                     "status": a.status,
                     "error_type": a.error_type,
                     "latency_ms": round(a.latency_ms, 2),
+                    "limit": a.limit,
                 }
                 for a in self.attempts
             ],
@@ -109,7 +209,75 @@ class RequestRecord:
         return out
 
 
+def _choices_text(choices: Any, key: str) -> str:
+    """Answer text of OpenAI choices (``message`` or stream ``delta``), tool-call arguments included."""
+    out: list[str] = []
+    for choice in choices if isinstance(choices, list) else ():
+        part = choice.get(key) if isinstance(choice, dict) else None
+        if not isinstance(part, dict):
+            continue
+        if isinstance(part.get("content"), str):
+            out.append(part["content"])
+        for call in part.get("tool_calls") or ():
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                out.append(fn["arguments"])
+    return "".join(out)
+
+
+class Telemetry:
+    """Per-app accounting: prices, metrics, the one-time warnings. Lives on ``app[TELEMETRY]``."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.unpriced_warned: set[str] = set()
+
+    def line(self, record: RequestRecord, config: Config) -> dict[str, Any]:
+        usage = record.final_usage()
+        out = record.to_log(usage)
+        if record.model_used is not None:
+            cost = config.pricing.cost(record.upstream, record.model_used, usage)
+            if cost is None and record.model_used not in self.unpriced_warned:
+                self.unpriced_warned.add(record.model_used)
+                LOG.warning(
+                    "model %s has no price: its requests log cost_usd null; add [pricing.%s] to %s",
+                    record.model_used,
+                    orjson.dumps(record.model_used).decode(),
+                    config.path,
+                )
+            out["cost_usd"] = None if cost is None else round(cost, 8)
+        else:
+            out["cost_usd"] = 0.0  # no upstream answered: nothing to pay for
+        if record.capture_content and config.logging.wants_content(record.team_id, record.task_type):
+            cap = config.logging.content_max_chars
+            out["prompt"] = orjson.dumps(record.messages).decode()[:cap]
+            out["answer"] = record.answer_text()[:cap]
+        return out
+
+    def emit(self, record: RequestRecord, config: Config) -> dict[str, Any]:
+        """Account for one finished request: one log line and its metrics; returns the line.
+
+        A bug here must not turn an answered request into a 500: it is logged, and the line
+        still goes out (without cost) so the request is never missing from the log.
+        """
+        try:
+            out = self.line(record, config)
+        except Exception:
+            LOG.exception("accounting failed for %s; logging it without cost", record.request_id)
+            out = record.to_log()
+        ACCESS.info("request", extra=out)
+        try:
+            self.metrics.observe(record, out)
+        except Exception:
+            LOG.exception("metrics failed for %s", record.request_id)
+        return out
+
+
+TELEMETRY = web.AppKey("telemetry", Telemetry)
+
+
 def emit(record: RequestRecord) -> None:
+    """A log line without pricing or metrics, for code that runs outside an app."""
     ACCESS.info("request", extra=record.to_log())
 
 
@@ -117,10 +285,11 @@ def setup_logging(
     stream: IO[str] | None = None, file: str | None = None, level: int = logging.INFO
 ) -> logging.handlers.QueueListener:
     """Route the proxy's loggers through one queue to stdout (and optionally a file)."""
+    # timestamp=True: ISO 8601 in UTC from the record's creation time, on every line.
     formatter = OrjsonFormatter(
-        "%(asctime)s %(levelname)s %(name)s %(message)s",
-        rename_fields={"asctime": "timestamp", "levelname": "level", "name": "logger"},
-        timestamp=False,
+        "%(levelname)s %(name)s %(message)s",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp=True,
     )
     handlers: list[logging.Handler] = []
     out = logging.StreamHandler(stream or sys.stdout)
@@ -139,3 +308,12 @@ def setup_logging(
         logger.propagate = False
     listener.start()
     return listener
+
+
+def stop_logging(listener: logging.handlers.QueueListener) -> None:
+    """Write every queued line, then close the handlers (a log file is complete on return)."""
+    listener.stop()  # enqueues a sentinel and joins the thread: all earlier lines are written
+    for handler in listener.handlers:
+        handler.flush()
+        if isinstance(handler, logging.FileHandler):
+            handler.close()

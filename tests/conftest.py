@@ -6,6 +6,8 @@ Keys here are made up and match no real key pattern.
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import threading
 import tomllib
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -13,12 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
+import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from proxy.app import make_app
 from proxy.config import Config, parse
+from proxy.telemetry import ACCESS, LOG, setup_logging, stop_logging
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI
 
@@ -196,3 +200,48 @@ def sync_stack(threaded: ThreadedServers) -> SyncStack:
 
 async def drain(stream: AsyncIterator[Any]) -> list[Any]:
     return [item async for item in stream]
+
+
+# --- log capture ---------------------------------------------------------------------------------
+
+
+class LogCapture:
+    """The proxy's real logging pipeline (queue + listener thread) writing into a buffer."""
+
+    def __init__(self) -> None:
+        self.buffer = io.StringIO()
+        self.listener = setup_logging(stream=self.buffer)
+        self.stopped = False
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in self.buffer.getvalue().splitlines() if line.strip()]
+
+    def access(self) -> list[dict[str, Any]]:
+        return [line for line in self.lines() if line.get("logger") == "gemini_proxy.access"]
+
+    async def wait_access(self, n: int, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+        """The first n request lines; the listener thread writes them a moment after the response."""
+        for _ in range(int(timeout_s / 0.005)):
+            lines = self.access()
+            if len(lines) >= n:
+                return lines
+            await asyncio.sleep(0.005)
+        raise AssertionError(f"expected {n} request log lines, got {len(self.access())}")
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            stop_logging(self.listener)
+
+
+@pytest.fixture
+def log_capture() -> Iterator[LogCapture]:
+    capture = LogCapture()
+    try:
+        yield capture
+    finally:
+        capture.stop()
+        for logger in (ACCESS, LOG):
+            logger.handlers = []
+            logger.setLevel(logging.NOTSET)
+            logger.propagate = True

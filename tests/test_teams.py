@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import openai
 import pytest
@@ -14,10 +13,9 @@ import pytest
 from adapters.base import Call
 from proxy.config import ConfigError
 from proxy.keys import hash_client_key
-from proxy.meter import METER, TeamMeter
-from proxy.middleware import _charge
+from proxy.meter import METER
 from tests.conftest import Proxy, config_toml, make_config
-from tests.fakes.gemini import FakeGemini, error
+from tests.fakes.gemini import FakeGemini, error, text_answer
 from tests.fakes.openai import FakeOpenAI
 
 ALPHA_KEY = "team-alpha-client-key-not-real"
@@ -169,15 +167,19 @@ def test_task_whose_targets_are_all_outside_its_regions_is_a_config_error() -> N
         make_config(regional("http://g", "http://o/v1", '[tasks.x]\nmodel = "pro"\nallowed_regions = ["cn"]\n'))
 
 
-def test_access_log_charges_the_team_the_requests_cost() -> None:
-    # proxy/pricing.py will set record.cost_usd; the access log is the one place that charges it.
-    meter = TeamMeter()
-    request: Any = SimpleNamespace(app={METER: meter})
-    _charge(request, cast(Any, SimpleNamespace(team_id="alpha", cost_usd=0.25)))
-    _charge(request, cast(Any, SimpleNamespace(team_id="alpha", cost_usd=0.5)))
-    _charge(request, cast(Any, SimpleNamespace(team_id=None, cost_usd=9.0)))  # auth off: nobody to charge
-    _charge(request, cast(Any, SimpleNamespace(team_id="alpha")))  # no cost known yet: skipped
-    assert meter.spent_today("alpha") == pytest.approx(0.75)
+async def test_each_answered_request_charges_its_logged_cost_to_the_team(
+    teams_proxy: Proxy, fake_gemini: FakeGemini, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gemini_proxy.access")
+    fake_gemini.push(text_answer("one", prompt_tokens=1000, output_tokens=200))
+    fake_gemini.push(text_answer("two", prompt_tokens=2000, output_tokens=400))
+    client = teams_proxy.client(api_key=ALPHA_KEY)
+    await client.chat.completions.create(model="fast", messages=HI)
+    await client.chat.completions.create(model="fast", messages=HI)
+    costs = [r.__dict__["cost_usd"] for r in caplog.records if r.name == "gemini_proxy.access"]
+    # gemini-2.5-flash default prices: $0.30 in, $2.50 out per 1M tokens.
+    assert costs == pytest.approx([1000 * 0.30e-6 + 200 * 2.50e-6, 2000 * 0.30e-6 + 400 * 2.50e-6])
+    assert teams_proxy.app[METER].spent_today("alpha") == pytest.approx(sum(costs))
 
 
 def test_call_repr_never_shows_the_key() -> None:
