@@ -7,26 +7,30 @@ from collections.abc import AsyncIterator, Mapping
 from aiohttp import web
 
 from proxy import handlers
+from proxy.clock import Clock
 from proxy.config import Config
 from proxy.middleware import access_log, errors, on_response_prepare
 from proxy.runtime import Runtime
 from proxy.state import RUNTIME, RuntimeRef
 
 
-def make_app(config: Config, *, environ: Mapping[str, str] | None = None) -> web.Application:
+def make_app(
+    config: Config, *, environ: Mapping[str, str] | None = None, clock: Clock | None = None
+) -> web.Application:
     """Build the app; upstream sessions open lazily and close with the app."""
     app = web.Application(
         middlewares=[access_log, errors],
         client_max_size=config.server.max_body_bytes,
         handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024},
     )
-    app[RUNTIME] = RuntimeRef(Runtime.build(config, environ))
+    app[RUNTIME] = RuntimeRef(Runtime.build(config, environ, clock))
     app.on_response_prepare.append(on_response_prepare)
     app.cleanup_ctx.append(_runtime_lifecycle)
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/status", handlers.status)
     return app
 
 

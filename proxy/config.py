@@ -17,6 +17,8 @@ from typing import Any
 
 from adapters import ADAPTERS
 from adapters.base import Upstream
+from proxy import config_resilience
+from proxy.config_resilience import ResilienceConfig
 
 
 class ConfigError(Exception):
@@ -74,6 +76,7 @@ class ModelAlias:
     name: str
     targets: tuple[Target, ...]  # the target first, then fallbacks in order
     description: str = ""
+    degrade_to: Target | None = None  # a cheaper model for online requests under 429 pressure
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,8 @@ class TaskConfig:
     model: str  # an alias name or a literal "upstream:model"
     targets: tuple[Target, ...]  # resolved at load time
     description: str = ""
+    lane: str = "online"  # "online" | "batch" (the x-lane header wins)
+    degrade_to: Target | None = None  # defaults to the alias's
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,7 @@ class Config:
     upstreams: Mapping[str, UpstreamConfig]
     models: Mapping[str, ModelAlias]
     tasks: Mapping[str, TaskConfig] = field(default_factory=lambda: MappingProxyType({}))
+    resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
 
 
 # --- parsing helpers ---------------------------------------------------------------------------
@@ -253,7 +259,13 @@ def _parse_alias(name: str, t: _Table, upstreams: Mapping[str, UpstreamConfig]) 
         if not isinstance(fb, str):
             raise t.error(f"fallbacks[{i}]", "must be an 'upstream:model' string")
         chain.append(_parse_target(fb, t, f"fallbacks[{i}]", upstreams))
-    alias = ModelAlias(name=name, targets=tuple(chain), description=t.pop("description", str, ""))
+    degrade = t.pop("degrade_to", str)
+    alias = ModelAlias(
+        name=name,
+        targets=tuple(chain),
+        description=t.pop("description", str, ""),
+        degrade_to=_parse_target(degrade, t, "degrade_to", upstreams) if degrade else None,
+    )
     t.done()
     return alias
 
@@ -272,7 +284,17 @@ def _parse_task(
             f"{model!r} is neither a [models] alias nor 'upstream:model'",
             f"use one of: {', '.join(sorted(models)) or '(no aliases defined)'}",
         )
-    task = TaskConfig(name=name, model=model, targets=targets, description=t.pop("description", str, ""))
+    degrade = t.pop("degrade_to", str)
+    task = TaskConfig(
+        name=name,
+        model=model,
+        targets=targets,
+        description=t.pop("description", str, ""),
+        lane=config_resilience.parse_lane_name(t, "lane", "online"),
+        degrade_to=_parse_target(degrade, t, "degrade_to", upstreams)
+        if degrade
+        else (models[model].degrade_to if model in models else None),
+    )
     t.done()
     return task
 
@@ -302,6 +324,7 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
         name: _parse_task(name, _Table(file, f"tasks.{name}", task_table.data[name]), upstreams, models)
         for name in list(task_table.data)
     }
+    resilience = config_resilience.parse(root, upstreams, tasks)
     root.done()
     for name in set(models) & set(tasks):
         raise ConfigError(
@@ -316,6 +339,7 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
         upstreams=MappingProxyType(upstreams),
         models=MappingProxyType(models),
         tasks=MappingProxyType(tasks),
+        resilience=resilience,
     )
 
 

@@ -97,7 +97,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     route = routing.resolve(rt.config, body.get("model"), task)
     record.task_type, record.stream = route.task, stream
     record.prompt_chars = _prompt_chars(body)
-    deadline = rt.config.server.request_timeout_s
+    record.lane = rt.guard.lane_for(route, request.headers.get("x-lane"))
+    deadline = rt.guard.deadline_s(record.lane)
     try:
         if not stream:
             async with asyncio.timeout(deadline):
@@ -184,4 +185,10 @@ async def readyz(request: web.Request) -> web.Response:
     }
     ready = not problems and not request.app[RUNTIME].draining
     body = {"status": "ready" if ready else "not_ready", "upstreams": upstreams, "problems": problems}
+    body["resilience"] = rt.guard.summary()
     return web.Response(status=200 if ready else 503, body=orjson.dumps(body), content_type=_JSON)
+
+
+async def status(request: web.Request) -> web.Response:
+    """Lanes (concurrency, depth), rate-limit levels and circuit breakers, as plain JSON."""
+    return web.Response(body=orjson.dumps(request.app[RUNTIME].current.guard.snapshot()), content_type=_JSON)
