@@ -28,17 +28,16 @@ class Guard:
         self.rng = rng or random.Random()
         self.limits = {name: UpstreamLimits(name, cfg) for name, cfg in self.res.limits.items()}
         self.lanes = {name: Lane(name, self.res.lanes[name], self.clock) for name in LANES}
-        self._breakers: dict[str, Breaker] = {}
+        self._breakers: dict[Target, Breaker] = {}
 
     def policy(self, target: Target, task: str | None) -> RetryPolicy:
         return self.res.policy(target.upstream, task)
 
     def breaker(self, target: Target) -> Breaker:
-        key = str(target)
-        b = self._breakers.get(key)
+        b = self._breakers.get(target)
         if b is None:
             p = self.res.policy(target.upstream, None)
-            b = self._breakers[key] = Breaker(p.breaker_failures, p.breaker_cooldown_s, self.clock)
+            b = self._breakers[target] = Breaker(p.breaker_failures, p.breaker_cooldown_s, self.clock)
         return b
 
     def lane_for(self, route: Route, header: str | None) -> str:
@@ -64,7 +63,7 @@ class Guard:
         return {
             "lanes": {name: lane.snapshot() for name, lane in self.lanes.items()},
             "limits": {name: lim.snapshot() for name, lim in self.limits.items()},
-            "breakers": {name: b.snapshot() for name, b in self._breakers.items()},
+            "breakers": {str(t): b.snapshot() for t, b in self._breakers.items()},
         }
 
     def summary(self) -> dict[str, Any]:
@@ -74,5 +73,5 @@ class Guard:
                 n: {"concurrency": int(x.limit), "in_flight": x.in_flight, "waiting": x.waiting}
                 for n, x in self.lanes.items()
             },
-            "open_circuits": sorted(n for n, b in self._breakers.items() if b.state != "closed"),
+            "open_circuits": sorted(str(t) for t, b in self._breakers.items() if b.state != "closed"),
         }

@@ -226,3 +226,19 @@ async def test_stream_error_event_is_raised_by_the_sdk(start_proxy: Any, fake_ge
         async for _ in broken:
             pass
     assert fake_gemini.attempts == 2
+
+
+async def test_access_log_records_every_attempt_and_its_decision(
+    start_proxy: Any, fake_gemini: FakeGemini, caplog: pytest.LogCaptureFixture
+):
+    proxy = await start_proxy(clock=FakeClock())
+    fake_gemini.push(error(429, retry_delay="2s", quota_id=PER_MINUTE), error(500), *[error(500)] * 2)
+    with caplog.at_level(logging.INFO, logger="gemini_proxy.access"):
+        await ask(proxy, "fast")
+    (line,) = [r for r in caplog.records if r.name == "gemini_proxy.access"]
+    attempts = line.attempts  # type: ignore[attr-defined]
+    assert [a["status"] for a in attempts] == [429, 500, 500, 500, 200]
+    assert attempts[0]["decision"].startswith("retry: rate_limit: retry 1/2, honouring the server's delay of 2s")
+    assert attempts[3]["decision"].startswith("next: server: 2 retries used")
+    assert attempts[4]["model"] == "gemini-2.5-flash-lite" and attempts[4]["decision"] is None
+    assert line.fallback_used is True and line.retry_count == 4  # type: ignore[attr-defined]
