@@ -242,3 +242,16 @@ async def test_access_log_records_every_attempt_and_its_decision(
     assert attempts[3]["decision"].startswith("next: server: 2 retries used")
     assert attempts[4]["model"] == "gemini-2.5-flash-lite" and attempts[4]["decision"] is None
     assert line.fallback_used is True and line.retry_count == 4  # type: ignore[attr-defined]
+
+
+async def test_connection_error_gets_one_short_retry_then_falls_back(start_proxy: Any, fake_gemini: FakeGemini):
+    clock = FakeClock()
+    dead = (
+        '[upstreams.dead]\nkind = "gemini"\nbase_url = "http://127.0.0.1:9"\napi_key_env = "TEST_GEMINI_KEY"\n'
+        '[models.shaky]\ntarget = "dead:gemini-2.5-pro"\nfallbacks = ["google:gemini-2.5-pro"]\n'
+    )
+    proxy = await start_proxy(dead, clock=clock)
+    raw = await ask(proxy, "shaky")
+    assert raw.headers["x-upstream-used"] == "google" and raw.headers["x-fallback-reason"] == "connection"
+    assert len(clock.sleeps) == 1 and clock.sleeps[0] <= 0.5  # one short retry on the dead upstream
+    assert fake_gemini.attempts == 1
