@@ -8,6 +8,7 @@ from aiohttp import web
 
 from proxy import handlers
 from proxy.auth import auth
+from proxy.clock import Clock
 from proxy.config import Config
 from proxy.meter import METER, TeamMeter
 from proxy.metrics import CONTENT_TYPE, Metrics
@@ -17,14 +18,16 @@ from proxy.state import RUNTIME, RuntimeRef
 from proxy.telemetry import TELEMETRY, Telemetry
 
 
-def make_app(config: Config, *, environ: Mapping[str, str] | None = None) -> web.Application:
+def make_app(
+    config: Config, *, environ: Mapping[str, str] | None = None, clock: Clock | None = None
+) -> web.Application:
     """Build the app; upstream sessions open lazily and close with the app."""
     app = web.Application(
         middlewares=[access_log, errors, auth],
         client_max_size=config.server.max_body_bytes,
         handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024},
     )
-    app[RUNTIME] = RuntimeRef(Runtime.build(config, environ))
+    app[RUNTIME] = RuntimeRef(Runtime.build(config, environ, clock))
     app[METER] = TeamMeter()
     app[TELEMETRY] = Telemetry(Metrics())
     app.on_response_prepare.append(on_response_prepare)
@@ -34,6 +37,7 @@ def make_app(config: Config, *, environ: Mapping[str, str] | None = None) -> web
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/status", handlers.status)
     return app
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from adapters import ADAPTERS
 from adapters.base import Upstream
+from proxy import config_resilience
+from proxy.config_resilience import ResilienceConfig
 from proxy.config_teams import TeamConfig, parse_regions, parse_teams, str_list
 from proxy.logconfig import LoggingConfig, parse_logging
 from proxy.pricing import PriceBook, parse_pricing
@@ -88,6 +90,7 @@ class ModelAlias:
     name: str
     targets: tuple[Target, ...]  # the target first, then fallbacks in order
     description: str = ""
+    degrade_to: Target | None = None  # a cheaper model for online requests under 429 pressure
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,8 @@ class TaskConfig:
     targets: tuple[Target, ...]  # resolved at load time
     description: str = ""
     allowed_regions: tuple[str, ...] | None = None  # data residency: None = anywhere
+    lane: str = "online"  # "online" | "batch" (the x-lane header wins)
+    degrade_to: Target | None = None  # defaults to the alias's
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +115,7 @@ class Config:
     env: str | None = None  # the [env.NAME] overlay applied (--env / GEMINI_PROXY_ENV)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     pricing: PriceBook = field(default_factory=PriceBook)
+    resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
 
 
 # --- parsing helpers ---------------------------------------------------------------------------
@@ -274,7 +280,13 @@ def _parse_alias(name: str, t: _Table, upstreams: Mapping[str, UpstreamConfig]) 
         if not isinstance(fb, str):
             raise t.error(f"fallbacks[{i}]", "must be an 'upstream:model' string")
         chain.append(_parse_target(fb, t, f"fallbacks[{i}]", upstreams))
-    alias = ModelAlias(name=name, targets=tuple(chain), description=t.pop("description", str, ""))
+    degrade = t.pop("degrade_to", str)
+    alias = ModelAlias(
+        name=name,
+        targets=tuple(chain),
+        description=t.pop("description", str, ""),
+        degrade_to=_parse_target(degrade, t, "degrade_to", upstreams) if degrade else None,
+    )
     t.done()
     return alias
 
@@ -293,12 +305,17 @@ def _parse_task(
             f"{model!r} is neither a [models] alias nor 'upstream:model'",
             f"use one of: {', '.join(sorted(models)) or '(no aliases defined)'}",
         )
+    degrade = t.pop("degrade_to", str)
     task = TaskConfig(
         name=name,
         model=model,
         targets=targets,
         description=t.pop("description", str, ""),
         allowed_regions=parse_regions(t, upstreams, targets),
+        lane=config_resilience.parse_lane_name(t, "lane", "online"),
+        degrade_to=_parse_target(degrade, t, "degrade_to", upstreams)
+        if degrade
+        else (models[model].degrade_to if model in models else None),
     )
     t.done()
     return task
@@ -332,6 +349,7 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
     teams = parse_teams(root.table("teams"), upstreams, models, tasks)
     logging = parse_logging(root.table("logging"))
     pricing = parse_pricing(root.table("pricing"))
+    resilience = config_resilience.parse(root, upstreams, tasks)
     root.done()
     for name in set(models) & set(tasks):
         raise ConfigError(
@@ -349,6 +367,7 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
         teams=MappingProxyType(teams),
         logging=logging,
         pricing=pricing,
+        resilience=resilience,
     )
 
 

@@ -122,6 +122,16 @@ class FailureClass(enum.Enum):
     SERVER = "server"  # 5xx: a few short retries, then the next target
     TIMEOUT = "timeout"  # no answer in time: retry once, then the next target
     CONNECTION = "connection"  # could not connect / reset: short retry, then the next target
+    LIMITED = "limited"  # the proxy's own rpm/tpm/rpd would outlast the deadline: next target at once
+    NO_KEY = "no_key"  # every key of the upstream is quarantined, resting or missing: next target at once
+
+
+# Codes of UpstreamErrors the proxy raises itself, before any upstream call (proxy/limits.py,
+# the circuit breaker): they must never be read as the upstream's verdict.
+LIMIT_CODES = frozenset({"limit_rpm", "limit_tpm", "limit_rpd"})
+# Raised by the key pool (proxy/keys.py) when it has nothing to hand out.
+NO_KEY_CODES = frozenset({"keys_exhausted", "no_key"})
+CIRCUIT_OPEN = "circuit_open"
 
 
 # Status codes that mean "this request is wrong": no other model or key will accept it.
@@ -133,6 +143,10 @@ AUTH_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED", "PERMISS
 
 
 def classify(err: UpstreamError) -> FailureClass:
+    if err.code in LIMIT_CODES:
+        return FailureClass.LIMITED
+    if err.code in NO_KEY_CODES:
+        return FailureClass.NO_KEY
     if err.timeout:
         return FailureClass.TIMEOUT
     if err.connection:
@@ -155,6 +169,12 @@ def to_client(err: UpstreamError) -> ProxyError:
         headers["Retry-After"] = str(max(1, round(err.retry_after_s)))
     if cls is FailureClass.AUTH:
         return UpstreamFailed(f"{where} rejected the proxy's credentials", code="upstream_auth_failed")
+    if cls is FailureClass.LIMITED:  # the message names the limit (rpm/tpm/rpd of upstream X)
+        return RateLimited(err.message, code="rate_limit_exceeded", headers=headers)
+    if cls is FailureClass.NO_KEY:  # resting keys recover (429 + Retry-After); quarantined ones need an operator
+        if err.status == 429:
+            return RateLimited(err.message, code=err.code, headers=headers)
+        return UpstreamFailed(err.message, code=err.code, status=503, headers=headers)
     if cls in (FailureClass.RATE_LIMIT, FailureClass.QUOTA_DAY):
         code = "upstream_quota_exhausted" if cls is FailureClass.QUOTA_DAY else "rate_limit_exceeded"
         return RateLimited(f"{where} is rate limited: {err.message}", code=code, headers=headers)
@@ -173,7 +193,7 @@ def to_client(err: UpstreamError) -> ProxyError:
     if cls is FailureClass.CONNECTION:
         return UpstreamFailed(f"{where} is unreachable", code="upstream_unreachable", status=502)
     status = 503 if err.status == 503 else 502
-    code = err.code if err.code == "malformed_function_call" else "upstream_error"
+    code = err.code if err.code in ("malformed_function_call", CIRCUIT_OPEN) else "upstream_error"
     return UpstreamFailed(f"{where} failed: {err.message}", code=code, status=status, headers=headers)
 
 

@@ -102,7 +102,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     record.prompt_chars = _prompt_chars(body)
     record.messages = body["messages"]
     record.capture_content = rt.config.logging.wants_content(record.team_id, route.task)
-    deadline = rt.config.server.request_timeout_s
+    record.lane = rt.guard.lane_for(route, request.headers.get("x-lane"))
+    deadline = rt.guard.deadline_s(record.lane)
     try:
         if not stream:
             async with asyncio.timeout(deadline):
@@ -192,4 +193,10 @@ async def readyz(request: web.Request) -> web.Response:
     }
     ready = not problems and not request.app[RUNTIME].draining
     body = {"status": "ready" if ready else "not_ready", "upstreams": upstreams, "problems": problems}
+    body["resilience"] = rt.guard.summary()
     return web.Response(status=200 if ready else 503, body=orjson.dumps(body), content_type=_JSON)
+
+
+async def status(request: web.Request) -> web.Response:
+    """Lanes (concurrency, depth), rate-limit levels and circuit breakers, as plain JSON."""
+    return web.Response(body=orjson.dumps(request.app[RUNTIME].current.guard.snapshot()), content_type=_JSON)

@@ -41,10 +41,8 @@ KEY_COOLDOWNS = Counter(
     ["upstream", "key_id"],
 )
 
-# A 429 without a retry delay rests the key this long; a per-day quota rests it for an hour
-# (it will not recover in seconds, and the next reload resets it anyway).
+# A per-minute 429 without a retry delay rests the key (for that model) this long.
 DEFAULT_COOLDOWN_S = 10.0
-DAY_QUOTA_COOLDOWN_S = 3600.0
 
 
 def key_id(key: str) -> str:
@@ -112,7 +110,15 @@ def read_key(upstream: UpstreamConfig, environ: Mapping[str, str] | None = None)
 class _Slot:
     key: UpstreamKey
     quarantined: str | None = None  # why, once the upstream rejected the key
-    rest_until: float = 0.0  # monotonic time a 429'd key may be used again
+    # model -> monotonic time a 429'd key may be used again for that model. Gemini's per-minute
+    # quotas are per project *and model*: a 429 on flash says nothing about pro on the same key.
+    rest_until: dict[str, float] = field(default_factory=dict)
+
+    def resting(self, model: str | None, now: float) -> float:
+        """Seconds until this key may serve ``model`` again (0 when usable now)."""
+        if model is None:
+            return max(0.0, max(self.rest_until.values(), default=0.0) - now)
+        return max(0.0, self.rest_until.get(model, 0.0) - now)
 
 
 @dataclass(slots=True)
@@ -160,23 +166,23 @@ class KeyPool:
     def __repr__(self) -> str:
         return f"KeyPool(upstream={self.upstream!r}, keys={self.ids!r})"
 
-    def pick(self) -> UpstreamKey:
-        """The next healthy key, round-robin; raises UpstreamError naming why none is usable."""
+    def pick(self, model: str | None = None) -> UpstreamKey:
+        """The next healthy key for ``model``, round-robin; raises UpstreamError naming why none is usable."""
         now = self.clock()
         n = len(self.slots)
         start = next(self._turn)
         for i in range(n):
             slot = self.slots[(start + i) % n]
-            if slot.quarantined is None and slot.rest_until <= now:
+            if slot.quarantined is None and slot.resting(model, now) == 0.0:
                 return slot.key
-        raise self._exhausted(now)
+        raise self._exhausted(now, model)
 
-    def _exhausted(self, now: float) -> UpstreamError:
+    def _exhausted(self, now: float, model: str | None = None) -> UpstreamError:
         if not self.slots:
             return UpstreamError(
                 503, f"no key for upstream {self.upstream}: {self.problem}", upstream=self.upstream, code="no_key"
             )
-        resting = [s.rest_until - now for s in self.slots if s.quarantined is None]
+        resting = [s.resting(model, now) for s in self.slots if s.quarantined is None]
         why = [f"{s.key.id} quarantined ({s.quarantined})" for s in self.slots if s.quarantined]
         if resting:
             wait = min(resting)
@@ -195,8 +201,12 @@ class KeyPool:
             code="keys_exhausted",
         )
 
-    def report(self, key: str | None, err: UpstreamError | None) -> None:
-        """Feed an attempt's outcome back: 401/403 quarantines the key, 429 rests it."""
+    def report(self, key: str | None, err: UpstreamError | None, model: str = "") -> None:
+        """Feed an attempt's outcome back: 401/403 quarantines the key, a per-minute 429 rests it for that model.
+
+        A per-day 429 does not rest the key: the circuit breaker of that target (proxy/breaker.py)
+        already skips it, and resting the key would block the project's other models too.
+        """
         if err is None or key is None:
             return
         slot = next((s for s in self.slots if s.key.value == key), None)
@@ -211,12 +221,9 @@ class KeyPool:
                 "upstream key quarantined",
                 extra={"upstream": self.upstream, "key_id": slot.key.id, "status": err.status},
             )
-        elif failure in (FailureClass.RATE_LIMIT, FailureClass.QUOTA_DAY):
-            if failure is FailureClass.QUOTA_DAY:
-                rest = DAY_QUOTA_COOLDOWN_S
-            else:
-                rest = err.retry_after_s if err.retry_after_s is not None else DEFAULT_COOLDOWN_S
-            slot.rest_until = max(slot.rest_until, self.clock() + rest)
+        elif failure is FailureClass.RATE_LIMIT:
+            rest = err.retry_after_s if err.retry_after_s is not None else DEFAULT_COOLDOWN_S
+            slot.rest_until[model] = max(slot.rest_until.get(model, 0.0), self.clock() + rest)
             KEY_COOLDOWNS.labels(self.upstream, slot.key.id).inc()
             log.info("upstream key cooling down", extra={"upstream": self.upstream, "key_id": slot.key.id, "s": rest})
 
@@ -227,7 +234,7 @@ class KeyPool:
                 "key": s.key.id,
                 "source": s.key.source,
                 "quarantined": s.quarantined,
-                "cooling_s": max(0.0, round(s.rest_until - now, 1)),
+                "cooling_s": {m: round(until - now, 1) for m, until in s.rest_until.items() if until > now},
             }
             for s in self.slots
         ]

@@ -1,25 +1,42 @@
-"""The attempt loop: walk a route's targets in order, recording every attempt.
+"""The attempt loop: lane admission, then each target in order with tiered retries, every attempt recorded.
 
-Each failure is classified once (:func:`proxy.errors.classify`) and the class decides: stop
-(the request is wrong), or move on to the next target. When every target has failed, the
-client gets the last failure, and the log has all of them.
+    lane slot -> for target in chain (+ degrade_to under 429 pressure, online only):
+        circuit open? skip -> own rpm/tpm/rpd (wait or refuse) -> key -> adapter
+        -> failure: classify() -> backoff.decide(): retry same after a delay | next target | stop
+
+Every decision comes from :func:`proxy.errors.classify` through :func:`proxy.backoff.decide`,
+and is logged (debug, one line) and stored on the attempt. The request's deadline bounds it
+all: no retry starts that cannot start in time, and each attempt is cut at the deadline.
+A stream is retried or failed over only until its first chunk exists; the handler relays it
+and an error after that ends the stream with an error event (nothing is sent twice).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
-from adapters.base import Call, Completion, StreamState, UpstreamError
+from adapters.base import Call, Completion, StreamState, UpstreamError, Usage
+from proxy import backoff
 from proxy.config import Target
-from proxy.errors import FailureClass, UpstreamFailed, classify, to_client
+from proxy.errors import CIRCUIT_OPEN, FailureClass, ProxyError, classify, to_client
+from proxy.limits import estimate_tokens
 from proxy.routing import Route
 from proxy.runtime import Runtime
 from proxy.telemetry import Attempt, RequestRecord
 
-# Classes after which another target cannot help.
-_STOP = frozenset({FailureClass.CLIENT})
+log = logging.getLogger("gemini_proxy.retry")
+
+T = TypeVar("T")
+
+# Failure classes that count against a target's circuit breaker, and those that mean quota pressure.
+_BREAKER_FAILURES = frozenset(
+    {FailureClass.SERVER, FailureClass.TIMEOUT, FailureClass.CONNECTION, FailureClass.RATE_LIMIT}
+)
+_PRESSURE = frozenset({FailureClass.RATE_LIMIT, FailureClass.QUOTA_DAY, FailureClass.LIMITED})
 
 
 def _call(
@@ -32,7 +49,8 @@ def _call(
     include_usage: bool,
     public_model: str | None,
 ) -> Call:
-    key = rt.keys[target.upstream].pick()  # raises UpstreamError when every key is out
+    """The one place a key is chosen for an attempt: the upstream's pool spreads over healthy keys."""
+    key = rt.keys[target.upstream].pick(target.model)  # raises UpstreamError when every key is out
     record.key_id = key.id
     return Call(
         model=target.model,
@@ -45,49 +63,235 @@ def _call(
     )
 
 
-def _note(record: RequestRecord, route: Route, target: Target, started: float, err: UpstreamError | None) -> None:
-    record.attempts.append(
-        Attempt(
-            upstream=target.upstream,
-            model=target.model,
-            status=err.status if err else 200,
-            error_type=(err.code or classify(err).value) if err else None,
-            latency_ms=(time.perf_counter() - started) * 1000.0,
-            limit=err.quota_scope if err else None,
+class _Run:
+    """One request's walk over its targets."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        route: Route,
+        body: dict[str, Any],
+        record: RequestRecord,
+        public_model: str | None,
+        *,
+        stream: bool,
+        include_usage: bool = False,
+    ) -> None:
+        self.rt, self.route, self.body, self.record = rt, route, body, record
+        self.public_model, self.stream, self.include_usage = public_model, stream, include_usage
+        self.guard = rt.guard
+        self.clock = rt.guard.clock
+        self.lane = self.guard.lanes[record.lane]
+        self.deadline_s = self.guard.deadline_s(record.lane)
+        self.deadline_at = self.clock.now() + self.deadline_s
+        self.tokens = estimate_tokens(record.prompt_chars)
+        self.admitted = False
+        self.pressure = False  # a 429 (theirs or ours) was seen: degrade_to may answer
+        self.errors: list[UpstreamError] = []
+
+    def remaining(self) -> float:
+        return self.deadline_at - self.clock.now()
+
+    async def admit(self) -> None:
+        waited = await self.lane.enter(self.remaining())
+        self.admitted = True
+        self.record.queue_wait_ms = waited * 1000.0
+
+    def release(self) -> None:
+        if self.admitted:
+            self.admitted = False
+            self.lane.leave()
+
+    def settle(self, target: Target, usage: Usage | None) -> None:
+        """Correct the TPM estimate with the input tokens the upstream reported."""
+        limits = self.guard.limits.get(target.upstream)
+        if limits is not None and usage is not None and not usage.estimated:
+            limits.settle(self.tokens, usage.input_tokens)
+
+    def _chain(self) -> list[tuple[Target, bool]]:
+        chain = [(t, False) for t in self.route.targets]
+        degrade = self.guard.degrade_target(self.route) if self.record.lane == "online" else None
+        if degrade is not None and degrade not in self.route.targets:
+            chain.append((degrade, True))
+        return chain
+
+    async def run(self, do: Callable[[Target, Call], Awaitable[T]]) -> tuple[Target, T]:
+        for target, degraded in self._chain():
+            if degraded and not self.pressure:
+                break
+            if self.remaining() < backoff.MIN_ATTEMPT_S:
+                break
+            blocked = self.guard.breaker(target).blocked_for()
+            if blocked is not None:
+                err = UpstreamError(
+                    503,
+                    f"{target} is cooling down after repeated failures ({blocked:.0f}s left)",
+                    upstream=target.upstream,
+                    code=CIRCUIT_OPEN,
+                    retry_after_s=blocked,
+                )
+                self._note(target, time.perf_counter(), err, "next: circuit open, target skipped")
+                self.errors.append(err)
+                continue
+            found, value = await self._target(target, do)
+            if found:
+                self._won(target, degraded)
+                return target, value
+        if self.errors:
+            raise to_client(self.errors[-1])
+        raise ProxyError(
+            f"no answer within the request deadline of {self.deadline_s:g}s", code="request_timeout", status=504
         )
-    )
-    if err is None:
+
+    async def _target(self, target: Target, do: Callable[[Target, Call], Awaitable[T]]) -> tuple[bool, Any]:
+        policy = self.guard.policy(target, self.route.task)
+        retries: dict[FailureClass, int] = {}
+        while True:
+            started = time.perf_counter()
+            call: Call | None = None
+            try:
+                await self._limit(target)
+                call = _call(
+                    self.rt,
+                    target,
+                    self.body,
+                    self.record,
+                    stream=self.stream,
+                    include_usage=self.include_usage,
+                    public_model=self.public_model,
+                )
+                async with asyncio.timeout(max(0.0, self.remaining())):
+                    value = await do(target, call)
+            except UpstreamError as exc:
+                err = exc
+            except TimeoutError:
+                err = UpstreamError(
+                    504, f"request deadline of {self.deadline_s:g}s reached", upstream=target.upstream, timeout=True
+                )
+            else:
+                self.guard.breaker(target).success()
+                self.lane.on_success()
+                self._note(target, started, None, None)
+                return True, value
+            cls = classify(err)
+            self._account(target, cls)
+            if call is not None:  # 401/403 quarantines the key, 429 rests it
+                self.rt.keys[target.upstream].report(call.api_key, err, target.model)
+            done = retries.get(cls, 0)
+            decision = backoff.decide(err, cls, done, policy, self.remaining(), self.guard.rng)
+            if cls is FailureClass.TIMEOUT:
+                log.warning(
+                    "request %s: %s timed out (prompt %d chars, ~%d tokens); %s",
+                    self.record.request_id,
+                    target,
+                    self.record.prompt_chars,
+                    self.tokens,
+                    decision.action,
+                )
+            log.debug(
+                "request %s: %s failed (status %s, %s) -> %s: %s",
+                self.record.request_id,
+                target,
+                err.status,
+                cls.value,
+                decision.action,
+                decision.why,
+            )
+            self._note(target, started, err, f"{decision.action}: {decision.why}")
+            self.errors.append(err)
+            if decision.action == "stop":
+                raise to_client(err)
+            if decision.action == "next":
+                return False, None
+            retries[cls] = done + 1
+            await self.clock.sleep(decision.delay_s)
+
+    async def _limit(self, target: Target) -> None:
+        limits = self.guard.limits.get(target.upstream)
+        if limits is None:
+            return
+        budget = min(self.remaining(), self.lane.cfg.max_wait_s)
+        try:
+            waited_on = await limits.acquire(self.tokens, budget_s=budget, share=self.lane.cfg.rate_share)
+        except UpstreamError as err:
+            self.record.limited_by = f"{(err.code or 'limit_')[6:]}:{target.upstream}"
+            raise
+        if waited_on:
+            self.record.limited_by = f"{waited_on}:{target.upstream}"
+
+    def _account(self, target: Target, cls: FailureClass) -> None:
+        breaker = self.guard.breaker(target)
+        if cls in _BREAKER_FAILURES:
+            breaker.failure()
+        elif cls is FailureClass.QUOTA_DAY:
+            breaker.failure(trip=True)  # done for the day: skip it for the cool-down
+        elif cls is FailureClass.CLIENT:
+            breaker.success()  # it answered; the request was wrong
+        if cls in _PRESSURE:
+            self.pressure = True
+            if cls is not FailureClass.LIMITED:
+                self.lane.on_rate_limited()
+
+    def _note(self, target: Target, started: float, err: UpstreamError | None, decision: str | None) -> None:
+        self.record.attempts.append(
+            Attempt(
+                upstream=target.upstream,
+                model=target.model,
+                status=err.status if err else 200,
+                error_type=(err.code or classify(err).value) if err else None,
+                latency_ms=(time.perf_counter() - started) * 1000.0,
+                decision=decision,
+                limit=err.quota_scope if err else None,
+            )
+        )
+
+    def _won(self, target: Target, degraded: bool) -> None:
+        record = self.record
         record.upstream, record.model_used = target.upstream, target.model
-        if target != route.targets[0]:
+        if target != self.route.targets[0]:
             record.fallback_used = True
-            record.fallback_reason = record.fallback_reason or record.attempts[0].error_type
-
-
-def _final(errors: list[UpstreamError]) -> UpstreamFailed | Any:
-    return to_client(errors[-1]) if errors else UpstreamFailed("no upstream available for this route")
+            first = record.attempts[0].error_type if record.attempts else None
+            record.fallback_reason = ("degraded:" + (first or "rate_limit")) if degraded else first
+        record.degraded = degraded
 
 
 async def complete(
     rt: Runtime, route: Route, body: dict[str, Any], record: RequestRecord, public_model: str | None
 ) -> Completion:
-    errors: list[UpstreamError] = []
-    for target in route.targets:
-        started = time.perf_counter()
-        call = None
-        try:
-            call = _call(rt, target, body, record, stream=False, include_usage=False, public_model=public_model)
-            result = await rt.adapters[target.upstream].complete(call)
-        except UpstreamError as err:
-            if call is not None:  # 401/403 quarantines the key, 429 rests it
-                rt.keys[target.upstream].report(call.api_key, err)
-            _note(record, route, target, started, err)
-            errors.append(err)
-            if classify(err) in _STOP:
-                break
-            continue
-        _note(record, route, target, started, None)
+    run = _Run(rt, route, body, record, public_model, stream=False)
+    await run.admit()
+    try:
+
+        async def one(target: Target, call: Call) -> Completion:
+            return await rt.adapters[target.upstream].complete(call)
+
+        target, result = await run.run(one)
+        run.settle(target, result.usage)
         return result
-    raise _final(errors)
+    finally:
+        run.release()
+
+
+class _GuardedStream:
+    """The relayed stream; closing it (however the relay ends) frees the lane slot and settles TPM."""
+
+    def __init__(self, agen: AsyncIterator[bytes], on_close: Callable[[], None]) -> None:
+        self._agen, self._on_close, self._closed = agen, on_close, False
+
+    def __aiter__(self) -> _GuardedStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self._agen.__anext__()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._agen.aclose()  # type: ignore[attr-defined]
+        finally:
+            self._on_close()
 
 
 async def open_stream(
@@ -98,30 +302,28 @@ async def open_stream(
     include_usage: bool,
     public_model: str | None,
 ) -> tuple[bytes, AsyncIterator[bytes], StreamState]:
-    """Start a stream and return its first chunk: until then, failures can still fail over."""
-    errors: list[UpstreamError] = []
-    for target in route.targets:
-        started = time.perf_counter()
+    """Start a stream and return its first chunk: until then, failures can still be retried or fail over."""
+    run = _Run(rt, route, body, record, public_model, stream=True, include_usage=include_usage)
+    await run.admit()
+
+    async def one(target: Target, call: Call) -> tuple[bytes, AsyncIterator[bytes], StreamState]:
         state = StreamState()
-        call = None
+        agen = rt.adapters[target.upstream].stream(call, state)
         try:
-            call = _call(rt, target, body, record, stream=True, include_usage=include_usage, public_model=public_model)
-            agen = rt.adapters[target.upstream].stream(call, state)
             first = await agen.__anext__()
-        except UpstreamError as err:
-            if call is not None:  # 401/403 quarantines the key, 429 rests it
-                rt.keys[target.upstream].report(call.api_key, err)
-            _note(record, route, target, started, err)
-            errors.append(err)
-            if classify(err) in _STOP:
-                break
-            continue
         except StopAsyncIteration:
-            empty = UpstreamError(502, "upstream ended the stream without data", upstream=target.upstream)
-            _note(record, route, target, started, empty)
-            errors.append(empty)
-            continue
-        _note(record, route, target, started, None)
-        record.ttft_ms = record.elapsed_ms()
+            raise UpstreamError(502, "upstream ended the stream without data", upstream=target.upstream) from None
         return first, agen, state
-    raise _final(errors)
+
+    try:
+        target, (first, agen, state) = await run.run(one)
+    except BaseException:
+        run.release()
+        raise
+    record.ttft_ms = record.elapsed_ms()
+
+    def close() -> None:
+        run.settle(target, state.usage)
+        run.release()
+
+    return first, _GuardedStream(agen, close), state

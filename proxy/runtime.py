@@ -14,7 +14,9 @@ from types import MappingProxyType
 
 from adapters import ADAPTERS
 from adapters.base import Adapter
+from proxy.clock import Clock, SystemClock
 from proxy.config import Config
+from proxy.guard import Guard
 from proxy.keys import KeyPool
 from proxy.teams import ClientKeys
 
@@ -26,21 +28,29 @@ class Runtime:
     config: Config
     adapters: Mapping[str, Adapter]
     keys: Mapping[str, KeyPool]
+    guard: Guard  # limits, lanes, breakers (resilience state lives and dies with the runtime)
     clients: ClientKeys = field(default_factory=ClientKeys)
 
     @classmethod
-    def build(cls, config: Config, environ: Mapping[str, str] | None = None) -> Runtime:
+    def build(cls, config: Config, environ: Mapping[str, str] | None = None, clock: Clock | None = None) -> Runtime:
+        clock = clock or SystemClock()
         adapters: dict[str, Adapter] = {}
         keys: dict[str, KeyPool] = {}
         for name, up in config.upstreams.items():
             adapters[name] = ADAPTERS[up.kind](up.spec)
-            keys[name] = KeyPool.build(up, environ)
+            keys[name] = KeyPool.build(up, environ, clock.now)
             for problem in keys[name].problems:
                 log.warning("upstream %s: a key source yielded no key: %s", name, problem)
         clients = ClientKeys.build(config.teams)
         if not clients.enabled:
             log.warning("auth is off: no [teams] configured, so every client is let in without a key")
-        return cls(config=config, adapters=MappingProxyType(adapters), keys=MappingProxyType(keys), clients=clients)
+        return cls(
+            config=config,
+            adapters=MappingProxyType(adapters),
+            keys=MappingProxyType(keys),
+            guard=Guard(config, clock),
+            clients=clients,
+        )
 
     async def close(self) -> None:
         for adapter in self.adapters.values():

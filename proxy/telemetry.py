@@ -64,6 +64,7 @@ class Attempt:
     error_type: str | None = None
     latency_ms: float = 0.0
     limit: str | None = None  # for a 429: the quota it names ("minute", "day"), when known
+    decision: str | None = None  # what the retry loop did next, and why (proxy/backoff.py)
 
 
 @dataclass(slots=True)
@@ -88,6 +89,9 @@ class RequestRecord:
     fallback_reason: str | None = None
     prompt_chars: int = 0
     key_id: str | None = None
+    degraded: bool = False  # answered by the alias/task's degrade_to model under 429 pressure
+    limited_by: str | None = None  # e.g. "rpm:google": the proxy's own limit that made it wait or refused it
+    queue_wait_ms: float | None = None  # time spent waiting for a lane slot
     attempts: list[Attempt] = field(default_factory=list)
     # Set by the proxy-side limiter when it rejects a request: which limit (label for metrics).
     limit: str | None = None
@@ -192,6 +196,9 @@ class RequestRecord:
             "fallback_reason": self.fallback_reason,
             "prompt_chars": self.prompt_chars,
             "key_id": self.key_id,
+            "degraded": self.degraded,
+            "limited_by": self.limited_by,
+            "queue_wait_ms": None if self.queue_wait_ms is None else round(self.queue_wait_ms, 2),
             "attempts": [
                 {
                     "upstream": a.upstream,
@@ -200,6 +207,7 @@ class RequestRecord:
                     "error_type": a.error_type,
                     "latency_ms": round(a.latency_ms, 2),
                     "limit": a.limit,
+                    "decision": a.decision,
                 }
                 for a in self.attempts
             ],

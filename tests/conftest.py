@@ -117,10 +117,15 @@ def start_proxy(aiohttp_server: Callable[..., Any], fake_gemini: FakeGemini, fak
     """Factory: ``await start_proxy(extra_toml)`` -> Proxy pointed at both fakes."""
 
     async def start(
-        extra: str = "", *, server: str = "", environ: dict[str, str] | None = None, config: Config | None = None
+        extra: str = "",
+        *,
+        server: str = "",
+        environ: dict[str, str] | None = None,
+        config: Config | None = None,
+        clock: Any = None,
     ) -> Proxy:
         cfg = config or make_config(config_toml(fake_gemini.url, fake_openai.url, extra, server=server))
-        app = make_app(cfg, environ=ENV if environ is None else environ)
+        app = make_app(cfg, environ=ENV if environ is None else environ, clock=clock)
         srv = await aiohttp_server(app)
         return Proxy(app=app, url=str(srv.make_url("")).rstrip("/"))
 

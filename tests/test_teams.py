@@ -135,10 +135,11 @@ async def test_task_residency_blocks_cross_region_fallback(
 ) -> None:
     extra = '[tasks.eu_summary]\nmodel = "fast"\nallowed_regions = ["global"]\n'
     proxy: Proxy = await start_proxy(config=make_config(regional(fake_gemini.url, fake_openai.url, extra)))
-    fake_gemini.push(error(503, "overloaded"), error(503, "overloaded"))
+    # flash and flash-lite each get 1 + 2 server retries (the [retry] default): six 503s exhaust both.
+    fake_gemini.push(*[error(503, "overloaded")] * 6)
     with pytest.raises(openai.InternalServerError):
         await proxy.client().chat.completions.create(model="fast", messages=HI, extra_headers={"x-task": "eu_summary"})
-    assert len(fake_gemini.requests) == 2
+    assert [r["model"] for r in fake_gemini.requests] == ["gemini-2.5-flash"] * 3 + ["gemini-2.5-flash-lite"] * 3
     assert fake_openai.requests == []  # the cn fallback was never used, even as a last resort
 
 

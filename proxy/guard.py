@@ -1,0 +1,77 @@
+"""The resilience state of one Runtime: rate limiters, lanes, circuit breakers and the clock.
+
+Built with the Runtime from the same Config (so a reload starts with fresh counters and the new
+numbers). :meth:`Guard.snapshot` returns plain data for ``GET /status`` and for any metrics
+exporter: nothing else needs to reach into the objects.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from proxy.breaker import Breaker
+from proxy.clock import Clock, SystemClock
+from proxy.config import Config, Target
+from proxy.config_resilience import LANES, RetryPolicy
+from proxy.errors import InvalidRequest
+from proxy.lanes import Lane
+from proxy.limits import UpstreamLimits
+from proxy.routing import Route
+
+
+class Guard:
+    def __init__(self, config: Config, clock: Clock | None = None, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.res = config.resilience
+        self.clock: Clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.limits = {name: UpstreamLimits(name, cfg) for name, cfg in self.res.limits.items()}
+        self.lanes = {name: Lane(name, self.res.lanes[name], self.clock) for name in LANES}
+        self._breakers: dict[Target, Breaker] = {}
+
+    def policy(self, target: Target, task: str | None) -> RetryPolicy:
+        return self.res.policy(target.upstream, task)
+
+    def breaker(self, target: Target) -> Breaker:
+        b = self._breakers.get(target)
+        if b is None:
+            p = self.res.policy(target.upstream, None)
+            b = self._breakers[target] = Breaker(p.breaker_failures, p.breaker_cooldown_s, self.clock)
+        return b
+
+    def lane_for(self, route: Route, header: str | None) -> str:
+        """The x-lane header wins; else the task's lane; else online."""
+        if header:
+            lane = header.strip().lower()
+            if lane not in LANES:
+                raise InvalidRequest(f"x-lane must be one of: {', '.join(LANES)}; got {header!r}", param="x-lane")
+            return lane
+        task = self.config.tasks.get(route.task) if route.task else None
+        return task.lane if task else "online"
+
+    def deadline_s(self, lane: str) -> float:
+        return self.res.lanes[lane].deadline_s or self.config.server.request_timeout_s
+
+    def degrade_target(self, route: Route) -> Target | None:
+        if route.task and route.task in self.config.tasks:
+            return self.config.tasks[route.task].degrade_to
+        alias = self.config.models.get(route.name)
+        return alias.degrade_to if alias else None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "lanes": {name: lane.snapshot() for name, lane in self.lanes.items()},
+            "limits": {name: lim.snapshot() for name, lim in self.limits.items()},
+            "breakers": {str(t): b.snapshot() for t, b in self._breakers.items()},
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The cheap part of the snapshot, for /readyz."""
+        return {
+            "lanes": {
+                n: {"concurrency": int(x.limit), "in_flight": x.in_flight, "waiting": x.waiting}
+                for n, x in self.lanes.items()
+            },
+            "open_circuits": sorted(str(t) for t, b in self._breakers.items() if b.state != "closed"),
+        }

@@ -1,0 +1,154 @@
+"""The proxy's own RPM / TPM / RPD per upstream, the circuit breaker, degrade_to and /status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from proxy.state import RUNTIME
+from tests.conftest import Proxy
+from tests.fakes.clock import FakeClock
+from tests.fakes.gemini import FakeGemini, error, text_answer
+from tests.fakes.openai import FakeOpenAI
+
+PER_MINUTE = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+
+
+async def ask(proxy: Proxy, model: str, content: str = "Hi") -> Any:
+    return await proxy.client().chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": content}]
+    )
+
+
+async def status(proxy: Proxy) -> dict[str, Any]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s, s.get(proxy.url + "/status") as r:
+        assert r.status == 200
+        return dict(await r.json())
+
+
+async def test_rpm_over_budget_is_refused_at_once_naming_the_limit(start_proxy: Any, fake_gemini: FakeGemini):
+    proxy = await start_proxy("[limits.google]\nrpm = 2\n")
+    await ask(proxy, "pro")
+    await ask(proxy, "pro")
+    with pytest.raises(openai.RateLimitError) as info:
+        await ask(proxy, "pro")  # the next slot frees in ~30s: more than the online lane waits
+    assert "rpm limit of upstream google" in info.value.message
+    assert 25 <= int(info.value.response.headers["Retry-After"]) <= 31
+    assert fake_gemini.attempts == 2  # refused before reaching the upstream
+    snap = await status(proxy)
+    assert snap["limits"]["google"]["refused"]["rpm"] == 1
+
+
+async def test_own_limit_falls_over_to_another_upstream(
+    start_proxy: Any, fake_gemini: FakeGemini, fake_openai: FakeOpenAI
+):
+    proxy = await start_proxy("[limits.google]\nrpm = 1\n")
+    await ask(proxy, "fast")
+    raw = await ask(proxy, "fast")
+    assert fake_gemini.attempts == 1 and len(fake_openai.requests) == 1
+    assert raw.headers["x-upstream-used"] == "gateway" and raw.headers["x-fallback-reason"] == "limit_rpm"
+
+
+async def test_tpm_is_corrected_with_real_usage(start_proxy: Any, fake_gemini: FakeGemini):
+    proxy = await start_proxy("[limits.google]\ntpm = 1000\n[lanes.online]\nmax_wait_s = 1\n")
+    prompt = "x" * 400  # estimated as 100 tokens
+    fake_gemini.push(text_answer("big", prompt_tokens=900), text_answer("ok"))
+    await ask(proxy, "pro", prompt)
+    tpm = (await status(proxy))["limits"]["google"]
+    assert tpm["token_debt"] == 800 and 95 <= tpm["tpm"]["used"] <= 100
+    await ask(proxy, "pro", prompt)  # takes its 100 plus the 800 owed: the bucket is full
+    with pytest.raises(openai.RateLimitError) as info:
+        await ask(proxy, "pro", prompt)
+    assert "tpm limit of upstream google" in info.value.message
+    assert fake_gemini.attempts == 2
+
+
+async def test_rpd_refuses_until_pacific_midnight(start_proxy: Any, fake_gemini: FakeGemini):
+    proxy = await start_proxy("[limits.google]\nrpd = 1\n")
+    await ask(proxy, "pro")
+    with pytest.raises(openai.RateLimitError) as info:
+        await ask(proxy, "pro")
+    assert "rpd limit of upstream google (1 per day)" in info.value.message
+    assert 0 < int(info.value.response.headers["Retry-After"]) <= 25 * 3600
+    assert fake_gemini.attempts == 1
+
+
+BREAKER = "[retry]\nserver_retries = 0\nbreaker_failures = 2\nbreaker_cooldown_s = 30\n"
+
+
+async def test_breaker_skips_a_failing_target_for_the_cooldown(start_proxy: Any, fake_gemini: FakeGemini):
+    clock = FakeClock()
+    proxy = await start_proxy(BREAKER, clock=clock)
+    fake_gemini.push(error(500), text_answer("lite"), error(500), text_answer("lite"))
+    for _ in range(2):
+        raw = await ask(proxy, "fast")
+        assert raw.headers["x-model-used"] == "gemini-2.5-flash-lite"
+    assert fake_gemini.attempts == 4
+    raw = await ask(proxy, "fast")  # flash's circuit is open: not even tried
+    assert fake_gemini.attempts == 5 and fake_gemini.requests[-1]["model"] == "gemini-2.5-flash-lite"
+    assert raw.headers["x-fallback-reason"] == "circuit_open"
+    assert (await status(proxy))["breakers"]["google:gemini-2.5-flash"]["state"] == "open"
+    clock.advance(31)
+    raw = await ask(proxy, "fast")  # the probe after the cool-down succeeds and closes it
+    assert raw.headers["x-model-used"] == "gemini-2.5-flash"
+    assert (await status(proxy))["breakers"]["google:gemini-2.5-flash"]["state"] == "closed"
+
+
+async def test_every_target_open_answers_503_with_retry_after(start_proxy: Any, fake_gemini: FakeGemini):
+    proxy = await start_proxy(BREAKER, clock=FakeClock())
+    fake_gemini.push(error(500), error(500))
+    for _ in range(2):
+        with pytest.raises(openai.APIStatusError):
+            await ask(proxy, "pro")
+    with pytest.raises(openai.APIStatusError) as info:
+        await ask(proxy, "pro")
+    assert info.value.status_code == 503 and info.value.body["code"] == "circuit_open"  # type: ignore[index]
+    assert info.value.response.headers["Retry-After"] == "30"
+    assert fake_gemini.attempts == 2
+
+
+DEGRADE = '[models.busy]\ntarget = "google:gemini-2.5-pro"\ndegrade_to = "google:gemini-2.5-flash-lite"\n'
+
+
+async def test_online_request_under_429_pressure_degrades_and_says_so(start_proxy: Any, fake_gemini: FakeGemini):
+    clock = FakeClock()
+    proxy = await start_proxy(DEGRADE, clock=clock)
+    fake_gemini.push(*[error(429, retry_delay="1s", quota_id=PER_MINUTE)] * 3, text_answer("cheaper"))
+    raw = await ask(proxy, "busy")
+    assert raw.parse().choices[0].message.content == "cheaper"
+    assert raw.headers["x-model-used"] == "gemini-2.5-flash-lite"
+    assert raw.headers["x-fallback-reason"].startswith("degraded:")
+    assert clock.sleeps == [1.0, 1.0]
+
+
+async def test_batch_requests_do_not_degrade(start_proxy: Any, fake_gemini: FakeGemini):
+    proxy = await start_proxy(DEGRADE, clock=FakeClock())
+    fake_gemini.push(*[error(429, retry_delay="1s", quota_id=PER_MINUTE)] * 3)
+    with pytest.raises(openai.RateLimitError):
+        await proxy.client().chat.completions.create(
+            model="busy", messages=[{"role": "user", "content": "Hi"}], extra_headers={"x-lane": "batch"}
+        )
+    assert fake_gemini.attempts == 3
+
+
+async def test_degrade_is_not_used_for_non_rate_failures(start_proxy: Any, fake_gemini: FakeGemini):
+    proxy = await start_proxy(DEGRADE + "[retry]\nserver_retries = 0\n", clock=FakeClock())
+    fake_gemini.push(error(500))
+    with pytest.raises(openai.APIStatusError) as info:
+        await ask(proxy, "busy")
+    assert info.value.status_code == 502 and fake_gemini.attempts == 1
+
+
+async def test_status_and_readyz_expose_resilience_state(start_proxy: Any):
+    proxy = await start_proxy("[limits.google]\nrpm = 60\n")
+    await ask(proxy, "pro")
+    snap = await status(proxy)
+    assert snap["lanes"]["online"]["admitted"] == 1 and snap["lanes"]["batch"]["concurrency"] == 16
+    assert snap["limits"]["google"]["rpm"] == {"limit": 60, "used": pytest.approx(1, abs=0.1)}
+    assert set(snap) == set(proxy.app[RUNTIME].current.guard.snapshot()) == {"lanes", "limits", "breakers"}
+    async with aiohttp.ClientSession() as s, s.get(proxy.url + "/readyz") as r:
+        ready = await r.json()
+    assert ready["resilience"]["lanes"]["online"]["concurrency"] == 128
