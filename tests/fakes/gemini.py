@@ -21,7 +21,16 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from adapters.simulated import SimulatedGemini, _error, default_answer, error_body, split_stream, validate_generate
+from adapters.simulated import (
+    Issued,
+    SimulatedGemini,
+    _error,
+    default_answer,
+    error_body,
+    split_stream,
+    validate_generate,
+)
+from tests.fakes.wire import wire_problem
 
 
 @dataclass
@@ -140,6 +149,7 @@ class FakeGemini(SimulatedGemini):
         super().__init__()
         self.script: deque[Any] = deque()
         self.url = ""
+        self.issued = Issued()
 
     def push(self, *items: Any) -> FakeGemini:
         self.script.extend(items)
@@ -174,11 +184,22 @@ class FakeGemini(SimulatedGemini):
         )
         if not key:
             return _error(403, "Method doesn't allow unregistered callers.", "PERMISSION_DENIED")
-        problem = validate_generate(model, body)
+        # Two independent checks: the simulated server's rules, and google-genai's own types.
+        problem = validate_generate(model, body, self.issued) or wire_problem(body)
         if problem:
             return _error(400, problem, "INVALID_ARGUMENT")
         item = self.script.popleft() if self.script else Answer(default_answer(model, body))
+        self._record_issued(item)
         return await self._play(request, item, method)
+
+    def _record_issued(self, item: Any) -> None:
+        if isinstance(item, Delay):
+            self._record_issued(item.then)
+        elif isinstance(item, Answer):
+            self.issued.record(item.body)
+        elif isinstance(item, Events | CutStream):
+            for event in item.events:
+                self.issued.record(event)
 
     async def _play(self, request: web.Request, item: Any, method: str) -> web.StreamResponse:
         if isinstance(item, Delay):
