@@ -232,3 +232,57 @@ class FakeGemini(SimulatedGemini):
             await resp.write(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
         await resp.write_eof()
         return resp
+
+
+# --- builders for richer answers (tool calls, thoughts, several candidates) -------------------
+
+
+def signature(n: int) -> str:
+    """A made-up thought signature: opaque base64, as Gemini's are (google-genai checks base64)."""
+    import base64
+
+    return base64.b64encode(f"fake-thought-signature-{n}".encode()).decode()
+
+
+def calls(*specs: tuple[str, dict[str, Any]], gemini3: bool = True, start: int = 1) -> list[dict[str, Any]]:
+    """functionCall parts. Gemini 3 style: an id on every call, a signature on the first only
+    (parallel calls, per the thought-signatures doc); 2.5 style: neither."""
+    parts = []
+    for k, (name, args) in enumerate(specs):
+        call: dict[str, Any] = {"name": name, "args": args}
+        part: dict[str, Any] = {"functionCall": call}
+        if gemini3:
+            call["id"] = f"fc-{start + k}"
+            if k == 0:
+                part["thoughtSignature"] = signature(start)
+        parts.append(part)
+    return parts
+
+
+def candidate(parts: list[dict[str, Any]], finish: str = "STOP", index: int = 0, **extra: Any) -> dict[str, Any]:
+    cand: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": index}
+    cand.update(extra)
+    return cand
+
+
+def usage(prompt: int = 10, output: int = 5, thoughts: int = 0, cached: int = 0) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "promptTokenCount": prompt,
+        "candidatesTokenCount": output,
+        "totalTokenCount": prompt + output + thoughts,
+    }
+    if thoughts:
+        meta["thoughtsTokenCount"] = thoughts
+    if cached:
+        meta["cachedContentTokenCount"] = cached
+    return meta
+
+
+def full_answer(
+    *cands: dict[str, Any], meta: dict[str, Any] | None = None, response_id: str = "resp-1", **top: Any
+) -> dict[str, Any]:
+    """A whole GenerateContentResponse dict."""
+    body: dict[str, Any] = {"candidates": list(cands), "modelVersion": "fake", "responseId": response_id}
+    body["usageMetadata"] = meta if meta is not None else usage()
+    body.update(top)
+    return body
