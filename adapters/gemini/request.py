@@ -183,7 +183,7 @@ def _signature_from_extra(call: dict[str, Any]) -> str | None:
     return sig if isinstance(sig, str) else None
 
 
-def _call_part(call: Any, where: str, names: dict[str, str]) -> dict[str, Any]:
+def _call_part(call: Any, where: str, names: dict[str, tuple[str, str | None]]) -> dict[str, Any]:
     fn = call.get("function") if isinstance(call, dict) else None
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
         raise RequestError(f"{where}.function.name is required", "messages")
@@ -204,11 +204,11 @@ def _call_part(call: Any, where: str, names: dict[str, str]) -> dict[str, Any]:
     if sig:
         part["thoughtSignature"] = sig
     if isinstance(call_id, str):
-        names[call_id] = fn["name"]
+        names[call_id] = (fn["name"], gid)  # the tool result needs both; decode the id once
     return part
 
 
-def _assistant_parts(msg: dict[str, Any], index: int, names: dict[str, str]) -> list[dict[str, Any]]:
+def _assistant_parts(msg: dict[str, Any], index: int, names: dict[str, tuple[str, str | None]]) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     content = msg.get("content")
     if isinstance(content, str):
@@ -241,7 +241,7 @@ def messages_to_contents(messages: Any) -> tuple[list[dict[str, Any]], dict[str,
         raise RequestError("'messages' must be a non-empty list", "messages")
     system_parts: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
-    names: dict[str, str] = {}  # tool_call_id -> function name, for tool results
+    names: dict[str, tuple[str, str | None]] = {}  # tool_call_id -> (function name, Gemini id)
 
     def push(role: str, parts: list[dict[str, Any]]) -> None:
         if not parts:
@@ -274,13 +274,12 @@ def messages_to_contents(messages: Any) -> tuple[list[dict[str, Any]], dict[str,
             call_id = msg.get("tool_call_id") if role == "tool" else msg.get("name")
             if not isinstance(call_id, str):
                 raise RequestError(f"messages[{i}].tool_call_id is required", "messages")
-            name = names.get(call_id) or (msg.get("name") if isinstance(msg.get("name"), str) else None)
-            if name is None:
+            name, gid = names.get(call_id) or (msg.get("name"), None)
+            if not isinstance(name, str):
                 raise RequestError(
                     f"messages[{i}].tool_call_id {call_id!r} matches no earlier assistant tool call", "messages"
                 )
             response: dict[str, Any] = {"name": name, "response": _tool_response(msg.get("content"), f"messages[{i}]")}
-            gid, _ = parse_tool_call_id(call_id)
             if gid:
                 response["id"] = gid
             push("user", [{"functionResponse": response}])
