@@ -349,3 +349,15 @@ def test_invalid_tool_call_arguments_are_a_400() -> None:
     with pytest.raises(RequestError) as err:
         translate.build_request("gemini-2.5-flash", {"messages": msgs})
     assert "arguments" in err.value.message
+
+
+def test_readme_parameter_table_covers_every_known_parameter() -> None:
+    import re
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    section = readme.read_text().split("<!-- section: translation -->")[1].split("### Messages")[0]
+    first_cells = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    documented = {name for cell in first_cells for name in re.findall(r"`([a-z_]+)`", cell)}
+    known = set(translate.MAPPED_PARAMS) | set(translate.IGNORED_PARAMS) | set(translate.REJECTED_PARAMS)
+    assert documented == known
