@@ -136,6 +136,8 @@ def validate_generate(model: str, body: Any, issued: Issued | None = None) -> st
 
 
 _LEVELS = {"MINIMAL", "LOW", "MEDIUM", "HIGH"}
+# Accepted in place of a real signature (ai.google.dev/gemini-api/docs/thought-signatures#faqs).
+DUMMY_SIGNATURES = frozenset({"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"})
 
 
 @dataclass
@@ -188,7 +190,7 @@ def _validate_contents(model: str, contents: list[Any], issued: Issued | None = 
             if len(data) != 1:
                 return f"{where}: a Part must hold exactly one of {sorted(_PART_DATA)} (found {data})"
             sig = _get(part, "thoughtSignature")
-            if sig is not None and issued is not None and sig not in issued.signatures:
+            if sig is not None and issued is not None and sig not in issued.signatures and sig not in DUMMY_SIGNATURES:
                 return f"{where}: Corrupted thought signature."
             inline = _get(part, "inlineData")
             if inline is not None and not (_get(inline, "mimeType") and isinstance(inline.get("data"), str)):

@@ -111,3 +111,9 @@ def test_unknown_fields_are_refused_like_google_does() -> None:
     assert "Unknown name" in (
         validate_generate(G3, {"contents": [user()], "generation_config": {"max_tokens": 5}}) or ""
     )
+
+
+def test_googles_dummy_signatures_pass_the_issued_check() -> None:
+    issued = Issued()
+    for dummy in ("skip_thought_signature_validator", "context_engineering_is_the_way_to_go"):
+        assert check([user(), model(call("f", sig=dummy)), tool(result("f"))], issued=issued) is None

@@ -117,19 +117,28 @@ async def test_gemini25_calls_get_minted_ids_and_no_id_goes_back(
     ]
 
 
-async def test_gemini3_history_without_its_signature_is_refused_upstream(proxy: Proxy, fake_gemini: FakeGemini) -> None:
+async def test_gemini3_history_from_another_model_gets_googles_stand_in_signature(
+    proxy: Proxy, fake_gemini: FakeGemini
+) -> None:
+    # E.g. a conversation begun on a 2.5 model (minted ids, no signature) continued on Gemini 3.
     foreign = [
         *Q,
         {
             "role": "assistant",
-            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}],
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": '{"city":"Oslo"}'}},
+                {"id": "call_2", "type": "function", "function": {"name": "weather", "arguments": '{"city":"Rome"}'}},
+            ],
         },
         {"role": "tool", "tool_call_id": "call_1", "content": "cold"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "warm"},
     ]
-    with pytest.raises(openai.BadRequestError) as err:
-        await proxy.client().chat.completions.create(model="g3", messages=foreign, tools=TOOLS)
-    assert "thought_signature" in str(err.value)
-    assert fake_gemini.attempts == 1
+    fake_gemini.push(text_answer("Cold and warm."))
+    reply = await proxy.client().chat.completions.create(model="g3", messages=foreign, tools=TOOLS)
+    assert reply.choices[0].message.content == "Cold and warm."
+    first, second = fake_gemini.bodies[0]["contents"][1]["parts"]
+    assert first["thoughtSignature"] == "skip_thought_signature_validator"
+    assert "thoughtSignature" not in second and "id" not in first["functionCall"]
 
 
 @pytest.mark.parametrize("stream", [False, True])

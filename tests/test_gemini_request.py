@@ -361,3 +361,14 @@ def test_readme_parameter_table_covers_every_known_parameter() -> None:
     documented = {name for cell in first_cells for name in re.findall(r"`([a-z_]+)`", cell)}
     known = set(translate.MAPPED_PARAMS) | set(translate.IGNORED_PARAMS) | set(translate.REJECTED_PARAMS)
     assert documented == known
+
+
+def test_gemini3_steps_without_a_signature_get_the_documented_stand_in_only_on_gemini3() -> None:
+    msgs = _history("call_1", "call_2")
+    g3 = build({"messages": msgs}, "gemini-3-flash-preview")["contents"][1]["parts"]
+    assert [p.get("thoughtSignature") for p in g3] == ["skip_thought_signature_validator", None]
+    g25 = build({"messages": msgs}, "gemini-2.5-flash")["contents"][1]["parts"]
+    assert all("thoughtSignature" not in p for p in g25)
+    ours = make_tool_call_id("fc-1", "c2ln", "r:0:0")
+    kept = build({"messages": _history(ours, "call_2")}, "gemini-3-pro-preview")["contents"][1]["parts"]
+    assert kept[0]["thoughtSignature"] == "c2ln"

@@ -53,6 +53,12 @@ def thinking_for(model: str) -> Thinking | None:
     return None
 
 
+def validates_signatures(model: str) -> bool:
+    """Gemini 3+ (the thinkingLevel family) refuses function-call history without signatures."""
+    rule = thinking_for(model)
+    return rule is not None and bool(rule.levels)
+
+
 def _level(wanted: str, levels: tuple[str, ...]) -> str:
     """The wanted level if accepted, else the next higher accepted one, else the highest."""
     rank = _LEVEL_ORDER.index(wanted)

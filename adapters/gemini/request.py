@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from adapters.base import RequestError
-from adapters.gemini.capabilities import thinking_config
+from adapters.gemini.capabilities import thinking_config, validates_signatures
 from adapters.gemini.ids import parse_tool_call_id
 
 # OpenAI request fields with no effect on a Gemini answer, each with the rule that allows it.
@@ -235,6 +235,21 @@ def _assistant_parts(msg: dict[str, Any], index: int, names: dict[str, tuple[str
     return parts
 
 
+# Google's documented stand-in for a signature the model never gave (history from another model,
+# a 2.5 turn, a hand-built transcript): ai.google.dev/gemini-api/docs/thought-signatures#faqs.
+FOREIGN_SIGNATURE = "skip_thought_signature_validator"
+
+
+def _sign_foreign_steps(contents: list[dict[str, Any]]) -> None:
+    """Gemini 3 refuses a step whose first functionCall has no signature; ours always carry one."""
+    for content in contents:
+        if content["role"] != "model":
+            continue
+        first = next((p for p in content["parts"] if "functionCall" in p), None)
+        if first is not None and "thoughtSignature" not in first:
+            first["thoughtSignature"] = FOREIGN_SIGNATURE
+
+
 def messages_to_contents(messages: Any) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """OpenAI messages -> (Gemini contents, systemInstruction). Same-role turns are merged."""
     if not isinstance(messages, list) or not messages:
@@ -453,6 +468,8 @@ def build_request(model: str, body: dict[str, Any]) -> dict[str, Any]:
     """OpenAI chat.completions body -> Gemini generateContent body (raises RequestError)."""
     _check_params(body)
     contents, system = messages_to_contents(body.get("messages"))
+    if validates_signatures(model):
+        _sign_foreign_steps(contents)
     out: dict[str, Any] = {"contents": contents}
     if system:
         out["systemInstruction"] = system
