@@ -375,3 +375,58 @@ async def test_gemini_errors_become_openai_errors(
 
 def test_translate_facade_keeps_its_public_names() -> None:
     assert callable(translate.build_request) and callable(translate.StreamTranslator)
+
+
+@pytest.mark.parametrize(
+    ("choice", "config"),
+    [
+        ("auto", {"mode": "AUTO"}),
+        ("none", {"mode": "NONE"}),
+        ("required", {"mode": "ANY"}),
+        ({"type": "function", "function": {"name": "weather"}}, {"mode": "ANY", "allowedFunctionNames": ["weather"]}),
+    ],
+)
+async def test_tool_choice_reaches_gemini(proxy: Proxy, fake_gemini: FakeGemini, choice: Any, config: Any) -> None:
+    fake_gemini.push(answer(full_answer(candidate(calls(("weather", {"city": "Oslo"}), gemini3=False)))))
+    reply = await proxy.client().chat.completions.create(model="fast", messages=Q, tools=TOOLS, tool_choice=choice)
+    assert reply.choices[0].finish_reason == "tool_calls"
+    assert fake_gemini.bodies[0]["toolConfig"] == {"functionCallingConfig": config}
+    assert parsed(fake_gemini.bodies[0])["toolConfig"].function_calling_config.mode.value == config["mode"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_legacy_functions_round_trip(proxy: Proxy, fake_gemini: FakeGemini, stream: bool) -> None:
+    functions = [TOOLS[0]["function"]]
+    fake_gemini.push(answer(full_answer(candidate(calls(("weather", {"city": "Oslo"}), gemini3=False)))))
+    client = proxy.client()
+    if stream:
+        chunks = [
+            c
+            async for c in await client.chat.completions.create(
+                model="fast", messages=Q, functions=functions, stream=True
+            )
+        ]
+        name = "".join(
+            c.choices[0].delta.function_call.name or ""
+            for c in chunks
+            if c.choices and c.choices[0].delta.function_call
+        )
+        reasons = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    else:
+        reply = await client.chat.completions.create(
+            model="fast", messages=Q, functions=functions, function_call="auto"
+        )
+        assert reply.choices[0].message.function_call is not None
+        name, reasons = reply.choices[0].message.function_call.name, [reply.choices[0].finish_reason]
+    assert (name, reasons) == ("weather", ["function_call"])
+    fake_gemini.push(text_answer("Cold."))
+    followup = [
+        *Q,
+        {"role": "assistant", "content": None, "function_call": {"name": "weather", "arguments": '{"city":"Oslo"}'}},
+        {"role": "function", "name": "weather", "content": "cold"},
+    ]
+    reply2 = await client.chat.completions.create(model="fast", messages=followup, functions=functions)
+    assert reply2.choices[0].message.content == "Cold."
+    assert fake_gemini.bodies[1]["contents"][2]["parts"] == [
+        {"functionResponse": {"name": "weather", "response": {"output": "cold"}}}
+    ]

@@ -1,9 +1,9 @@
 """OpenAI chat.completions <-> Gemini generateContent: the translator's public surface.
 
 Pure functions over dicts, no I/O: the transport hands in parsed JSON and gets parsed JSON
-back, so every mapping is testable with two dicts. The work lives in four small modules:
-:mod:`.request` (OpenAI -> Gemini), :mod:`.response` (Gemini -> OpenAI, whole and streamed),
-:mod:`.ids` (tool-call ids that carry Gemini's call id and thought signature) and
+back, so every mapping is testable with two dicts. The work lives in small modules:
+:mod:`.request` (OpenAI -> Gemini) with :mod:`.parts` (media), :mod:`.response` (Gemini ->
+OpenAI, whole and streamed), :mod:`.ids` (tool-call ids that carry Gemini's call id and thought signature) and
 :mod:`.capabilities` (per-model thinking controls).
 """
 
