@@ -324,6 +324,11 @@ def wants_reasoning(body: dict[str, Any]) -> bool:
     return body.get("include_reasoning") is True
 
 
+def uses_legacy_functions(body: dict[str, Any]) -> bool:
+    """A request in the legacy `functions` API gets `function_call` answers."""
+    return "functions" in body and "tools" not in body
+
+
 def _check_params(body: dict[str, Any]) -> None:
     for key in body:
         if key in MAPPED_PARAMS or key in IGNORED_PARAMS:

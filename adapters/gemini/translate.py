@@ -17,6 +17,7 @@ from adapters.gemini.request import (
     REJECTED_PARAMS,
     build_request,
     messages_to_contents,
+    uses_legacy_functions,
     wants_reasoning,
 )
 from adapters.gemini.response import (
@@ -47,10 +48,6 @@ __all__ = [
     "parse_tool_call_id",
     "thinking_config",
     "usage_from",
+    "uses_legacy_functions",
     "wants_reasoning",
 ]
-
-
-def uses_legacy_functions(body: dict[str, object]) -> bool:
-    """A request in the legacy `functions` API gets `function_call` answers."""
-    return "functions" in body and "tools" not in body
