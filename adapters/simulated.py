@@ -10,7 +10,6 @@ bug fails a test instead of passing against a lenient fake.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,169 +17,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-# --- Gemini request validation ----------------------------------------------------------------
+from adapters.simulated_rules import MODEL_NAME, Issued, _get, validate_generate
 
-_TOP = {
-    "contents",
-    "systemInstruction",
-    "generationConfig",
-    "tools",
-    "toolConfig",
-    "safetySettings",
-    "cachedContent",
-    "labels",
-}
-_GEN = {
-    "temperature",
-    "topP",
-    "topK",
-    "candidateCount",
-    "maxOutputTokens",
-    "stopSequences",
-    "presencePenalty",
-    "frequencyPenalty",
-    "seed",
-    "responseMimeType",
-    "responseSchema",
-    "responseJsonSchema",
-    "responseLogprobs",
-    "logprobs",
-    "thinkingConfig",
-    "responseModalities",
-    "mediaResolution",
-    "speechConfig",
-    "enableEnhancedCivicAnswers",
-}
-_THINKING = {"thinkingBudget", "thinkingLevel", "includeThoughts"}
-_PART_DATA = {
-    "text",
-    "inlineData",
-    "fileData",
-    "functionCall",
-    "functionResponse",
-    "executableCode",
-    "codeExecutionResult",
-}
-_PART_META = {"thought", "thoughtSignature", "videoMetadata", "partMetadata", "mediaResolution"}
-_TOOL = {"functionDeclarations", "googleSearch", "codeExecution", "urlContext", "googleSearchRetrieval"}
-_DECL = {"name", "description", "parameters", "parametersJsonSchema", "response", "responseJsonSchema", "behavior"}
-_FCC = {"mode", "allowedFunctionNames"}
-_MODEL = re.compile(r"^(gemini|gemma|learnlm)-[a-z0-9.-]+$")
-
-
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(w[:1].upper() + w[1:] for w in rest)
-
-
-def _keys(obj: dict[str, Any], allowed: set[str], where: str) -> str | None:
-    for key in obj:
-        if _camel(key) not in allowed:
-            return f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field."
-    return None
-
-
-def _get(obj: dict[str, Any], key: str) -> Any:
-    """The real server takes camelCase and snake_case alike."""
-    if key in obj:
-        return obj[key]
-    snake = re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), key)
-    return obj.get(snake)
-
-
-def validate_generate(model: str, body: Any) -> str | None:
-    """Return the INVALID_ARGUMENT message Google would send, or None when the body is valid."""
-    if not isinstance(body, dict):
-        return "Invalid JSON payload received."
-    if err := _keys(body, _TOP, ""):
-        return err
-    contents = _get(body, "contents")
-    if not isinstance(contents, list) or not contents:
-        return "* GenerateContentRequest.contents: contents is not specified"
-    gen = _get(body, "generationConfig") or {}
-    if not isinstance(gen, dict) or (err := _keys(gen, _GEN, "generation_config")):
-        return err or "generation_config must be an object"
-    thinking = _get(gen, "thinkingConfig")
-    if thinking is not None and (err := _keys(thinking, _THINKING, "generation_config.thinking_config")):
-        return err
-    if thinking and _get(thinking, "thinkingLevel") and _get(thinking, "thinkingBudget") is not None:
-        return "thinking_budget and thinking_level cannot both be set"
-    if thinking and _get(thinking, "thinkingLevel") and model.startswith("gemini-2"):
-        return "Thinking level is not supported for this model."
-    if _get(gen, "responseSchema") is not None and _get(gen, "responseJsonSchema") is not None:
-        return "response_schema and response_json_schema cannot both be set"
-    system = _get(body, "systemInstruction")
-    if system is not None:
-        if not isinstance(system, dict) or (err := _keys(system, {"parts", "role"}, "system_instruction")):
-            return err or "system_instruction must be a Content"
-    for ti, tool in enumerate(_get(body, "tools") or []):
-        if err := _keys(tool, _TOOL, f"tools[{ti}]"):
-            return err
-        for di, decl in enumerate(_get(tool, "functionDeclarations") or []):
-            if err := _keys(decl, _DECL, f"tools[{ti}].function_declarations[{di}]"):
-                return err
-            if _get(decl, "parameters") is not None and _get(decl, "parametersJsonSchema") is not None:
-                return "parameters and parameters_json_schema cannot both be set"
-    tool_config = _get(body, "toolConfig")
-    if tool_config is not None:
-        fcc = _get(tool_config, "functionCallingConfig") or {}
-        if err := _keys(fcc, _FCC, "tool_config.function_calling_config"):
-            return err
-        if _get(fcc, "mode") not in (None, "AUTO", "ANY", "NONE", "VALIDATED"):
-            return f"Invalid value at 'tool_config.function_calling_config.mode' ({_get(fcc, 'mode')})"
-    return _validate_contents(model, contents)
-
-
-def _validate_contents(model: str, contents: list[Any]) -> str | None:
-    gemini3 = model.startswith("gemini-3")
-    pending_ids: list[str] = []
-    for ci, content in enumerate(contents):
-        if not isinstance(content, dict) or (err := _keys(content, {"role", "parts"}, f"contents[{ci}]")):
-            return err or f"contents[{ci}] must be a Content"
-        role = content.get("role", "user")
-        if role not in ("user", "model"):
-            return f"Please use a valid role: user, model. (got {role!r})"
-        parts = content.get("parts")
-        if not isinstance(parts, list) or not parts:
-            return f"contents[{ci}].parts must not be empty"
-        first_call = True
-        for pi, part in enumerate(parts):
-            where = f"contents[{ci}].parts[{pi}]"
-            if not isinstance(part, dict) or (err := _keys(part, _PART_DATA | _PART_META, where)):
-                return err or f"{where} must be a Part"
-            data = [k for k in part if _camel(k) in _PART_DATA]
-            if len(data) != 1:
-                return f"{where}: a Part must hold exactly one of {sorted(_PART_DATA)} (found {data})"
-            call = _get(part, "functionCall")
-            if call is not None:
-                if role != "model":
-                    return f"{where}: functionCall parts belong to model turns"
-                if gemini3 and first_call and not _get(part, "thoughtSignature"):
-                    return (
-                        f"Function call is missing a thought_signature in functionCall parts. This is required "
-                        f"for tools to work correctly, and missing thought_signature may lead to degraded model "
-                        f"performance. Additional data, function call `default_api:{call.get('name')}` , "
-                        f"position {ci + 1}. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures "
-                        f"for more details."
-                    )
-                first_call = False
-                if call.get("id"):
-                    pending_ids.append(call["id"])
-            response = _get(part, "functionResponse")
-            if response is not None:
-                if role != "user":
-                    return f"{where}: functionResponse parts belong to user turns"
-                rid = response.get("id")
-                if rid is not None and rid not in pending_ids:
-                    return "functionResponse.id does not match functionCall.id"
-                if gemini3 and pending_ids and rid is None:
-                    return "functionResponse.id does not match functionCall.id"
-                if not isinstance(response.get("response"), dict):
-                    return f"{where}.function_response.response must be an object"
-            inline = _get(part, "inlineData")
-            if inline is not None and not (_get(inline, "mimeType") and isinstance(inline.get("data"), str)):
-                return f"{where}.inline_data needs mime_type and data"
-    return None
+__all__ = ["Issued", "SimulatedGemini", "SimulatedOpenAI", "error_body", "split_stream", "validate_generate"]
 
 
 def error_body(code: int, message: str, status: str, details: list[dict[str, Any]] | None = None) -> bytes:
@@ -225,22 +64,48 @@ def default_answer(model: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def split_stream(answer: dict[str, Any], pieces: int = 4) -> list[dict[str, Any]]:
-    """Split a whole answer into SSE events the way Gemini streams: text deltas, running usage."""
-    cand = answer["candidates"][0]
-    parts = cand["content"]["parts"]
-    text = "".join(p.get("text", "") for p in parts if "text" in p and not p.get("thought"))
-    others = [p for p in parts if "text" not in p or p.get("thought")]
-    size = max(1, -(-len(text) // pieces))
-    chunks = [text[i : i + size] for i in range(0, len(text), size)] or [""]
+    """Split a whole answer into SSE events the way Gemini streams.
+
+    Per candidate: thought parts first, answer text in ``pieces`` deltas, function calls whole
+    in the last event with the finish reason (and finishMessage / logprobsResult). Usage is a
+    running total, complete on the last event. An answer without candidates (a blocked prompt)
+    is one event.
+    """
+    candidates = answer.get("candidates") or []
+    if not candidates:
+        return [answer]
+    plans = []
+    for cand in candidates:
+        parts = (cand.get("content") or {}).get("parts") or []
+        text = "".join(p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought"))
+        size = max(1, -(-len(text) // pieces))
+        chunks = [text[i : i + size] for i in range(0, len(text), size)]
+        thoughts = [p for p in parts if p.get("thought")]
+        rest = [p for p in parts if not isinstance(p.get("text"), str)]
+        plans.append((cand, thoughts, chunks, rest))
+    count = max(1, *(len(chunks) for _, _, chunks, _ in plans))
     usage = answer.get("usageMetadata")
     events = []
-    for i, piece in enumerate(chunks):
-        last = i == len(chunks) - 1
-        event_parts = ([*others] if i == 0 else []) + ([{"text": piece}] if piece else [])
-        cand_out: dict[str, Any] = {"content": {"role": "model", "parts": event_parts}, "index": 0}
-        if last:
-            cand_out["finishReason"] = cand.get("finishReason", "STOP")
-        event = {"candidates": [cand_out], "modelVersion": answer.get("modelVersion")}
+    for i in range(count):
+        last = i == count - 1
+        out = []
+        for pos, (cand, thoughts, chunks, rest) in enumerate(plans):
+            event_parts = (list(thoughts) if i == 0 else []) + ([{"text": chunks[i]}] if i < len(chunks) else [])
+            if last:
+                event_parts += rest
+            cand_out: dict[str, Any] = {"index": cand.get("index", pos)}
+            if event_parts:
+                cand_out["content"] = {"role": "model", "parts": event_parts}
+            if last:
+                for key in ("finishReason", "finishMessage", "logprobsResult", "safetyRatings"):
+                    if key in cand:
+                        cand_out[key] = cand[key]
+                if "content" not in cand_out and "content" in cand:
+                    cand_out["content"] = cand["content"]
+            out.append(cand_out)
+        event: dict[str, Any] = {"candidates": out, "modelVersion": answer.get("modelVersion")}
+        if answer.get("responseId"):
+            event["responseId"] = answer["responseId"]
         if usage:
             event["usageMetadata"] = usage if last else {"promptTokenCount": usage.get("promptTokenCount", 0)}
         events.append(event)
@@ -255,6 +120,8 @@ class SimulatedGemini:
     require_key: bool = True
     delay_s: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # When set, ids and thought signatures this server never issued are rejected (test fakes).
+    issued: Issued | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -292,19 +159,21 @@ class SimulatedGemini:
             )
         if method not in ("generateContent", "streamGenerateContent"):
             return _error(404, f"Method {method} not found.", "NOT_FOUND")
-        if not _MODEL.match(model):
+        if not MODEL_NAME.match(model):
             return _error(
                 404,
                 f"models/{model} is not found for API version {request.match_info['version']}, "
                 "or is not supported for generateContent.",
                 "NOT_FOUND",
             )
-        problem = validate_generate(model, body)
+        problem = validate_generate(model, body, self.issued)
         if problem:
             return _error(400, problem, "INVALID_ARGUMENT")
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         answer = self.answer(model, body)
+        if self.issued is not None:
+            self.issued.record(answer)
         if method == "generateContent":
             return web.Response(body=orjson.dumps(answer), content_type="application/json")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

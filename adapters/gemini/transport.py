@@ -68,6 +68,8 @@ class GeminiAdapter(HttpAdapter):
             data,
             model=call.public_model or call.model,
             completion_id="chatcmpl-" + secrets.token_hex(12),
+            include_thoughts=translate.wants_reasoning(call.body),
+            legacy_functions=translate.uses_legacy_functions(call.body),
             upstream=self.upstream.name,
         )
         return Completion(body=body, usage=usage, finish_reason=reason)
@@ -78,6 +80,8 @@ class GeminiAdapter(HttpAdapter):
         tr = translate.StreamTranslator(
             model=call.public_model or call.model,
             completion_id="chatcmpl-" + secrets.token_hex(12),
+            include_thoughts=translate.wants_reasoning(call.body),
+            legacy_functions=translate.uses_legacy_functions(call.body),
             upstream=self.upstream.name,
         )
         started = False
@@ -97,29 +101,23 @@ class GeminiAdapter(HttpAdapter):
                             upstream=self.upstream.name,
                             mid_stream=started,
                         ) from None
-                    for chunk in tr.feed(event):
+                    try:
+                        chunks = tr.feed(event)
+                    except UpstreamError as err:
+                        # An error event or a broken tool call: retryable only before the first byte.
+                        err.mid_stream = started
+                        err.message = redact(err.message, (call.api_key or "",))
+                        raise
+                    for chunk in chunks:
                         state.chunks += 1
                         started = True
                         yield _sse(chunk)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self.wrap(exc, call, mid_stream=started) from None
+        # No candidate at all: raised here, before the first byte, so the retry loop can fall back.
+        tr.end()
         state.usage = tr.usage
         state.finish_reason = tr.finish_reason
-        if not started:
-            # An answer with no events at all: still a well-formed OpenAI stream.
-            yield _sse(
-                tr.chunk(
-                    [
-                        {
-                            "index": 0,
-                            "delta": {"role": "assistant", "content": ""},
-                            "finish_reason": "stop",
-                            "logprobs": None,
-                        }
-                    ]
-                )
-            )
-            state.finish_reason = "stop"
         if call.include_usage:
             yield _sse(tr.usage_chunk())
         yield _DONE

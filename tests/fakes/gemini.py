@@ -21,7 +21,16 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from adapters.simulated import SimulatedGemini, _error, default_answer, error_body, split_stream, validate_generate
+from adapters.simulated import (
+    Issued,
+    SimulatedGemini,
+    _error,
+    default_answer,
+    error_body,
+    split_stream,
+    validate_generate,
+)
+from tests.fakes.wire import wire_problem
 
 
 @dataclass
@@ -140,6 +149,7 @@ class FakeGemini(SimulatedGemini):
         super().__init__()
         self.script: deque[Any] = deque()
         self.url = ""
+        self.issued = Issued()
 
     def push(self, *items: Any) -> FakeGemini:
         self.script.extend(items)
@@ -174,11 +184,22 @@ class FakeGemini(SimulatedGemini):
         )
         if not key:
             return _error(403, "Method doesn't allow unregistered callers.", "PERMISSION_DENIED")
-        problem = validate_generate(model, body)
+        # Two independent checks: the simulated server's rules, and google-genai's own types.
+        problem = validate_generate(model, body, self.issued) or wire_problem(body)
         if problem:
             return _error(400, problem, "INVALID_ARGUMENT")
         item = self.script.popleft() if self.script else Answer(default_answer(model, body))
+        self._record_issued(item)
         return await self._play(request, item, method)
+
+    def _record_issued(self, item: Any) -> None:
+        if isinstance(item, Delay):
+            self._record_issued(item.then)
+        elif isinstance(item, Answer):
+            self.issued.record(item.body)
+        elif isinstance(item, Events | CutStream):
+            for event in item.events:
+                self.issued.record(event)
 
     async def _play(self, request: web.Request, item: Any, method: str) -> web.StreamResponse:
         if isinstance(item, Delay):
@@ -211,3 +232,57 @@ class FakeGemini(SimulatedGemini):
             await resp.write(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
         await resp.write_eof()
         return resp
+
+
+# --- builders for richer answers (tool calls, thoughts, several candidates) -------------------
+
+
+def signature(n: int) -> str:
+    """A made-up thought signature: opaque base64, as Gemini's are (google-genai checks base64)."""
+    import base64
+
+    return base64.b64encode(f"fake-thought-signature-{n}".encode()).decode()
+
+
+def calls(*specs: tuple[str, dict[str, Any]], gemini3: bool = True, start: int = 1) -> list[dict[str, Any]]:
+    """functionCall parts. Gemini 3 style: an id on every call, a signature on the first only
+    (parallel calls, per the thought-signatures doc); 2.5 style: neither."""
+    parts = []
+    for k, (name, args) in enumerate(specs):
+        call: dict[str, Any] = {"name": name, "args": args}
+        part: dict[str, Any] = {"functionCall": call}
+        if gemini3:
+            call["id"] = f"fc-{start + k}"
+            if k == 0:
+                part["thoughtSignature"] = signature(start)
+        parts.append(part)
+    return parts
+
+
+def candidate(parts: list[dict[str, Any]], finish: str = "STOP", index: int = 0, **extra: Any) -> dict[str, Any]:
+    cand: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": index}
+    cand.update(extra)
+    return cand
+
+
+def usage(prompt: int = 10, output: int = 5, thoughts: int = 0, cached: int = 0) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "promptTokenCount": prompt,
+        "candidatesTokenCount": output,
+        "totalTokenCount": prompt + output + thoughts,
+    }
+    if thoughts:
+        meta["thoughtsTokenCount"] = thoughts
+    if cached:
+        meta["cachedContentTokenCount"] = cached
+    return meta
+
+
+def full_answer(
+    *cands: dict[str, Any], meta: dict[str, Any] | None = None, response_id: str = "resp-1", **top: Any
+) -> dict[str, Any]:
+    """A whole GenerateContentResponse dict."""
+    body: dict[str, Any] = {"candidates": list(cands), "modelVersion": "fake", "responseId": response_id}
+    body["usageMetadata"] = meta if meta is not None else usage()
+    body.update(top)
+    return body
