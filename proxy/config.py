@@ -17,6 +17,7 @@ from typing import Any
 
 from adapters import ADAPTERS
 from adapters.base import Upstream
+from proxy import structured_config
 
 
 class ConfigError(Exception):
@@ -82,6 +83,7 @@ class TaskConfig:
     model: str  # an alias name or a literal "upstream:model"
     targets: tuple[Target, ...]  # resolved at load time
     description: str = ""
+    structured: structured_config.TaskSchema | None = None  # pinned output schema (proxy/structured.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +274,13 @@ def _parse_task(
             f"{model!r} is neither a [models] alias nor 'upstream:model'",
             f"use one of: {', '.join(sorted(models)) or '(no aliases defined)'}",
         )
-    task = TaskConfig(name=name, model=model, targets=targets, description=t.pop("description", str, ""))
+    task = TaskConfig(
+        name=name,
+        model=model,
+        targets=targets,
+        description=t.pop("description", str, ""),
+        structured=structured_config.parse(t),
+    )
     t.done()
     return task
 

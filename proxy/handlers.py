@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from adapters.base import RequestError, UpstreamError
-from proxy import retry, routing
+from proxy import retry, routing, structured
 from proxy.errors import InvalidRequest, ProxyError, from_request_error, stream_error_event, to_client
 from proxy.middleware import RECORD
 from proxy.runtime import Runtime
@@ -83,6 +83,7 @@ def _answer_headers(record: RequestRecord) -> dict[str, str]:
     if record.fallback_used:
         headers["x-fallback-used"] = "true"
         headers["x-fallback-reason"] = record.fallback_reason or "unknown"
+    headers.update(structured.headers(record))
     return headers
 
 
@@ -97,12 +98,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     route = routing.resolve(rt.config, body.get("model"), task)
     record.task_type, record.stream = route.task, stream
     record.prompt_chars = _prompt_chars(body)
+    enforcement = structured.prepare(rt.config, route.task, body)
     deadline = rt.config.server.request_timeout_s
     try:
-        if not stream:
+        if not stream or enforcement is not None:
             async with asyncio.timeout(deadline):
-                result = await retry.complete(rt, route, body, record, None)
+                result = await structured.complete(rt, route, body, record, None, enforcement)
             record.usage, record.finish_reason = result.usage, result.finish_reason
+            if stream:  # under a schema: validated first, then sent (bytes streamed cannot be taken back)
+                sse = structured.as_sse(result, include_usage)
+                return web.Response(body=sse, headers={**_SSE_HEADERS, **_answer_headers(record)})
             raw = result.raw if result.raw is not None else orjson.dumps(result.body)
             return web.Response(body=raw, content_type=_JSON, headers=_answer_headers(record))
         async with asyncio.timeout(deadline):

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from adapters.base import RequestError, UpstreamError, Usage
+from adapters.gemini.schema import to_gemini as to_gemini_schema
 
 # --- finish reasons ---------------------------------------------------------------------
 # Gemini has ~20 finish reasons; OpenAI clients know five. Anything safety-like is a content
@@ -357,7 +358,7 @@ def _response_format(fmt: Any, gen: dict[str, Any]) -> None:
         if not isinstance(schema, dict):
             raise RequestError("response_format.json_schema.schema must be an object", "response_format")
         gen["responseMimeType"] = "application/json"
-        gen["responseJsonSchema"] = schema
+        gen["responseJsonSchema"] = to_gemini_schema(schema)  # only keywords Gemini accepts
         return
     raise RequestError(f"response_format.type {kind!r} is not supported", "response_format")
 
