@@ -17,7 +17,7 @@ from typing import Any
 
 from adapters import ADAPTERS
 from adapters.base import Upstream
-from proxy import config_resilience
+from proxy import config_resilience, structured_config
 from proxy.config_resilience import ResilienceConfig
 from proxy.config_teams import TeamConfig, parse_regions, parse_teams, str_list
 from proxy.logconfig import LoggingConfig, parse_logging
@@ -102,6 +102,7 @@ class TaskConfig:
     allowed_regions: tuple[str, ...] | None = None  # data residency: None = anywhere
     lane: str = "online"  # "online" | "batch" (the x-lane header wins)
     degrade_to: Target | None = None  # defaults to the alias's
+    structured: structured_config.TaskSchema | None = None  # pinned output schema (proxy/structured.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +317,7 @@ def _parse_task(
         degrade_to=_parse_target(degrade, t, "degrade_to", upstreams)
         if degrade
         else (models[model].degrade_to if model in models else None),
+        structured=structured_config.parse(t),
     )
     t.done()
     return task

@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from adapters.base import RequestError, UpstreamError
-from proxy import retry, routing, teams
+from proxy import retry, routing, structured, teams
 from proxy.auth import TEAM
 from proxy.errors import InvalidRequest, ProxyError, from_request_error, stream_error_event, to_client
 from proxy.meter import METER
@@ -85,6 +85,7 @@ def _answer_headers(record: RequestRecord) -> dict[str, str]:
     if record.fallback_used:
         headers["x-fallback-used"] = "true"
         headers["x-fallback-reason"] = record.fallback_reason or "unknown"
+    headers.update(structured.headers(record))
     return headers
 
 
@@ -104,12 +105,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     record.capture_content = rt.config.logging.wants_content(record.team_id, route.task)
     record.lane = rt.guard.lane_for(route, request.headers.get("x-lane"))
     deadline = rt.guard.deadline_s(record.lane)
+    enforcement = structured.prepare(rt.config, route.task, body)
     try:
-        if not stream:
+        if not stream or enforcement is not None:
             async with asyncio.timeout(deadline):
-                result = await retry.complete(rt, route, body, record, None)
+                result = await structured.complete(rt, route, body, record, None, enforcement)
             record.usage, record.finish_reason = result.usage, result.finish_reason
             record.completion = result.body
+            if stream:  # under a schema: validated first, then sent (bytes streamed cannot be taken back)
+                sse = structured.as_sse(result, include_usage)
+                return web.Response(body=sse, headers={**_SSE_HEADERS, **_answer_headers(record)})
             raw = result.raw if result.raw is not None else orjson.dumps(result.body)
             return web.Response(body=raw, content_type=_JSON, headers=_answer_headers(record))
         async with asyncio.timeout(deadline):

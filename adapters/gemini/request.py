@@ -16,6 +16,7 @@ from adapters.base import RequestError
 from adapters.gemini.capabilities import thinking_config, validates_signatures
 from adapters.gemini.ids import parse_tool_call_id
 from adapters.gemini.parts import user_part
+from adapters.gemini.schema import to_gemini as to_gemini_schema
 
 # OpenAI request fields with no effect on a Gemini answer, each with the rule that allows it.
 IGNORED_PARAMS: Mapping[str, str] = {
@@ -296,7 +297,7 @@ def _response_format(fmt: Any, gen: dict[str, Any]) -> None:
             raise RequestError("response_format.json_schema.schema must be an object", "response_format")
         gen["responseMimeType"] = "application/json"
         # responseJsonSchema takes full JSON Schema; the older responseSchema only an OpenAPI subset.
-        gen["responseJsonSchema"] = schema
+        gen["responseJsonSchema"] = to_gemini_schema(schema)
         return
     raise RequestError(f"response_format.type {kind!r} is not supported", "response_format")
 
