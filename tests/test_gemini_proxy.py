@@ -14,6 +14,7 @@ from openai.types.chat import ChatCompletionChunk
 
 from adapters.gemini import translate
 from tests.conftest import GEMINI_KEY, Proxy
+from tests.fakes.clock import FakeClock
 from tests.fakes.gemini import (
     FakeGemini,
     answer,
@@ -276,7 +277,7 @@ async def test_malformed_function_call_is_an_error_not_a_stop(
     proxy: Proxy, fake_gemini: FakeGemini, stream: bool
 ) -> None:
     bad = full_answer({"content": {"role": "model"}, "finishReason": "MALFORMED_FUNCTION_CALL", "index": 0})
-    fake_gemini.push(answer(bad))
+    fake_gemini.push(*[answer(bad)] * 3)  # a broken call is worth a retry: 1 attempt + 2 server retries
     with pytest.raises(openai.APIError) as err:
         await ask(proxy, stream, model="google:gemini-2.5-flash", messages=Q, tools=TOOLS)
     assert "MALFORMED_FUNCTION_CALL" in str(err.value)
@@ -327,13 +328,17 @@ async def test_stream_ends_with_usage_chunk_and_done(proxy: Proxy, fake_gemini: 
     assert (usage_chunk.usage.total_tokens, usage_chunk.usage.completion_tokens) == (63, 43)
 
 
-async def test_rate_limit_keeps_retry_delay_and_never_leaks_the_key(proxy: Proxy, fake_gemini: FakeGemini) -> None:
+async def test_rate_limit_keeps_retry_delay_and_never_leaks_the_key(start_proxy: Any, fake_gemini: FakeGemini) -> None:
+    clock = FakeClock()  # the retries wait the 7s retryDelay on this clock, not in real time
+    proxy = await start_proxy(clock=clock)
     url = f"https://generativelanguage.googleapis.com/v1beta/models/x?key={GEMINI_KEY}"
     echo = f"Quota exceeded for {url} (key {GEMINI_KEY})"
-    fake_gemini.push(error(429, echo, retry_delay="7s", quota_id="GenerateRequestsPerMinutePerProjectPerModel"))
+    quota = "GenerateRequestsPerMinutePerProjectPerModel"
+    fake_gemini.push(*[error(429, echo, retry_delay="7s", quota_id=quota)] * 3)
     with pytest.raises(openai.RateLimitError) as err:
         await proxy.client().chat.completions.create(model="google:gemini-2.5-flash", messages=Q)
     assert err.value.response.headers["Retry-After"] == "7"
+    assert clock.sleeps == [7.0, 7.0]
     text = err.value.response.text
     assert GEMINI_KEY not in text and "key=" + GEMINI_KEY not in text
     assert "Quota exceeded" in text
@@ -367,7 +372,7 @@ async def test_error_event_mid_stream_never_leaks_the_key(proxy: Proxy, fake_gem
 async def test_gemini_errors_become_openai_errors(
     proxy: Proxy, fake_gemini: FakeGemini, status: int, expected: type[Exception]
 ) -> None:
-    fake_gemini.push(error(status, f"upstream said no, key={GEMINI_KEY}"))
+    fake_gemini.push(*[error(status, f"upstream said no, key={GEMINI_KEY}")] * 3)  # 5xx: 1 attempt + 2 retries
     with pytest.raises(expected) as err:
         await proxy.client().chat.completions.create(model="google:gemini-2.5-flash", messages=Q)
     assert GEMINI_KEY not in str(err.value)
