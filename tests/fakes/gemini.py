@@ -21,7 +21,17 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from adapters.simulated import SimulatedGemini, _error, default_answer, error_body, split_stream, validate_generate
+from adapters.simulated import (
+    SimulatedGemini,
+    _error,
+    bearer,
+    default_answer,
+    embed_answer,
+    error_body,
+    split_stream,
+    validate_embed,
+    validate_generate,
+)
 
 
 @dataclass
@@ -155,7 +165,7 @@ class FakeGemini(SimulatedGemini):
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["call"].partition(":")
-        key = request.headers.get("x-goog-api-key") or request.query.get("key")
+        key = request.headers.get("x-goog-api-key") or request.query.get("key") or bearer(request)
         raw = await request.read()
         try:
             body = orjson.loads(raw)
@@ -170,10 +180,17 @@ class FakeGemini(SimulatedGemini):
                 "query": dict(request.query),
                 "version": request.match_info["version"],
                 "headers": dict(request.headers),
+                "path": request.path,
             }
         )
         if not key:
             return _error(403, "Method doesn't allow unregistered callers.", "PERMISSION_DENIED")
+        if method == "batchEmbedContents":
+            problem = validate_embed(model, body)
+            if problem:
+                return _error(400, problem, "INVALID_ARGUMENT")
+            item = self.script.popleft() if self.script else Answer(embed_answer(model, body))
+            return await self._play(request, item, "generateContent")  # a plain JSON answer
         problem = validate_generate(model, body)
         if problem:
             return _error(400, problem, "INVALID_ARGUMENT")
