@@ -107,3 +107,15 @@ def test_readme_llamaindex_snippet_runs(sync_stack: SyncStack) -> None:
     assert "You said: Hello from LlamaIndex" in out.getvalue()
     assert "You said: Stream this" in out.getvalue()
     assert {r["model"] for r in sync_stack.gemini.requests} == {"gemini-2.5-flash"}
+
+
+def test_llamaindex_openai_class_refuses_alias_names_so_readme_recommends_openailike() -> None:
+    from llama_index.llms.openai import OpenAI
+
+    llm = OpenAI(model="fast", api_base="http://127.0.0.1:9/v1", api_key="client-key-unused", max_retries=0)
+    try:
+        llm.metadata  # noqa: B018 - the property is what validates the name
+    except ValueError as exc:
+        assert "Unknown model 'fast'" in str(exc)
+    else:  # a LlamaIndex release that accepts custom names: the README's advice needs updating
+        raise AssertionError("llama_index.llms.openai.OpenAI now accepts alias names; update the README")
