@@ -183,3 +183,16 @@ async def test_embedding_request_is_logged_with_usage(
     assert rec["model_used"] == "gemini-embedding-001"
     assert rec["input_tokens"] == 2 and rec["usage_estimated"] is True
     assert rec["status_code"] == 200
+
+
+async def test_demo_simulated_gemini_serves_embeddings(aiohttp_server: Any, fake_openai: FakeOpenAI) -> None:
+    from adapters.simulated import SimulatedGemini
+    from proxy.app import make_app
+    from tests.conftest import ENV, config_toml, make_config
+
+    sim = await aiohttp_server(SimulatedGemini().app())
+    cfg = make_config(config_toml(str(sim.make_url("")).rstrip("/"), fake_openai.url, EXTRA))
+    srv = await aiohttp_server(make_app(cfg, environ=ENV))
+    proxy = Proxy(app=srv.app, url=str(srv.make_url("")).rstrip("/"))
+    reply = await proxy.client().embeddings.create(model="embed", input="demo text", dimensions=3)
+    assert reply.data[0].embedding == pytest.approx(_float32(_expected("demo text", 3)))
