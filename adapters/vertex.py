@@ -75,6 +75,9 @@ class VertexAdapter(GeminiAdapter):
     # Config checks these are set (see proxy/config.py), and `base_url` may be left out.
     required_keys = ("project", "location")
     base_url_optional = True
+    # Credentials come from google-auth, not from api_key_env / api_key_file: key handling must
+    # not count this upstream as keyless when it has no key source configured.
+    own_credentials = True
 
     def __init__(
         self,

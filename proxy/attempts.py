@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from adapters.base import Adapter, Call, UpstreamError
 from proxy.config import Target
@@ -29,7 +29,11 @@ _STOP = frozenset({FailureClass.CLIENT})
 
 
 def _call_for(rt: Runtime, target: Target, record: RequestRecord, call: Call) -> Call:
-    key = rt.keys[target.upstream]
+    source: Any = rt.keys[target.upstream]
+    # Bridge until the merge settles: a KeyPool (key pools) picks a healthy key and raises when
+    # none is left; a single UpstreamKey (before key pools) is the key itself.
+    pick = getattr(source, "pick", None)
+    key = pick() if pick is not None else source
     if key.problem:
         raise UpstreamError(
             401,
@@ -74,10 +78,15 @@ async def run_targets(rt: Runtime, route: Route, record: RequestRecord, call: Ca
     errors: list[UpstreamError] = []
     for target in route.targets:
         started = time.perf_counter()
+        sent: Call | None = None
         try:
-            result = await attempt(rt.adapters[target.upstream], _call_for(rt, target, record, call))
+            sent = _call_for(rt, target, record, call)
+            result = await attempt(rt.adapters[target.upstream], sent)
         except UpstreamError as err:
             err.upstream = err.upstream or target.upstream
+            report = getattr(rt.keys[target.upstream], "report", None)
+            if sent is not None and report is not None:  # key pools: 401/403 quarantines the key, 429 rests it
+                report(sent.api_key, err)
             _note(record, route, target, started, err)
             errors.append(err)
             if classify(err) in _STOP:
