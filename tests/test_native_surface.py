@@ -6,12 +6,15 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 from google import genai
 from google.genai import errors, types
 
+from adapters.simulated import split_stream
 from tests.conftest import GEMINI_KEY, Proxy
-from tests.fakes.gemini import FakeGemini, error, text_answer
+from tests.fakes.gemini import CutStream, FakeGemini, error, text_answer
 
 
 def _client(proxy: Proxy, *, version: str = "v1beta", headers: dict[str, str] | None = None) -> genai.Client:
@@ -146,3 +149,21 @@ async def test_native_call_is_logged_once_with_usage(
     assert rec["endpoint"] == "/v1beta/models/fast:generateContent"
     assert (rec["model_requested"], rec["model_used"], rec["upstream"]) == ("fast", "gemini-2.5-flash", "google")
     assert (rec["input_tokens"], rec["output_tokens"], rec["status_code"]) == (9, 3, 200)
+
+
+async def test_stream_cut_after_first_event_ends_with_google_error_event(proxy: Proxy, fake_gemini: FakeGemini) -> None:
+    events = split_stream(text_answer("one two three four five six seven eight").body)
+    fake_gemini.push(CutStream(events, after=1))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            proxy.url + "/v1beta/models/fast:streamGenerateContent?alt=sse",
+            json={"contents": [{"role": "user", "parts": [{"text": "go"}]}]},
+        ) as resp:
+            assert resp.status == 200
+            body = await resp.text()
+    payloads = [orjson.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
+    assert (
+        payloads[0]["candidates"][0]["content"]["parts"][0]["text"]
+        == events[0]["candidates"][0]["content"]["parts"][0]["text"]
+    )
+    assert payloads[-1]["error"]["status"] in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
