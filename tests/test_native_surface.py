@@ -44,6 +44,7 @@ async def test_generate_content_routes_alias_to_real_model(
     assert (sent["model"], sent["method"], sent["key"]) == ("gemini-2.5-flash", "generateContent", GEMINI_KEY)
     assert sent["body"]["contents"] == [{"role": "user", "parts": [{"text": "Hi there"}]}]
     assert sent["body"]["generationConfig"]["temperature"] == 0.2
+    assert "client-team-key-not-real" not in str(sent["headers"])  # the client's key never goes upstream
 
 
 async def test_stream_generate_content_relays_events(
