@@ -9,10 +9,12 @@ from collections.abc import Callable, Mapping
 from adapters.base import Adapter, Upstream
 from adapters.gemini import GeminiAdapter
 from adapters.openai_compat import OpenAIAdapter
+from adapters.vertex import VertexAdapter
 
 ADAPTERS: Mapping[str, Callable[[Upstream], Adapter]] = {
     "gemini": GeminiAdapter,
     "openai": OpenAIAdapter,
+    "vertex": VertexAdapter,
 }
 
 __all__ = ["ADAPTERS"]

@@ -30,6 +30,9 @@ class Upstream:
     api_version: str = "v1beta"
     # Pool sizing for the one shared session per upstream.
     max_connections: int = 256
+    # Vertex AI only: the Google Cloud project and location (region) in the URL.
+    project: str | None = None
+    location: str | None = None
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ bug fails a test instead of passing against a lenient fake.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,13 +18,54 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from adapters.simulated_rules import MODEL_NAME, Issued, _get, validate_generate
+from adapters.simulated_rules import MODEL_NAME, Issued, _get, _keys, validate_generate
 
 __all__ = ["Issued", "SimulatedGemini", "SimulatedOpenAI", "error_body", "split_stream", "validate_generate"]
 
 
 def error_body(code: int, message: str, status: str, details: list[dict[str, Any]] | None = None) -> bytes:
     return orjson.dumps({"error": {"code": code, "message": message, "status": status, "details": details or []}})
+
+
+# --- embeddings (batchEmbedContents) -------------------------------------------------------------
+
+_EMBED_REQUEST = {"model", "content", "taskType", "title", "outputDimensionality"}
+EMBED_BATCH_LIMIT = 100  # Gemini's cap on requests per batchEmbedContents call
+EMBED_DEFAULT_DIMS = 3072  # gemini-embedding-001's full size
+
+
+def validate_embed(model: str, body: Any) -> str | None:
+    """The INVALID_ARGUMENT message Google would send for a batchEmbedContents body, or None."""
+    if not isinstance(body, dict) or (err := _keys(body, {"requests"}, "")):
+        return err or "Invalid JSON payload received."
+    requests = body.get("requests")
+    if not isinstance(requests, list) or not requests:
+        return "* BatchEmbedContentsRequest.requests: requests is not specified"
+    if len(requests) > EMBED_BATCH_LIMIT:
+        return "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch"
+    for i, req in enumerate(requests):
+        if not isinstance(req, dict) or (err := _keys(req, _EMBED_REQUEST, f"requests[{i}]")):
+            return err or f"requests[{i}] must be an EmbedContentRequest"
+        if req.get("model") != f"models/{model}":
+            return f"requests[{i}].model must match the model in the URL (models/{model})"
+        parts = (req.get("content") or {}).get("parts")
+        if not isinstance(parts, list) or not parts or not all(isinstance(p.get("text"), str) for p in parts):
+            return f"requests[{i}].content must hold text parts"
+        dims = _get(req, "outputDimensionality")
+        if dims is not None and (not isinstance(dims, int) or not 1 <= dims <= EMBED_DEFAULT_DIMS):
+            return f"requests[{i}].output_dimensionality must be between 1 and {EMBED_DEFAULT_DIMS}"
+    return None
+
+
+def embed_answer(model: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Deterministic vectors: the same text always gets the same embedding."""
+    out = []
+    for req in body["requests"]:
+        text = "".join(p["text"] for p in req["content"]["parts"])
+        dims = _get(req, "outputDimensionality") or EMBED_DEFAULT_DIMS
+        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+        out.append({"values": [((seed >> (i % 48)) % 2001 - 1000) / 1000.0 for i in range(dims)]})
+    return {"embeddings": out}
 
 
 # --- the simulated Gemini server ----------------------------------------------------------------
@@ -127,6 +169,11 @@ class SimulatedGemini:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/{version:v1|v1beta|v1alpha}/models/{call}", self.handle)
         app.router.add_get("/{version:v1|v1beta}/models", self.list_models)
+        # Vertex AI's shape of the same calls (OAuth bearer token instead of an API key).
+        app.router.add_post(
+            "/{version:v1|v1beta1}/projects/{project}/locations/{location}/publishers/google/models/{call}",
+            self.handle,
+        )
         return app
 
     async def list_models(self, request: web.Request) -> web.Response:
@@ -134,7 +181,7 @@ class SimulatedGemini:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["call"].partition(":")
-        key = request.headers.get("x-goog-api-key") or request.query.get("key")
+        key = request.headers.get("x-goog-api-key") or request.query.get("key") or bearer(request)
         raw = await request.read()
         try:
             body = orjson.loads(raw)
@@ -157,6 +204,11 @@ class SimulatedGemini:
                 "Please use API Key or other form of API consumer identity to call this API.",
                 "PERMISSION_DENIED",
             )
+        if method == "batchEmbedContents":
+            problem = validate_embed(model, body)
+            if problem:
+                return _error(400, problem, "INVALID_ARGUMENT")
+            return web.Response(body=orjson.dumps(embed_answer(model, body)), content_type="application/json")
         if method not in ("generateContent", "streamGenerateContent"):
             return _error(404, f"Method {method} not found.", "NOT_FOUND")
         if not MODEL_NAME.match(model):
@@ -184,6 +236,12 @@ class SimulatedGemini:
         return resp
 
 
+def bearer(request: web.Request) -> str | None:
+    """Vertex AI's credential: an OAuth access token."""
+    auth = request.headers.get("Authorization", "")
+    return auth[7:] if auth.startswith("Bearer ") and len(auth) > 7 else None
+
+
 def _error(code: int, message: str, status: str) -> web.Response:
     return web.Response(status=code, body=error_body(code, message, status), content_type="application/json")
 
@@ -200,7 +258,26 @@ class SimulatedOpenAI:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.handle)
+        app.router.add_post("/v1/embeddings", self.embeddings)
         return app
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        """OpenAI's embeddings shape, with the simulated Gemini's deterministic vectors."""
+        body = await request.json(loads=orjson.loads)
+        self.requests.append({"body": body, "authorization": request.headers.get("Authorization")})
+        texts = [body["input"]] if isinstance(body.get("input"), str) else list(body.get("input") or [])
+        dims = body.get("dimensions") or 8
+        reqs = [{"content": {"parts": [{"text": str(t)}]}, "outputDimensionality": dims} for t in texts]
+        vectors = embed_answer(str(body.get("model")), {"requests": reqs})["embeddings"]
+        tokens = sum(_tokens(str(t)) for t in texts)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"object": "embedding", "index": i, "embedding": v["values"]} for i, v in enumerate(vectors)],
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json(loads=orjson.loads)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
-from proxy import handlers
+from proxy import embeddings, handlers, native
 from proxy.auth import auth
 from proxy.clock import Clock
 from proxy.config import Config
@@ -34,6 +34,9 @@ def make_app(
     app.cleanup_ctx.append(_runtime_lifecycle)
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_get("/v1/models", handlers.list_models)
+    app.router.add_post("/v1/embeddings", embeddings.embeddings)
+    for path in native.PATHS:  # google-genai's native surface, v1beta and v1
+        app.router.add_post(path, native.generate)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/metrics", metrics)

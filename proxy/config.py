@@ -231,8 +231,14 @@ def _parse_upstream(name: str, t: _Table) -> UpstreamConfig:
     kind = t.pop("kind", str, required=True)
     if kind not in ADAPTERS:
         raise t.error("kind", f"unknown upstream kind {kind!r}", f"use one of: {', '.join(sorted(ADAPTERS))}")
-    base_url = t.pop("base_url", str, required=True)
-    if not base_url.startswith(("http://", "https://")):
+    # An adapter may derive its URL (Vertex: from location) and may need keys of its own.
+    adapter = ADAPTERS[kind]
+    base_url = t.pop("base_url", str, "", required=not getattr(adapter, "base_url_optional", False))
+    project, location = t.pop("project", str), t.pop("location", str)
+    for needed, value in zip(("project", "location"), (project, location), strict=True):
+        if needed in getattr(adapter, "required_keys", ()) and not value:
+            raise t.error(needed, f"is required for kind = {kind!r}", f'add {needed} = "..." to [{t.path}]')
+    if base_url and not base_url.startswith(("http://", "https://")):
         raise t.error("base_url", f"{base_url!r} is not an http(s) URL")
     if "key=" in base_url:
         raise t.error("base_url", "must not carry a key (?key=...)", "use api_key_env or api_key_file")
@@ -260,12 +266,14 @@ def _parse_upstream(name: str, t: _Table) -> UpstreamConfig:
         headers=MappingProxyType(dict(headers)),
         api_version=t.pop("api_version", str, "v1beta"),
         max_connections=t.positive("max_connections", int, 256),
+        project=project,
+        location=location,
     )
     upstream = UpstreamConfig(
         spec=spec,
         api_key_env=api_key_env,
         api_key_file=t.pop("api_key_file", str),
-        region=t.pop("region", str),
+        region=t.pop("region", str) or location,  # a Vertex location is where data is processed
         api_keys_env=api_keys_env,
         api_key_files=str_list(t, "api_key_files"),
     )

@@ -124,6 +124,7 @@ class FailureClass(enum.Enum):
     CONNECTION = "connection"  # could not connect / reset: short retry, then the next target
     LIMITED = "limited"  # the proxy's own rpm/tpm/rpd would outlast the deadline: next target at once
     NO_KEY = "no_key"  # every key of the upstream is quarantined, resting or missing: next target at once
+    UNSUPPORTED = "unsupported"  # 501: this upstream kind cannot serve the operation; another kind may
 
 
 # Codes of UpstreamErrors the proxy raises itself, before any upstream call (proxy/limits.py,
@@ -147,6 +148,8 @@ def classify(err: UpstreamError) -> FailureClass:
         return FailureClass.LIMITED
     if err.code in NO_KEY_CODES:
         return FailureClass.NO_KEY
+    if err.status == 501:
+        return FailureClass.UNSUPPORTED
     if err.timeout:
         return FailureClass.TIMEOUT
     if err.connection:
@@ -171,6 +174,8 @@ def to_client(err: UpstreamError) -> ProxyError:
         return UpstreamFailed(f"{where} rejected the proxy's credentials", code="upstream_auth_failed")
     if cls is FailureClass.LIMITED:  # the message names the limit (rpm/tpm/rpd of upstream X)
         return RateLimited(err.message, code="rate_limit_exceeded", headers=headers)
+    if cls is FailureClass.UNSUPPORTED:  # no target of the route can serve this endpoint
+        return InvalidRequest(err.message, code=err.code or "unsupported_operation")
     if cls is FailureClass.NO_KEY:  # resting keys recover (429 + Retry-After); quarantined ones need an operator
         if err.status == 429:
             return RateLimited(err.message, code=err.code, headers=headers)

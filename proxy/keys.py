@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter
 
+from adapters import ADAPTERS
 from adapters.base import UpstreamError
 from proxy.config import UpstreamConfig
 from proxy.errors import FailureClass, classify
@@ -139,7 +140,14 @@ class KeyPool:
         clock: Callable[[], float] | None = None,
     ) -> KeyPool:
         keys = read_keys(upstream, environ)
-        slots, seen, problems = [], set(), []
+        slots: list[_Slot] = []
+        seen: set[str] = set()
+        problems: list[str] = []
+        if not keys and getattr(ADAPTERS.get(upstream.kind), "own_credentials", False):
+            # e.g. Vertex AI: the adapter fetches its own OAuth token (application-default credentials).
+            keys = [UpstreamKey(None, "adapter-credentials")]
+            slots.append(_Slot(keys[0]))
+            return cls(upstream=upstream.name, slots=slots, problems=problems, clock=clock or time.monotonic)
         for key in keys:
             if key.value is None:
                 problems.append(f"{key.source}: {key.problem}")

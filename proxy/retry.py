@@ -255,21 +255,50 @@ class _Run:
         record.degraded = degraded
 
 
-async def complete(
-    rt: Runtime, route: Route, body: dict[str, Any], record: RequestRecord, public_model: str | None
+# Adapter operations beyond chat, as the client knows them (for the 400 when no target serves one).
+_OPERATIONS = {"native": "the native Gemini API", "native_stream": "the native Gemini API", "embed": "embeddings"}
+
+
+def _operation(rt: Runtime, target: Target, name: str) -> Any:
+    """The adapter method for an operation; 501 when this upstream kind has none (another kind may)."""
+    adapter = rt.adapters[target.upstream]
+    method = getattr(adapter, name, None)
+    if method is None:
+        what = _OPERATIONS.get(name, name)
+        message = f"{target} ({adapter.upstream.kind}) does not serve {what}; route it to an upstream that does"
+        raise UpstreamError(501, message, upstream=target.upstream, code="unsupported_operation")
+    return method
+
+
+async def perform(
+    rt: Runtime,
+    route: Route,
+    body: dict[str, Any],
+    record: RequestRecord,
+    operation: str = "complete",
+    public_model: str | None = None,
 ) -> Completion:
+    """Any non-stream adapter operation (``complete``, ``embed``, ``native``) through the same
+    lanes, limits, retries and fallbacks."""
     run = _Run(rt, route, body, record, public_model, stream=False)
     await run.admit()
     try:
 
-        async def one(target: Target, call: Call) -> Completion:
-            return await rt.adapters[target.upstream].complete(call)
+        async def one(target: Target, sent: Call) -> Completion:
+            result: Completion = await _operation(rt, target, operation)(sent)
+            return result
 
         target, result = await run.run(one)
         run.settle(target, result.usage)
         return result
     finally:
         run.release()
+
+
+async def complete(
+    rt: Runtime, route: Route, body: dict[str, Any], record: RequestRecord, public_model: str | None
+) -> Completion:
+    return await perform(rt, route, body, record, "complete", public_model)
 
 
 class _GuardedStream:
@@ -301,14 +330,16 @@ async def open_stream(
     record: RequestRecord,
     include_usage: bool,
     public_model: str | None,
+    operation: str = "stream",
 ) -> tuple[bytes, AsyncIterator[bytes], StreamState]:
-    """Start a stream and return its first chunk: until then, failures can still be retried or fail over."""
+    """Start a stream (``stream`` or ``native_stream``) and return its first chunk: until then,
+    failures can still be retried or fail over."""
     run = _Run(rt, route, body, record, public_model, stream=True, include_usage=include_usage)
     await run.admit()
 
-    async def one(target: Target, call: Call) -> tuple[bytes, AsyncIterator[bytes], StreamState]:
+    async def one(target: Target, sent: Call) -> tuple[bytes, AsyncIterator[bytes], StreamState]:
         state = StreamState()
-        agen = rt.adapters[target.upstream].stream(call, state)
+        agen = _operation(rt, target, operation)(sent, state)
         try:
             first = await agen.__anext__()
         except StopAsyncIteration:

@@ -17,7 +17,7 @@ import orjson
 from adapters import sse
 from adapters.base import Call, Completion, StreamState, Upstream, UpstreamError
 from adapters.gemini import translate
-from adapters.http import HttpAdapter
+from adapters.gemini.surface import GeminiSurface
 from adapters.redact import redact
 
 _DONE = b"data: [DONE]\n\n"
@@ -27,7 +27,7 @@ def _sse(obj: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
-class GeminiAdapter(HttpAdapter):
+class GeminiAdapter(GeminiSurface):  # embed + native surface: adapters/gemini/surface.py
     def __init__(self, upstream: Upstream, session: aiohttp.ClientSession | None = None) -> None:
         super().__init__(upstream, session)
         self._base = f"{upstream.base_url.rstrip('/')}/{upstream.api_version}/models/"

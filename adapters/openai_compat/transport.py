@@ -16,7 +16,7 @@ import orjson
 
 from adapters import sse
 from adapters.base import Call, Completion, StreamState, Upstream, UpstreamError, Usage
-from adapters.http import HttpAdapter
+from adapters.openai_compat.surface import OpenAISurface
 from adapters.redact import redact
 
 
@@ -51,7 +51,7 @@ def error_from(status: int, body: Any, upstream: str, retry_after: str | None) -
     return UpstreamError(status, message, upstream=upstream, code=code, retry_after_s=delay)
 
 
-class OpenAIAdapter(HttpAdapter):
+class OpenAIAdapter(OpenAISurface):  # embeddings passthrough: adapters/openai_compat/surface.py
     def __init__(self, upstream: Upstream, session: aiohttp.ClientSession | None = None) -> None:
         super().__init__(upstream, session)
         self._url = f"{upstream.base_url.rstrip('/')}/chat/completions"

@@ -68,7 +68,26 @@ class FakeOpenAI:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.handle)
+        app.router.add_post("/v1/embeddings", self.embeddings)
         return app
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI embeddings: 4-dim vectors [index, len(text), 0.5, -0.5]; script OAError/Slow apply too."""
+        body = orjson.loads(await request.read())
+        self.requests.append({"body": body, "headers": dict(request.headers), "path": request.path})
+        item = self.script.popleft() if self.script else None
+        if isinstance(item, Slow):
+            await asyncio.sleep(item.seconds)
+            item = item.then
+        if isinstance(item, OAError):
+            return _err(item)
+        texts = [body["input"]] if isinstance(body.get("input"), str) else body["input"]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(i), float(len(t)), 0.5, -0.5]}
+            for i, t in enumerate(texts)
+        ]
+        usage = {"prompt_tokens": 3 * len(texts), "total_tokens": 3 * len(texts)}
+        return web.json_response({"object": "list", "data": data, "model": body["model"], "usage": usage})
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
