@@ -8,6 +8,7 @@ can be costed) and the usage-only chunk is dropped again when the client did not
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,12 @@ from adapters import sse
 from adapters.base import Call, Completion, StreamState, Upstream, UpstreamError, Usage
 from adapters.http import HttpAdapter
 from adapters.redact import redact
+
+# The events worth parsing in a relayed stream: usage (to log it, and to drop the usage-only
+# chunk), a finish reason, or an error. Gateways differ in JSON spacing (`"usage": {` from
+# Python servers, `"usage":{` from Go ones), so match with optional whitespace; the common
+# `"usage":null` / `"finish_reason":null` of every other chunk does not match.
+_WORTH_PARSING = re.compile(rb'"usage"\s*:\s*\{|"finish_reason"\s*:\s*"|"error"\s*:')
 
 
 def usage_from(data: Any) -> Usage | None:
@@ -108,7 +115,7 @@ class OpenAIAdapter(HttpAdapter):
                     if data == b"[DONE]":
                         break
                     # Parse only the few events that carry what we log; relay the rest as bytes.
-                    if b'"usage":{' in data or b'"finish_reason":"' in data or b'"error"' in data:
+                    if _WORTH_PARSING.search(data):
                         try:
                             event = orjson.loads(data)
                         except orjson.JSONDecodeError:
