@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import aiohttp
@@ -38,4 +39,4 @@ def assert_openai_error(body: Any, code: str | None = None, param: str | None = 
 def assert_no_secrets(text: str) -> None:
     assert "Traceback" not in text
     assert GEMINI_KEY not in text and GATEWAY_KEY not in text
-    assert "key=" not in text and "Bearer" not in text
+    assert not re.search(r"key=(?!\[REDACTED\])|Bearer (?!\[REDACTED\])", text), text

@@ -176,28 +176,36 @@ class FakeOpenAI:
                 await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
         except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
-            self.disconnects += 1
+            self._hung_up()
             raise
         return resp
 
     async def _wait(self, request: web.Request, release: asyncio.Event) -> bool:
         """Wait for ``release``; False (and ``disconnected`` set) if the client hangs up first.
 
-        aiohttp does not cancel this handler when the peer goes away, so look at the transport.
-        Bounded: gives up after 10 s so a broken test cannot hang the suite.
+        Under aiohttp's TestServer a hang-up cancels this handler; under a plain runner it does
+        not, so the transport is watched too. Bounded: gives up after 10 s so a broken test
+        cannot hang the suite.
         """
-        for _ in range(1000):
-            if release.is_set():
-                return True
-            if request.transport is None or request.transport.is_closing():
-                self.disconnects += 1
-                self.disconnected.set()
-                return False
-            try:
-                await asyncio.wait_for(release.wait(), 0.01)
-            except TimeoutError:
-                continue
+        try:
+            for _ in range(1000):
+                if release.is_set():
+                    return True
+                if request.transport is None or request.transport.is_closing():
+                    self._hung_up()
+                    return False
+                try:
+                    await asyncio.wait_for(release.wait(), 0.01)
+                except TimeoutError:
+                    continue
+        except asyncio.CancelledError:
+            self._hung_up()
+            raise
         return release.is_set()
+
+    def _hung_up(self) -> None:
+        self.disconnects += 1
+        self.disconnected.set()
 
     async def _held(self, request: web.Request, payloads: list[bytes], item: Chunks) -> web.StreamResponse:
         assert item.release is not None
@@ -213,9 +221,9 @@ class FakeOpenAI:
             if item.done:
                 await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
-        except ConnectionError:
-            self.disconnects += 1
-            self.disconnected.set()
+        except (ConnectionError, asyncio.CancelledError):
+            self._hung_up()
+            raise
         return resp
 
 
