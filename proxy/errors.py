@@ -153,6 +153,8 @@ def to_client(err: UpstreamError) -> ProxyError:
     headers: dict[str, str] = {}
     if err.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, round(err.retry_after_s)))
+    if err.code == "upstream_key_missing":  # our config, not the upstream, is at fault: say which variable
+        return UpstreamFailed(err.message, code="upstream_key_missing")
     if cls is FailureClass.AUTH:
         return UpstreamFailed(f"{where} rejected the proxy's credentials", code="upstream_auth_failed")
     if cls in (FailureClass.RATE_LIMIT, FailureClass.QUOTA_DAY):

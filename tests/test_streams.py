@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import openai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from adapters.simulated import split_stream
 from tests.conftest import Proxy, SyncStack, eventually
 from tests.fakes.gemini import FakeGemini, HeldStream, text_answer
-from tests.fakes.openai import Chunks, FakeOpenAI
+from tests.fakes.openai import Chunks, FakeOpenAI, Hold
 from tests.test_passthrough import chunk
 
 HI = [{"role": "user", "content": "Hi"}]
@@ -113,3 +114,15 @@ def test_sync_sdk_both_upstreams(sync_stack: SyncStack, model: str, stream: bool
     assert text == ("Hello from the fake gateway." if model == "cn" else text) and text
     if model == "fast":
         assert "Sync hello" in text
+
+
+async def test_client_giving_up_on_non_stream_cancels_upstream(
+    proxy: Proxy, fake_openai: FakeOpenAI, access_records: list[dict[str, Any]]
+) -> None:
+    fake_openai.push(Hold(asyncio.Event()))
+    client = proxy.client(timeout=0.3)
+    with pytest.raises(openai.APITimeoutError):
+        await client.chat.completions.create(model="cn", messages=HI)
+    await asyncio.wait_for(fake_openai.disconnected.wait(), 10)
+    assert await eventually(lambda: bool(access_records))
+    assert (access_records[-1]["status_code"], access_records[-1]["error_type"]) == (499, "client_disconnected")
