@@ -120,3 +120,12 @@ async def test_non_stream_usage_is_logged(
     line = access_records[-1]
     assert (line["input_tokens"], line["output_tokens"], line["status_code"]) == (12, 6, 200)
     assert (line["upstream"], line["model_used"], line["model_requested"]) == ("gateway", "gemini-2.5-flash", "cn")
+
+
+async def test_empty_data_events_and_odd_spacing_are_not_relayed(proxy: Proxy, fake_openai: FakeOpenAI) -> None:
+    release = asyncio.Event()
+    release.set()
+    fake_openai.push(Chunks([chunk("a"), b"", b"   ", chunk("b"), chunk(None, "stop")], release=release))
+    stream = await proxy.client().chat.completions.create(model="cn", messages=HI, stream=True)
+    chunks = await asyncio.wait_for(_collect(stream), 10)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "ab"

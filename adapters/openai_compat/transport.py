@@ -99,8 +99,9 @@ class OpenAIAdapter(HttpAdapter):
             raise self.invalid("invalid JSON") from None
         if not isinstance(data, dict):
             raise self.invalid("a non-object body")
-        choices = data.get("choices") or [{}]
-        reason = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
+        choices = data.get("choices")
+        first = choices[0] if isinstance(choices, list) and choices else None
+        reason = first.get("finish_reason") if isinstance(first, dict) else None
         usage = usage_from(data.get("usage")) or Usage(estimated=True)
         return Completion(body=data, usage=usage, finish_reason=reason, raw=raw)
 
@@ -114,6 +115,8 @@ class OpenAIAdapter(HttpAdapter):
                 async for data in sse.events(resp):
                     if data == b"[DONE]":
                         break
+                    if not data.strip():  # an empty data event: SDKs would fail to parse it, and it says nothing
+                        continue
                     # Parse only the few events that carry what we log; relay the rest as bytes.
                     if _WORTH_PARSING.search(data):
                         try:
