@@ -23,6 +23,7 @@ from adapters.simulated import SimulatedGemini, SimulatedOpenAI
 from proxy.app import make_app
 from proxy.config import Config, ConfigError, load
 from proxy.keys import read_key
+from proxy.state import RUNTIME
 from proxy.telemetry import LOG, setup_logging
 
 _DEFAULT_CONFIG = "routing.toml"
@@ -78,6 +79,9 @@ async def _serve(
     try:
         await stop.wait()
     finally:
+        # Readiness fails first, so a load balancer stops sending new work while in-flight
+        # requests get up to grace_s to finish.
+        app[RUNTIME].draining = True
         LOG.info("shutting down", extra={"grace_s": grace_s})
         await runner.cleanup()
 

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from openai.types import Model
 
+from proxy.state import RUNTIME
 from tests.conftest import GATEWAY_KEY, GEMINI_KEY, Proxy
 from tests.helpers import GOOD, post
 
@@ -91,6 +92,12 @@ async def test_readyz_ready_when_every_upstream_has_a_key(proxy: Proxy) -> None:
     assert status == 200 and body["status"] == "ready"
     assert set(body["upstreams"]) == {"google", "gateway"}
     assert GEMINI_KEY not in orjson.dumps(body).decode()
+
+
+async def test_readyz_503_while_draining(proxy: Proxy) -> None:
+    proxy.app[RUNTIME].draining = True
+    status, body, _ = await get(proxy.url + "/readyz")
+    assert status == 503 and body["status"] == "not_ready"
 
 
 async def test_readyz_503_when_a_key_is_missing(start_proxy: Callable[..., Any]) -> None:

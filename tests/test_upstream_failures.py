@@ -40,12 +40,13 @@ async def sdk_error(proxy: Proxy, model: str, *, stream: bool) -> openai.APIStat
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("model", ["pro", "cn"])
 async def test_unreachable_upstream_is_502(start_proxy: Callable[..., Any], model: str, stream: bool) -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
+    port = closed_port()
+    url = f"http://127.0.0.1:{port}"
     proxy = await start_proxy(config=make_config(config_toml(url, url + "/v1")))
     err = await sdk_error(proxy, model, stream=stream)
     assert err.status_code == 502 and err.code == "upstream_unreachable"
     assert_openai_error({"error": err.body}, "upstream_unreachable")
-    assert str(closed_port) not in err.message
+    assert str(port) not in err.message and "127.0.0.1" not in err.message, "no upstream address leaks to clients"
 
 
 @pytest.mark.parametrize("stream", [False, True])
