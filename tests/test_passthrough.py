@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+import openai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -129,3 +130,10 @@ async def test_empty_data_events_and_odd_spacing_are_not_relayed(proxy: Proxy, f
     stream = await proxy.client().chat.completions.create(model="cn", messages=HI, stream=True)
     chunks = await asyncio.wait_for(_collect(stream), 10)
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "ab"
+
+
+async def test_error_event_before_first_chunk_is_an_http_error(proxy: Proxy, fake_openai: FakeOpenAI) -> None:
+    fake_openai.push(*[Chunks([{"error": {"message": "overloaded", "code": 503}}], done=False) for _ in range(12)])
+    with pytest.raises(openai.APIStatusError) as info:
+        await proxy.client().chat.completions.create(model="cn", messages=HI, stream=True)
+    assert info.value.status_code == 503 and "overloaded" in info.value.message

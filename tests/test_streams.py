@@ -11,7 +11,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from adapters.simulated import split_stream
 from tests.conftest import Proxy, SyncStack, eventually
-from tests.fakes.gemini import FakeGemini, HeldStream, text_answer
+from tests.fakes.gemini import CutStream, FakeGemini, HeldStream, text_answer
 from tests.fakes.openai import Chunks, FakeOpenAI, Hold
 from tests.test_passthrough import chunk
 
@@ -126,3 +126,48 @@ async def test_client_giving_up_on_non_stream_cancels_upstream(
     await asyncio.wait_for(fake_openai.disconnected.wait(), 10)
     assert await eventually(lambda: bool(access_records))
     assert (access_records[-1]["status_code"], access_records[-1]["error_type"]) == (499, "client_disconnected")
+
+
+@pytest.mark.parametrize("model", ["pro", "cn"])
+async def test_upstream_dying_mid_stream_ends_with_an_error_event(
+    proxy: Proxy,
+    fake_gemini: FakeGemini,
+    fake_openai: FakeOpenAI,
+    access_records: list[dict[str, Any]],
+    model: str,
+) -> None:
+    if model == "pro":
+        fake_gemini.push(CutStream(split_stream(text_answer("one two three four").body), after=1))
+    else:
+        fake_openai.push(Chunks([chunk("one"), {"error": {"message": "gateway fell over", "code": 500}}], done=False))
+    stream = await proxy.client().chat.completions.create(model=model, messages=HI, stream=True)
+    got: list[Any] = []
+    with pytest.raises(openai.APIError):
+        async for c in stream:
+            got.append(c)
+    assert got and got[0].choices[0].delta.content
+    assert await eventually(lambda: bool(access_records))
+    assert access_records[-1]["error_type"].startswith("stream_interrupted")
+    # and the proxy keeps serving
+    assert (await proxy.client().chat.completions.create(model=model, messages=HI)).choices
+
+
+async def test_our_own_bug_mid_stream_ends_with_an_internal_error_event(
+    proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adapters.gemini import translate
+
+    real = translate.StreamTranslator.feed
+    calls = {"n": 0}
+
+    def feed(self: Any, event: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise KeyError("a bug")
+        return real(self, event)
+
+    monkeypatch.setattr(translate.StreamTranslator, "feed", feed)
+    stream = await proxy.client().chat.completions.create(model="pro", messages=HI, stream=True)
+    with pytest.raises(openai.APIError) as info:
+        [c async for c in stream]
+    assert "internal error" in info.value.message and "Traceback" not in info.value.message

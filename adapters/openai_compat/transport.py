@@ -124,12 +124,16 @@ class OpenAIAdapter(HttpAdapter):
                         except orjson.JSONDecodeError:
                             event = None
                         if isinstance(event, dict):
-                            if "error" in event and not started:
+                            if "error" in event:
+                                # Before the first byte this can still fail over; after it, the proxy
+                                # ends the stream with its own error event and logs the interruption.
                                 err = event["error"] if isinstance(event["error"], dict) else {}
+                                code = str(err.get("code", ""))
                                 raise UpstreamError(
-                                    int(err.get("code") or 502) if str(err.get("code", "")).isdigit() else 502,
-                                    str(err.get("message", "stream error")),
+                                    int(code) if code.isdigit() and 400 <= int(code) < 600 else 502,
+                                    redact(str(err.get("message", "stream error")), (call.api_key or "",)),
                                     upstream=self.upstream.name,
+                                    mid_stream=started,
                                 )
                             usage = usage_from(event.get("usage"))
                             if usage is not None:
