@@ -13,9 +13,10 @@ import contextlib
 import dataclasses
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from aiohttp import web
 
@@ -97,21 +98,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     listener = setup_logging(file=args.log_file)
     try:
         asyncio.run(_serve(make_app(config), host, port, config.server.shutdown_grace_s))
+    except OSError as exc:  # e.g. the port is taken: a message, not a traceback
+        print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     finally:
         listener.stop()  # flushes every queued log line
     return 0
 
 
-def _demo_config(config: Config, gemini_url: str, openai_url: str) -> tuple[Config, Mapping[str, str]]:
-    """Point every upstream at a simulated one and give each a placeholder key."""
+# The built-in simulated upstream for each kind, and the path its API lives under.
+SIMULATORS: Mapping[str, tuple[Callable[[], Any], str]] = {
+    "gemini": (SimulatedGemini, ""),
+    "openai": (SimulatedOpenAI, "/v1"),
+}
+
+
+def _demo_config(config: Config, urls: Mapping[str, str]) -> tuple[Config, Mapping[str, str]]:
+    """Point every upstream at the simulated server of its kind and give each a placeholder key."""
     upstreams = {}
     environ: dict[str, str] = {}
     for name, up in config.upstreams.items():
-        url = gemini_url if up.kind == "gemini" else openai_url
         env_name = f"DEMO_KEY_{name.upper().replace('-', '_').replace('.', '_')}"
         upstreams[name] = dataclasses.replace(
             up,
-            spec=dataclasses.replace(up.spec, base_url=url),
+            spec=dataclasses.replace(up.spec, base_url=urls[up.kind]),
             api_key_env=env_name,
             api_key_file=None,
         )
@@ -141,27 +151,36 @@ Routes: GET http://{host}:{port}/v1/models   Stop with Ctrl-C.
 
 async def _demo(config: Config, host: str, port: int) -> None:
     sims = []
-    urls = []
-    for sim in (SimulatedGemini(), SimulatedOpenAI()):
-        runner = web.AppRunner(sim.app(), access_log=None)
+    urls = {}
+    for kind, (make, prefix) in SIMULATORS.items():
+        runner = web.AppRunner(make().app(), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
         sims.append(runner)
-        urls.append(f"http://127.0.0.1:{runner.addresses[0][1]}")
-    demo_config, environ = _demo_config(config, urls[0], urls[1] + "/v1")
+        urls[kind] = f"http://127.0.0.1:{runner.addresses[0][1]}{prefix}"
+    demo_config, environ = _demo_config(config, urls)
     app = make_app(demo_config, environ=environ)
     started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     server = asyncio.create_task(_serve(app, host, port, 5.0, started))
-    bound = await started
-    model = next(iter(config.models), "fast")
-    routes = f"{len(config.models)} model aliases and {len(config.tasks)} tasks"
-    print(_SNIPPET.format(routes=routes, host=host, port=bound, model=model), file=sys.stderr, flush=True)
     try:
+        bound = await _started(server, started)
+        model = next(iter(config.models), "fast")
+        routes = f"{len(config.models)} model aliases and {len(config.tasks)} tasks"
+        print(_SNIPPET.format(routes=routes, host=host, port=bound, model=model), file=sys.stderr, flush=True)
         await server
     finally:
         for runner in sims:
             await runner.cleanup()
+
+
+async def _started(server: asyncio.Task[None], started: asyncio.Future[int]) -> int:
+    """The bound port, or the server's own error (e.g. the port is taken) if it failed to start."""
+    waiting: set[asyncio.Future[Any]] = {server, started}
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if not started.done():
+        await server  # raises the startup error
+        raise RuntimeError("server stopped before it started")
+    return started.result()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -171,8 +190,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     listener = setup_logging(file=args.log_file)
+    host, port = args.host or "127.0.0.1", 8080 if args.port is None else args.port
     try:
-        asyncio.run(_demo(config, args.host or "127.0.0.1", 8080 if args.port is None else args.port))
+        asyncio.run(_demo(config, host, port))
+    except OSError as exc:
+        print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc} (try --port 0)", file=sys.stderr)
+        return 1
     finally:
         listener.stop()
     return 0

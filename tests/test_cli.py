@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -139,3 +140,21 @@ def test_serve_with_a_bad_config_exits_1(tmp_path: Path, capsys: pytest.CaptureF
     bad.write_text("[server]\nport = 'x'\n", encoding="utf-8")
     assert main(["serve", "--config", str(bad)]) == 1
     assert "server.port" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_port_in_use_is_a_message_not_a_traceback(command: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "proxy", command, "--config", str(ROOT / "routing.toml"), "--port", str(port)],
+            cwd=ROOT,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
