@@ -99,3 +99,32 @@ async def test_wrong_method_is_openai_405_with_allow(proxy: Proxy) -> None:
             assert "POST" in resp.headers["Allow"]
             assert_openai_error(orjson.loads(await resp.read()), "method_not_allowed")
     await assert_still_serves(proxy)
+
+
+async def test_our_own_bug_is_a_500_without_traceback(proxy: Proxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    from proxy import retry
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("internal detail")
+
+    monkeypatch.setattr(retry, "complete", broken)
+    status, body, headers = await post(proxy.base_url + "/chat/completions", GOOD)
+    assert status == 500 and headers["x-request-id"]
+    err = assert_openai_error(body, "internal_error")
+    assert "internal detail" not in err.message
+    monkeypatch.undo()
+    await assert_still_serves(proxy)
+
+
+async def test_each_api_request_yields_exactly_one_log_record(
+    proxy: Proxy, access_records: list[dict[str, Any]]
+) -> None:
+    from tests.conftest import eventually
+
+    await post(proxy.base_url + "/chat/completions", b"{", {"x-request-id": "one"})
+    await post(proxy.base_url + "/chat/completions", {**GOOD, "model": "nope"}, {"x-request-id": "two"})
+    await post(proxy.base_url + "/chat/completions", GOOD, {"x-request-id": "three"})
+    assert await eventually(lambda: len(access_records) >= 3)
+    got = {r["request_id"]: (r["status_code"], r["error_type"]) for r in access_records}
+    assert got == {"one": (400, "invalid_json"), "two": (404, "model_not_found"), "three": (200, None)}
+    assert len(access_records) == 3

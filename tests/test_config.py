@@ -162,3 +162,12 @@ def test_python_dash_m_proxy_check_runs_as_a_program(tmp_path: Path) -> None:
     )
     assert bad.returncode == 1
     assert "not valid TOML" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_check_shows_key_ids_never_keys(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "made-up-value-for-check-0001")
+    monkeypatch.delenv("GATEWAY_API_KEY", raising=False)
+    assert main(["check", "--config", str(ROOT / "routing.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "made-up-value-for-check-0001" not in out
+    assert "env:GEMINI_API_KEY k_" in out and "MISSING" in out
