@@ -54,10 +54,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {name:<12} kind={up.kind:<7} {up.spec.base_url}  key={key.source} {shown}{region}")
     print("\nmodels (client 'model' values):")
     for name, alias in config.models.items():
-        print(f"  {name:<20} -> {' -> '.join(str(t) for t in alias.targets)}")
+        note = f"  # {alias.description}" if alias.description else ""
+        print(f"  {name:<20} -> {' -> '.join(str(t) for t in alias.targets)}{note}")
     print("\ntasks (x-task header):")
     for name, task in config.tasks.items():
-        print(f"  {name:<20} -> {' -> '.join(str(t) for t in task.targets)}  (via {task.model})")
+        note = f"  # {task.description}" if task.description else ""
+        print(f"  {name:<20} -> {' -> '.join(str(t) for t in task.targets)}  (via {task.model}){note}")
     return 0
 
 

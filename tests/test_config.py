@@ -134,6 +134,7 @@ def test_check_prints_routes_and_exits_0(capsys: pytest.CaptureFixture[str]) -> 
     assert "OK" in out
     assert "fast" in out and "google:gemini-2.5-flash -> google:gemini-2.5-flash-lite" in out
     assert "summary" in out and "(via fast)" in out
+    assert "# Everyday chat: quick and cheap" in out
 
 
 def test_check_exits_1_with_a_precise_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
