@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import GATEWAY_KEY, GEMINI_KEY, Proxy, config_toml, make_config
 from tests.fakes.gemini import Delay, FakeGemini, error
-from tests.fakes.openai import FakeOpenAI, Hold, OAError
+from tests.fakes.openai import Chunks, FakeOpenAI, Hold, OAError
 from tests.helpers import assert_no_secrets, assert_openai_error, post
 
 HI = [{"role": "user", "content": "Hi"}]
@@ -70,10 +70,11 @@ async def test_slow_gateway_is_504(start_proxy: Callable[..., Any], fake_openai:
     await asyncio.wait_for(fake_openai.disconnected.wait(), 10)
 
 
-async def test_request_deadline_is_504(start_proxy: Callable[..., Any], fake_openai: FakeOpenAI) -> None:
+@pytest.mark.parametrize("stream", [False, True])
+async def test_request_deadline_is_504(start_proxy: Callable[..., Any], fake_openai: FakeOpenAI, stream: bool) -> None:
     proxy = await start_proxy(server="request_timeout_s = 0.1")
     fake_openai.push(Hold(asyncio.Event()))
-    err = await sdk_error(proxy, "cn", stream=False)
+    err = await sdk_error(proxy, "cn", stream=stream)
     assert err.status_code == 504 and err.code == "request_timeout"
     await asyncio.wait_for(fake_openai.disconnected.wait(), 10)
 
@@ -115,3 +116,19 @@ async def test_upstream_rejecting_proxy_key_is_502_without_the_key(proxy: Proxy,
     status, body, _ = await post(proxy.base_url + "/chat/completions", {"model": "pro", "messages": HI})
     assert status == 502
     assert_openai_error(body, "upstream_auth_failed")
+
+
+async def test_request_deadline_stops_at_the_first_byte_of_a_stream(
+    start_proxy: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    from tests.test_passthrough import chunk
+
+    proxy = await start_proxy(server="request_timeout_s = 0.1")
+    release = asyncio.Event()
+    fake_openai.push(Chunks([chunk("slow"), chunk(" but fine"), chunk(None, "stop")], release=release))
+    stream = await proxy.client().chat.completions.create(model="cn", messages=HI, stream=True)
+    await asyncio.wait_for(stream.__anext__(), 10)
+    await asyncio.sleep(0.3)  # well past request_timeout_s: a started stream is not cut by it
+    release.set()
+    rest = [c async for c in stream]
+    assert rest[-1].choices[0].finish_reason == "stop"
