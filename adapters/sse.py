@@ -6,33 +6,62 @@ long tool call can be larger; both transports read raw chunks and split here ins
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Protocol
 
-import aiohttp
+
+class _Content(Protocol):
+    def iter_any(self) -> AsyncIterable[bytes]: ...
 
 
-async def events(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """Yield the payload of each ``data:`` field as it arrives (events joined per the spec)."""
+class _Response(Protocol):
+    @property
+    def content(self) -> _Content: ...
+
+
+def _field(line: bytes) -> bytes | None:
+    """The value of a ``data`` field line, or None for any other line (comments, event:, id:)."""
+    if line.startswith(b"data:"):
+        return line[6:] if line[5:6] == b" " else line[5:]
+    if line == b"data":  # a field name alone means an empty value (per the spec)
+        return b""
+    return None
+
+
+async def events(resp: _Response) -> AsyncIterator[bytes]:
+    """Yield the payload of each ``data:`` event as it arrives (multi-line data joined by \\n).
+
+    Lines end in LF or CRLF (Gemini sends CRLF). A chunk boundary may fall anywhere, even
+    between CR and LF. At the end of the body, data still pending (a last event without its
+    blank line) is yielded rather than lost: the consumer's JSON parse decides whether it is whole.
+    """
     buf = b""
+    scanned = 0  # bytes of buf already known to hold no LF: a huge event is not rescanned per chunk
     data: list[bytes] = []
     async for chunk in resp.content.iter_any():
         buf += chunk
+        start = 0
         while True:
-            nl = buf.find(b"\n")
+            nl = buf.find(b"\n", max(start, scanned))
             if nl < 0:
                 break
-            line = buf[:nl]
-            buf = buf[nl + 1 :]
+            line = buf[start:nl]
+            start = nl + 1
             if line.endswith(b"\r"):
                 line = line[:-1]
             if not line:
                 if data:
                     yield b"\n".join(data)
                     data = []
-            elif line.startswith(b"data:"):
-                data.append(line[6:] if line[5:6] == b" " else line[5:])
-            # comments (":...") and other fields (event:, id:, retry:) carry nothing we use
-    if buf.startswith(b"data:"):
-        data.append(buf[6:] if buf[5:6] == b" " else buf[5:])
+                continue
+            value = _field(line)
+            if value is not None:
+                data.append(value)
+        buf = buf[start:]
+        scanned = len(buf)
+    tail = buf.rstrip(b"\r")
+    value = _field(tail) if tail else None
+    if value is not None:
+        data.append(value)
     if data:
         yield b"\n".join(data)

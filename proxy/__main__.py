@@ -16,9 +16,10 @@ import dataclasses
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from aiohttp import web
 
@@ -28,6 +29,7 @@ from proxy.config import Config, ConfigError, load
 from proxy.keys import hash_client_key, read_keys
 from proxy.reload import Reloader
 from proxy.report import BY, FORMATS, aggregate, parse_since, read_lines
+from proxy.state import RUNTIME
 from proxy.telemetry import LOG, setup_logging, stop_logging
 
 _DEFAULT_CONFIG = "routing.toml"
@@ -59,11 +61,13 @@ def cmd_check(args: argparse.Namespace) -> int:
             print("      key: none configured")
     print("\nmodels (client 'model' values):")
     for name, alias in config.models.items():
-        print(f"  {name:<20} -> {' -> '.join(str(t) for t in alias.targets)}")
+        note = f"  # {alias.description}" if alias.description else ""
+        print(f"  {name:<20} -> {' -> '.join(str(t) for t in alias.targets)}{note}")
     print("\ntasks (x-task header):")
     for name, task in config.tasks.items():
         regions = f"  regions={list(task.allowed_regions)}" if task.allowed_regions else ""
-        print(f"  {name:<20} -> {' -> '.join(str(t) for t in task.targets)}  (via {task.model}){regions}")
+        note = f"  # {task.description}" if task.description else ""
+        print(f"  {name:<20} -> {' -> '.join(str(t) for t in task.targets)}  (via {task.model}){regions}{note}")
     print("\nteams:" if config.teams else "\nteams: none, so auth is OFF (every client is let in)")
     for name, team in config.teams.items():
         limits = [f"keys={len(team.key_sha256)}"]
@@ -125,6 +129,9 @@ async def _serve(
     try:
         await stop.wait()
     finally:
+        # Readiness fails first, so a load balancer stops sending new work while in-flight
+        # requests get up to grace_s to finish.
+        app[RUNTIME].draining = True
         LOG.info("shutting down", extra={"grace_s": grace_s})
         await runner.cleanup()
 
@@ -143,21 +150,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
         reloader = Reloader(args.config, args.env)
         reloader.attach(app)
         asyncio.run(_serve(app, host, port, config.server.shutdown_grace_s, reloader=reloader))
+    except OSError as exc:  # e.g. the port is taken: a message, not a traceback
+        print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     finally:
         stop_logging(listener)  # after the app's cleanup: flushes every queued log line
     return 0
 
 
-def _demo_config(config: Config, gemini_url: str, openai_url: str) -> tuple[Config, Mapping[str, str]]:
-    """Point every upstream at a simulated one and give each a placeholder key."""
+# The built-in simulated upstream for each kind, and the path its API lives under.
+SIMULATORS: Mapping[str, tuple[Callable[[], Any], str]] = {
+    "gemini": (SimulatedGemini, ""),
+    "openai": (SimulatedOpenAI, "/v1"),
+}
+
+
+def _demo_config(config: Config, urls: Mapping[str, str]) -> tuple[Config, Mapping[str, str]]:
+    """Point every upstream at the simulated server of its kind and give each a placeholder key."""
     upstreams = {}
     environ: dict[str, str] = {}
     for name, up in config.upstreams.items():
-        url = gemini_url if up.kind == "gemini" else openai_url
         env_name = f"DEMO_KEY_{name.upper().replace('-', '_').replace('.', '_')}"
         upstreams[name] = dataclasses.replace(
             up,
-            spec=dataclasses.replace(up.spec, base_url=url),
+            spec=dataclasses.replace(up.spec, base_url=urls[up.kind]),
             api_key_env=env_name,
             api_key_file=None,
             api_keys_env=(),
@@ -189,27 +205,36 @@ Routes: GET http://{host}:{port}/v1/models   Stop with Ctrl-C.
 
 async def _demo(config: Config, host: str, port: int) -> None:
     sims = []
-    urls = []
-    for sim in (SimulatedGemini(), SimulatedOpenAI()):
-        runner = web.AppRunner(sim.app(), access_log=None)
+    urls = {}
+    for kind, (make, prefix) in SIMULATORS.items():
+        runner = web.AppRunner(make().app(), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
         sims.append(runner)
-        urls.append(f"http://127.0.0.1:{runner.addresses[0][1]}")
-    demo_config, environ = _demo_config(config, urls[0], urls[1] + "/v1")
+        urls[kind] = f"http://127.0.0.1:{runner.addresses[0][1]}{prefix}"
+    demo_config, environ = _demo_config(config, urls)
     app = make_app(demo_config, environ=environ)
     started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     server = asyncio.create_task(_serve(app, host, port, 5.0, started))
-    bound = await started
-    model = next(iter(config.models), "fast")
-    routes = f"{len(config.models)} model aliases and {len(config.tasks)} tasks"
-    print(_SNIPPET.format(routes=routes, host=host, port=bound, model=model), file=sys.stderr, flush=True)
     try:
+        bound = await _started(server, started)
+        model = next(iter(config.models), "fast")
+        routes = f"{len(config.models)} model aliases and {len(config.tasks)} tasks"
+        print(_SNIPPET.format(routes=routes, host=host, port=bound, model=model), file=sys.stderr, flush=True)
         await server
     finally:
         for runner in sims:
             await runner.cleanup()
+
+
+async def _started(server: asyncio.Task[None], started: asyncio.Future[int]) -> int:
+    """The bound port, or the server's own error (e.g. the port is taken) if it failed to start."""
+    waiting: set[asyncio.Future[Any]] = {server, started}
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if not started.done():
+        await server  # raises the startup error
+        raise RuntimeError("server stopped before it started")
+    return started.result()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -219,8 +244,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     listener = setup_logging(file=args.log_file)
+    host, port = args.host or "127.0.0.1", 8080 if args.port is None else args.port
     try:
-        asyncio.run(_demo(config, args.host or "127.0.0.1", 8080 if args.port is None else args.port))
+        asyncio.run(_demo(config, host, port))
+    except OSError as exc:
+        print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc} (try --port 0)", file=sys.stderr)
+        return 1
     finally:
         listener.stop()
     return 0

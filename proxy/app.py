@@ -25,7 +25,9 @@ def make_app(
     app = web.Application(
         middlewares=[access_log, errors, auth],
         client_max_size=config.server.max_body_bytes,
-        handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024},
+        # handler_cancellation: a client that disconnects cancels its handler, and so the
+        # upstream call it is waiting on (aiohttp leaves handlers running by default).
+        handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024, "handler_cancellation": True},
     )
     app[RUNTIME] = RuntimeRef(Runtime.build(config, environ, clock))
     app[METER] = TeamMeter()

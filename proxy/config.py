@@ -145,18 +145,19 @@ class _Table:
             return default
         value = self.data.pop(name)
         kinds = kind if isinstance(kind, tuple) else (kind,)
+        fix = f"set {name} to {_kind_name(kinds)}, e.g. {name} = {_example(kinds)}"
         if isinstance(value, bool) and bool not in kinds:
-            raise self.error(name, f"must be {_kind_name(kinds)}, got {value!r}")
+            raise self.error(name, f"must be {_kind_name(kinds)}, got {value!r}", fix)
         if float in kinds and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kinds):
-            raise self.error(name, f"must be {_kind_name(kinds)}, got {type(value).__name__} {value!r}")
+            raise self.error(name, f"must be {_kind_name(kinds)}, got {_shown(value)}", fix)
         return value
 
     def positive(self, name: str, kind: type, default: Any) -> Any:
         value = self.pop(name, kind, default)
         if value is not None and value <= 0:
-            raise self.error(name, f"must be greater than 0, got {value!r}")
+            raise self.error(name, f"must be greater than 0, got {value!r}", f"use a positive {name}")
         return value
 
     def table(self, name: str) -> _Table:
@@ -186,6 +187,18 @@ def _kind_name(kinds: tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
+def _example(kinds: tuple[type, ...]) -> str:
+    examples = {str: '"text"', int: "10", float: "1.5", bool: "true", list: '["a", "b"]', dict: '{ a = "b" }'}
+    return examples.get(kinds[0], "...")
+
+
+def _shown(value: Any) -> str:
+    """A wrong value, named by type; short strings shown in full (a long one may be a pasted key)."""
+    if isinstance(value, str):
+        return f"string {value!r}" if len(value) <= 20 else f"a string of {len(value)} characters"
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
 def _parse_target(text: str, t: _Table, key: str, upstreams: Mapping[str, UpstreamConfig]) -> Target:
     upstream, sep, model = text.partition(":")
     if not sep or not upstream or not model:
@@ -210,17 +223,37 @@ def _parse_server(t: _Table) -> ServerConfig:
         shutdown_grace_s=t.positive("shutdown_grace_s", float, defaults.shutdown_grace_s),
     )
     if not 0 <= server.port <= 65535:
-        raise t.error("port", f"must be between 0 and 65535, got {server.port}")
+        raise t.error("port", f"must be between 0 and 65535, got {server.port}", "use a TCP port, e.g. 8080")
     t.done()
     return server
 
 
-_KEY_SHAPED = re.compile(r"^(AIza|sk-|ya29\.)|^[A-Za-z0-9_-]{30,}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Well-known key prefixes (Google API keys, OpenAI-style secrets, OAuth access tokens).
+_KEY_PREFIX = re.compile(r"^(AIza|sk-|ya29\.)")
+
+
+def _looks_like_key(value: str) -> bool:
+    """True for a pasted secret rather than a variable name.
+
+    Variable names are upper-case words (GEMINI_API_KEY, TEAM_A_GATEWAY_TOKEN_2); keys are long
+    random runs mixing lower case and digits, or carry a well-known prefix.
+    """
+    if _KEY_PREFIX.match(value) or not _ENV_NAME.match(value):
+        return True
+    # Names are conventionally upper case; a long run of lower case and digits is a pasted token.
+    random_like = any(c.islower() for c in value) and any(c.isdigit() for c in value)
+    return len(value) >= 24 and random_like
 
 
 def _parse_upstream(name: str, t: _Table) -> UpstreamConfig:
     if not _NAME.match(name):
-        raise ConfigError(t.file, t.path, "upstream names may use letters, digits, '.', '_' and '-'")
+        raise ConfigError(
+            t.file,
+            t.path,
+            f"upstream name {name!r} has characters other than letters, digits, '.', '_' and '-'",
+            "rename the table, e.g. [upstreams.google]",
+        )
     if "api_key" in t.data:
         raise t.error(
             "api_key",
@@ -239,13 +272,17 @@ def _parse_upstream(name: str, t: _Table) -> UpstreamConfig:
         if needed in getattr(adapter, "required_keys", ()) and not value:
             raise t.error(needed, f"is required for kind = {kind!r}", f'add {needed} = "..." to [{t.path}]')
     if base_url and not base_url.startswith(("http://", "https://")):
-        raise t.error("base_url", f"{base_url!r} is not an http(s) URL")
+        raise t.error(
+            "base_url",
+            f"{base_url!r} is not an http(s) URL",
+            'write e.g. base_url = "https://generativelanguage.googleapis.com"',
+        )
     if "key=" in base_url:
         raise t.error("base_url", "must not carry a key (?key=...)", "use api_key_env or api_key_file")
     api_key_env = t.pop("api_key_env", str)
     api_keys_env = str_list(t, "api_keys_env")
     for i, env_name in enumerate(((api_key_env,) if api_key_env else ()) + api_keys_env):
-        if _KEY_SHAPED.match(env_name) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", env_name):
+        if _looks_like_key(env_name):
             raise t.error(
                 "api_key_env" if api_key_env and i == 0 else "api_keys_env",
                 "must be the NAME of an environment variable, not a key",
@@ -254,7 +291,7 @@ def _parse_upstream(name: str, t: _Table) -> UpstreamConfig:
     headers = t.pop("headers", dict, {})
     for hk, hv in headers.items():
         if not isinstance(hv, str):
-            raise t.error(f"headers.{hk}", "header values must be strings")
+            raise t.error(f"headers.{hk}", "header values must be strings", f'quote the value: {hk} = "..."')
         if hk.lower() in ("authorization", "x-goog-api-key", "api-key"):
             raise t.error(f"headers.{hk}", "credentials are not allowed in headers", "use api_key_env or api_key_file")
     spec = Upstream(
@@ -287,7 +324,11 @@ def _parse_alias(name: str, t: _Table, upstreams: Mapping[str, UpstreamConfig]) 
     chain = [target]
     for i, fb in enumerate(fallbacks):
         if not isinstance(fb, str):
-            raise t.error(f"fallbacks[{i}]", "must be an 'upstream:model' string")
+            raise t.error(
+                f"fallbacks[{i}]",
+                "must be an 'upstream:model' string",
+                'write e.g. fallbacks = ["google:gemini-2.5-flash"]',
+            )
         chain.append(_parse_target(fb, t, f"fallbacks[{i}]", upstreams))
     degrade = t.pop("degrade_to", str)
     alias = ModelAlias(
@@ -392,5 +433,13 @@ def load(path: str | Path, env: str | None = None) -> Config:
     except FileNotFoundError:
         raise ConfigError(file, "(file)", "does not exist", "pass --config PATH to an existing routing.toml") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(file, "(syntax)", f"is not valid TOML: {exc}") from None
+        raise ConfigError(
+            file, "(syntax)", f"is not valid TOML: {exc}", "correct the TOML at the position shown"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(file, "(file)", "is not UTF-8 text", "save routing.toml as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(
+            file, "(file)", f"cannot be read: {exc.strerror}", "check the path and its permissions"
+        ) from None
     return overlay.check_key_sources(parse(overlay.select(data, env, file), file), env)

@@ -131,7 +131,7 @@ class FailureClass(enum.Enum):
 # the circuit breaker): they must never be read as the upstream's verdict.
 LIMIT_CODES = frozenset({"limit_rpm", "limit_tpm", "limit_rpd"})
 # Raised by the key pool (proxy/keys.py) when it has nothing to hand out.
-NO_KEY_CODES = frozenset({"keys_exhausted", "no_key"})
+NO_KEY_CODES = frozenset({"keys_exhausted", "upstream_key_missing"})
 CIRCUIT_OPEN = "circuit_open"
 
 

@@ -7,16 +7,18 @@ upstreams lives behind :mod:`proxy.retry` and the adapters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from adapters.base import RequestError, UpstreamError
+from adapters.base import RequestError, StreamState, UpstreamError
 from proxy import retry, routing, structured, teams
 from proxy.auth import TEAM
-from proxy.errors import InvalidRequest, ProxyError, from_request_error, stream_error_event, to_client
+from proxy.errors import InternalError, InvalidRequest, ProxyError, from_request_error, stream_error_event, to_client
 from proxy.meter import METER
 from proxy.middleware import RECORD
 from proxy.runtime import Runtime
@@ -63,7 +65,11 @@ def _check_chat_body(body: dict[str, Any]) -> tuple[bool, bool]:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise InvalidRequest("'stream_options' must be an object", param="stream_options")
-    include_usage = bool(options and options.get("include_usage"))
+    include_usage = options.get("include_usage", False) if options else False
+    if include_usage is None:
+        include_usage = False
+    if not isinstance(include_usage, bool):
+        raise InvalidRequest("'stream_options.include_usage' must be true or false", param="stream_options")
     return stream, include_usage
 
 
@@ -129,11 +135,18 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _relay(
-    request: web.Request, record: RequestRecord, first: bytes, agen: Any, state: Any
+    request: web.Request, record: RequestRecord, first: bytes, agen: AsyncIterator[bytes], state: StreamState
 ) -> web.StreamResponse:
-    """Write a stream as it arrives; an upstream error after the first byte ends it with an error event."""
+    """Write a stream as it arrives, one upstream event per write, never buffered.
+
+    Once the 200 and the first bytes are out, nothing can become an HTTP error any more: an
+    upstream failure (or a bug of ours) ends the stream with an OpenAI error event, which the
+    SDKs raise as APIError. A client that goes away cancels this handler (handler_cancellation);
+    closing the generator closes the upstream response, so the upstream call stops too.
+    """
     resp = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **_answer_headers(record)})
     record.status_code = 200
+    failure: ProxyError | None = None
     try:
         await resp.prepare(request)
         await resp.write(first)
@@ -143,19 +156,23 @@ async def _relay(
             record.observe_chunk(chunk)
     except UpstreamError as err:
         failure = to_client(err)
-        record.status_code, record.error_type = failure.status, "stream_interrupted:" + (failure.code or "")
         log.warning("stream %s interrupted after %d chunks: %s", record.request_id, state.chunks, failure.message)
-        await resp.write(stream_error_event(failure))
-    except (ConnectionResetError, ConnectionError):
+    except ConnectionError:  # the client went away between two writes
         record.status_code, record.error_type = 499, "client_disconnected"
+    except Exception:
+        log.exception("stream %s failed after %d chunks", record.request_id, state.chunks)
+        failure = InternalError("the proxy hit an internal error mid-stream; it has been logged")
     finally:
-        await agen.aclose()  # closes the upstream response: a gone client cancels the upstream call
+        if isinstance(agen, AsyncGenerator):  # closing it closes the upstream response, and so the call
+            await agen.aclose()
         record.usage = state.usage
         record.finish_reason = state.finish_reason
-    try:
+    if failure is not None:
+        record.status_code, record.error_type = failure.status, "stream_interrupted:" + (failure.code or "")
+    with contextlib.suppress(ConnectionError):
+        if failure is not None:
+            await resp.write(stream_error_event(failure))
         await resp.write_eof()
-    except (ConnectionResetError, ConnectionError):
-        pass
     return resp
 
 

@@ -188,7 +188,10 @@ class KeyPool:
     def _exhausted(self, now: float, model: str | None = None) -> UpstreamError:
         if not self.slots:
             return UpstreamError(
-                503, f"no key for upstream {self.upstream}: {self.problem}", upstream=self.upstream, code="no_key"
+                503,
+                f"no key for upstream {self.upstream}: {self.problem}",
+                upstream=self.upstream,
+                code="upstream_key_missing",
             )
         resting = [s.resting(model, now) for s in self.slots if s.quarantined is None]
         why = [f"{s.key.id} quarantined ({s.quarantined})" for s in self.slots if s.quarantined]

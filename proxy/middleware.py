@@ -6,6 +6,7 @@ adds it to every response, streams included), so even a 404 for an unknown path 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -51,22 +52,36 @@ def error_response(exc: ProxyError) -> web.Response:
 
 @web.middleware
 async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every API request yields exactly one log record, whatever happened to it."""
+    """Every API request yields exactly one log record, whatever happened to it.
+
+    The app runs with ``handler_cancellation``: a client that goes away cancels its handler (and
+    with it the upstream call), which reaches us as CancelledError. That is a 499, not a crash;
+    a cancellation while the client is still connected is the server shutting down.
+    """
     if not request.path.startswith(LOGGED_PREFIXES) or request.method != "POST":
         return await handler(request)
     record = RequestRecord(request_id=request_id_of(request), endpoint=request.path)
     request[RECORD] = record
     try:
         response = await handler(request)
-    except BaseException:
-        record.status_code = 499  # cancelled: the client went away before an answer
-        record.error_type = record.error_type or "client_disconnected"
+    except asyncio.CancelledError:
+        gone = request.transport is None or request.transport.is_closing()
+        record.status_code = 499 if gone else 503
+        record.error_type = "client_disconnected" if gone else "server_shutdown"
         _emit(request, record)
         raise
-    if response.status >= 400 and record.error_type is None:
-        record.error_type = "http_" + str(response.status)
-    if record.status_code == 0:  # a stream's handler sets its own (an error may end it)
+    except web.HTTPException as exc:  # redirects and the like, re-raised by `errors`
+        record.status_code = exc.status
+        _emit(request, record)
+        raise
+    except BaseException:
+        record.status_code, record.error_type = 500, record.error_type or "internal_error"
+        _emit(request, record)
+        raise
+    if record.status_code == 0:  # a stream's handler sets its own (an error or a disconnect may end it)
         record.status_code = response.status
+    if record.status_code >= 400 and record.error_type is None:
+        record.error_type = "http_" + str(record.status_code)
     _emit(request, record)
     return response
 

@@ -250,3 +250,39 @@ def log_capture() -> Iterator[LogCapture]:
             logger.handlers = []
             logger.setLevel(logging.NOTSET)
             logger.propagate = True
+
+
+# --- the access log, as tests see it ----------------------------------------------------------------
+
+
+class _Grab(logging.Handler):
+    def __init__(self, out: list[dict[str, Any]]) -> None:
+        super().__init__(logging.INFO)
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.out.append(dict(record.__dict__))
+
+
+@pytest.fixture
+def access_records() -> Iterator[list[dict[str, Any]]]:
+    """Every access-log record emitted during the test (the fields of its JSON line)."""
+    records: list[dict[str, Any]] = []
+    handler = _Grab(records)
+    level = ACCESS.level
+    ACCESS.addHandler(handler)
+    ACCESS.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        ACCESS.removeHandler(handler)
+        ACCESS.setLevel(level)
+
+
+async def eventually(predicate: Callable[[], bool], *, tries: int = 200, step_s: float = 0.01) -> bool:
+    """Poll a condition a bounded number of times (the log line follows the last byte of a stream)."""
+    for _ in range(tries):
+        if predicate():
+            return True
+        await asyncio.sleep(step_s)
+    return predicate()

@@ -21,7 +21,7 @@ def test_compose_mounts_files_that_exist_and_the_path_the_image_reads() -> None:
     compose = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
     mounts = re.findall(r"- \./(deploy/[\w./-]+):", compose)
     assert mounts and all((ROOT / m).is_file() for m in mounts)
-    assert "/etc/gemini-proxy/routing.toml" in (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert "/config/routing.toml" in (ROOT / "Dockerfile").read_text(encoding="utf-8")
     secrets = set(re.findall(r"file: \./deploy/secrets/(\w+)", compose))
     used = {
         up.api_key_file.rsplit("/", 1)[1]

@@ -8,6 +8,7 @@ can be costed) and the usage-only chunk is dropped again when the client did not
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,12 @@ from adapters import sse
 from adapters.base import Call, Completion, StreamState, Upstream, UpstreamError, Usage
 from adapters.openai_compat.surface import OpenAISurface
 from adapters.redact import redact
+
+# The events worth parsing in a relayed stream: usage (to log it, and to drop the usage-only
+# chunk), a finish reason, or an error. Gateways differ in JSON spacing (`"usage": {` from
+# Python servers, `"usage":{` from Go ones), so match with optional whitespace; the common
+# `"usage":null` / `"finish_reason":null` of every other chunk does not match.
+_WORTH_PARSING = re.compile(rb'"usage"\s*:\s*\{|"finish_reason"\s*:\s*"|"error"\s*:')
 
 
 def usage_from(data: Any) -> Usage | None:
@@ -92,8 +99,9 @@ class OpenAIAdapter(OpenAISurface):  # embeddings passthrough: adapters/openai_c
             raise self.invalid("invalid JSON") from None
         if not isinstance(data, dict):
             raise self.invalid("a non-object body")
-        choices = data.get("choices") or [{}]
-        reason = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
+        choices = data.get("choices")
+        first = choices[0] if isinstance(choices, list) and choices else None
+        reason = first.get("finish_reason") if isinstance(first, dict) else None
         usage = usage_from(data.get("usage")) or Usage(estimated=True)
         return Completion(body=data, usage=usage, finish_reason=reason, raw=raw)
 
@@ -107,19 +115,25 @@ class OpenAIAdapter(OpenAISurface):  # embeddings passthrough: adapters/openai_c
                 async for data in sse.events(resp):
                     if data == b"[DONE]":
                         break
+                    if not data.strip():  # an empty data event: SDKs would fail to parse it, and it says nothing
+                        continue
                     # Parse only the few events that carry what we log; relay the rest as bytes.
-                    if b'"usage":{' in data or b'"finish_reason":"' in data or b'"error"' in data:
+                    if _WORTH_PARSING.search(data):
                         try:
                             event = orjson.loads(data)
                         except orjson.JSONDecodeError:
                             event = None
                         if isinstance(event, dict):
-                            if "error" in event and not started:
+                            if "error" in event:
+                                # Before the first byte this can still fail over; after it, the proxy
+                                # ends the stream with its own error event and logs the interruption.
                                 err = event["error"] if isinstance(event["error"], dict) else {}
+                                code = str(err.get("code", ""))
                                 raise UpstreamError(
-                                    int(err.get("code") or 502) if str(err.get("code", "")).isdigit() else 502,
-                                    str(err.get("message", "stream error")),
+                                    int(code) if code.isdigit() and 400 <= int(code) < 600 else 502,
+                                    redact(str(err.get("message", "stream error")), (call.api_key or "",)),
                                     upstream=self.upstream.name,
+                                    mid_stream=started,
                                 )
                             usage = usage_from(event.get("usage"))
                             if usage is not None:

@@ -65,6 +65,19 @@ class CutStream:
     after: int
 
 
+@dataclass
+class HeldStream:
+    """Send the first ``after`` events, then wait for ``release`` before the rest.
+
+    Proves relaying-as-it-arrives and disconnect propagation without timing; a hang-up while
+    waiting sets ``FakeGemini.disconnected``. Bounded: gives up after 10 s.
+    """
+
+    events: list[dict[str, Any]]
+    release: asyncio.Event
+    after: int = 1
+
+
 def answer(body: dict[str, Any]) -> Answer:
     return Answer(body)
 
@@ -153,6 +166,7 @@ class FakeGemini(SimulatedGemini):
         self.script: deque[Any] = deque()
         self.url = ""
         self.issued = Issued()
+        self.disconnected = asyncio.Event()
 
     def push(self, *items: Any) -> FakeGemini:
         self.script.extend(items)
@@ -219,12 +233,14 @@ class FakeGemini(SimulatedGemini):
             return web.Response(
                 status=item.status, body=item.body, content_type="application/json", headers=item.headers
             )
-        if callable(item) and not isinstance(item, Answer | Events | CutStream):
+        if callable(item) and not isinstance(item, Answer | Events | CutStream | HeldStream):
             return await self._play(request, item(request), method)
         if method == "generateContent":
             if isinstance(item, Events):
                 raise AssertionError("script has stream events but the request was not streaming")
             return web.Response(body=orjson.dumps(item.body), content_type="application/json")
+        if isinstance(item, HeldStream):
+            return await self._held(request, item)
         if isinstance(item, Answer):
             events, cut = split_stream(item.body), None
         elif isinstance(item, CutStream):
@@ -241,6 +257,22 @@ class FakeGemini(SimulatedGemini):
                 return resp
             await resp.write(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
         await resp.write_eof()
+        return resp
+
+    async def _held(self, request: web.Request, item: HeldStream) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        try:
+            for event in item.events[: item.after]:
+                await resp.write(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
+            # TestServer cancels this handler when the proxy hangs up (handler_cancellation).
+            await asyncio.wait_for(item.release.wait(), 10)
+            for event in item.events[item.after :]:
+                await resp.write(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
+            await resp.write_eof()
+        except (asyncio.CancelledError, ConnectionError):
+            self.disconnected.set()
+            raise
         return resp
 
 

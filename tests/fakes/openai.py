@@ -43,11 +43,26 @@ class Slow:
 
 @dataclass
 class Chunks:
-    """Raw SSE payloads to send verbatim (each becomes one ``data:`` event), then [DONE]."""
+    """Raw SSE payloads to send verbatim (each becomes one ``data:`` event), then [DONE].
 
-    payloads: list[dict[str, Any]]
+    With ``release`` set, the fake sends the first ``hold_after`` events, then waits for the
+    event before sending the rest: a test proves relaying-as-it-arrives without timing. If the
+    proxy hangs up while the fake waits, ``FakeOpenAI.disconnected`` is set.
+    """
+
+    payloads: list[Any]  # dicts, or bytes sent verbatim (e.g. another JSON spacing)
     done: bool = True
     gap_s: float = 0.0
+    hold_after: int = 1
+    release: asyncio.Event | None = None
+
+
+@dataclass
+class Hold:
+    """Answer only once ``release`` is set (or the proxy hangs up): a slow upstream without sleeps."""
+
+    release: asyncio.Event
+    then: Any = None
 
 
 class FakeOpenAI:
@@ -56,6 +71,7 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.url = ""
         self.disconnects = 0
+        self.disconnected = asyncio.Event()
 
     def push(self, *items: Any) -> FakeOpenAI:
         self.script.extend(items)
@@ -105,6 +121,10 @@ class FakeOpenAI:
         return await self._play(request, body, item)
 
     async def _play(self, request: web.Request, body: dict[str, Any], item: Any) -> web.StreamResponse:
+        if isinstance(item, Hold):
+            if not await self._wait(request, item.release):
+                return web.Response(status=499)
+            return await self._play(request, body, item.then or Reply())
         if isinstance(item, Slow):
             await asyncio.sleep(item.seconds)
             return await self._play(request, body, item.then or Reply())
@@ -112,7 +132,10 @@ class FakeOpenAI:
             return _err(item)
         base = {"id": "chatcmpl-fake", "created": 1700000000, "model": body["model"], "system_fingerprint": "fp_fake"}
         if isinstance(item, Chunks):
-            return await self._sse(request, [orjson.dumps(p) for p in item.payloads], item.done, item.gap_s)
+            encoded = [p if isinstance(p, bytes) else orjson.dumps(p) for p in item.payloads]
+            if item.release is None:
+                return await self._sse(request, encoded, item.done, item.gap_s)
+            return await self._held(request, encoded, item)
         assert isinstance(item, Reply)
         if not body.get("stream"):
             return web.Response(
@@ -172,7 +195,53 @@ class FakeOpenAI:
                 await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
         except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
-            self.disconnects += 1
+            self._hung_up()
+            raise
+        return resp
+
+    async def _wait(self, request: web.Request, release: asyncio.Event) -> bool:
+        """Wait for ``release``; False (and ``disconnected`` set) if the client hangs up first.
+
+        Under aiohttp's TestServer a hang-up cancels this handler; under a plain runner it does
+        not, so the transport is watched too. Bounded: gives up after 10 s so a broken test
+        cannot hang the suite.
+        """
+        try:
+            for _ in range(1000):
+                if release.is_set():
+                    return True
+                if request.transport is None or request.transport.is_closing():
+                    self._hung_up()
+                    return False
+                try:
+                    await asyncio.wait_for(release.wait(), 0.01)
+                except TimeoutError:
+                    continue
+        except asyncio.CancelledError:
+            self._hung_up()
+            raise
+        return release.is_set()
+
+    def _hung_up(self) -> None:
+        self.disconnects += 1
+        self.disconnected.set()
+
+    async def _held(self, request: web.Request, payloads: list[bytes], item: Chunks) -> web.StreamResponse:
+        assert item.release is not None
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for payload in payloads[: item.hold_after]:
+            await resp.write(b"data: " + payload + b"\n\n")
+        if not await self._wait(request, item.release):
+            return resp
+        try:
+            for payload in payloads[item.hold_after :]:
+                await resp.write(b"data: " + payload + b"\n\n")
+            if item.done:
+                await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+        except (ConnectionError, asyncio.CancelledError):
+            self._hung_up()
             raise
         return resp
 

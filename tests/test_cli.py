@@ -1,0 +1,160 @@
+"""The command line as a user runs it: `python -m proxy demo`, the console script, `serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import openai
+import pytest
+
+from proxy.__main__ import main
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+async def _start(*args: str) -> tuple[asyncio.subprocess.Process, int]:
+    """Start `python -m proxy ARGS` and read the port it announces on stderr (bounded)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proxy",
+        *args,
+        cwd=ROOT,
+        env=ENV,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    seen = []
+    for _ in range(200):
+        line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+        seen.append(line)
+        if not line:
+            break
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
+        if match:
+            return proc, int(match.group(1))
+    proc.kill()
+    await proc.wait()
+    raise AssertionError("no port announced:\n" + "".join(seen))
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> int:
+    proc.terminate()
+    try:
+        return await asyncio.wait_for(proc.wait(), 15)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_demo_serves_a_real_answer_to_the_sdk(stream: bool) -> None:
+    proc, port = await _start("demo", "--port", "0")
+    try:
+        client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=20)
+        if stream:
+            chunks = [
+                c
+                async for c in await client.chat.completions.create(
+                    model="fast", messages=[{"role": "user", "content": "Hello demo"}], stream=True
+                )
+            ]
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        else:
+            reply = await client.chat.completions.create(
+                model="fast", messages=[{"role": "user", "content": "Hello demo"}]
+            )
+            text = reply.choices[0].message.content or ""
+        assert "Hello demo" in text
+        models = await client.models.list()
+        assert "summary" in [m.id for m in models.data]
+        # the passthrough route goes to the simulated gateway
+        cn = await client.chat.completions.create(model="cn-fast", messages=[{"role": "user", "content": "Hi"}])
+        assert cn.choices[0].message.content
+    finally:
+        assert await _stop(proc) == 0
+
+
+async def test_serve_runs_a_config_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    config = tmp_path / "routing.toml"
+    config.write_text(
+        '[upstreams.google]\nkind = "gemini"\nbase_url = "http://127.0.0.1:9"\napi_key_env = "UNSET_TEST_KEY_VAR"\n'
+        '[models.fast]\ntarget = "google:gemini-2.5-flash"\n',
+        encoding="utf-8",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "serve", "--config", str(config), "--port", "0",
+        cwd=ROOT, env=ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    port = None
+    for _ in range(50):
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        match = re.search(r'"port":\s*(\d+)', line)
+        if match or not line:
+            port = int(match.group(1)) if match else None
+            break
+    try:
+        assert port, "serve logs the port it listens on"
+        client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=20)
+        assert [m.id for m in (await client.models.list()).data] == ["fast"]
+    finally:
+        assert await _stop(proc) == 0
+
+
+def test_console_script_is_declared_and_points_at_main() -> None:
+    (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "gemini-proxy"]
+    assert script.value == "proxy.__main__:main"
+    assert script.load() is main or script.load().__module__ == "proxy.__main__"
+
+
+def test_console_script_runs() -> None:
+    exe = shutil.which("gemini-proxy", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("gemini-proxy is not installed in this environment")
+    done = subprocess.run(
+        [exe, "check", "--config", str(ROOT / "routing.toml")],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "models (client 'model' values)" in done.stdout
+
+
+def test_serve_with_a_bad_config_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "routing.toml"
+    bad.write_text("[server]\nport = 'x'\n", encoding="utf-8")
+    assert main(["serve", "--config", str(bad)]) == 1
+    assert "server.port" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_port_in_use_is_a_message_not_a_traceback(command: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "proxy", command, "--config", str(ROOT / "routing.toml"), "--port", str(port)],
+            cwd=ROOT,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr

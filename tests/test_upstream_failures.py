@@ -1,0 +1,134 @@
+"""Upstream unreachable, too slow or broken: 502/504 in OpenAI's shape, fallbacks first, no secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import GATEWAY_KEY, GEMINI_KEY, Proxy, config_toml, make_config
+from tests.fakes.gemini import Delay, FakeGemini, error
+from tests.fakes.openai import Chunks, FakeOpenAI, Hold, OAError
+from tests.helpers import assert_no_secrets, assert_openai_error, post
+
+HI = [{"role": "user", "content": "Hi"}]
+# Enough scripted failures for any retry policy to run out on every target.
+MANY = 12
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def sdk_error(proxy: Proxy, model: str, *, stream: bool) -> openai.APIStatusError:
+    client = proxy.client()
+    with pytest.raises(openai.APIStatusError) as info:
+        if stream:
+            async for _ in await client.chat.completions.create(model=model, messages=HI, stream=True):
+                pass
+        else:
+            await client.chat.completions.create(model=model, messages=HI)
+    return info.value
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("model", ["pro", "cn"])
+async def test_unreachable_upstream_is_502(start_proxy: Callable[..., Any], model: str, stream: bool) -> None:
+    port = closed_port()
+    url = f"http://127.0.0.1:{port}"
+    proxy = await start_proxy(config=make_config(config_toml(url, url + "/v1")))
+    err = await sdk_error(proxy, model, stream=stream)
+    assert err.status_code == 502 and err.code == "upstream_unreachable"
+    assert_openai_error({"error": err.body}, "upstream_unreachable")
+    assert str(port) not in err.message and "127.0.0.1" not in err.message, "no upstream address leaks to clients"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_slow_gemini_is_504(start_proxy: Callable[..., Any], fake_gemini: FakeGemini, stream: bool) -> None:
+    text = config_toml(fake_gemini.url, "http://127.0.0.1:9/v1").replace("timeout_s = 5", "timeout_s = 0.1")
+    proxy = await start_proxy(config=make_config(text))
+    fake_gemini.push(*[Delay(0.6) for _ in range(MANY)])
+    err = await sdk_error(proxy, "pro", stream=stream)
+    assert err.status_code == 504 and err.code == "upstream_timeout"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_slow_gateway_is_504(start_proxy: Callable[..., Any], fake_openai: FakeOpenAI, stream: bool) -> None:
+    text = config_toml("http://127.0.0.1:9", fake_openai.url).replace("timeout_s = 5", "timeout_s = 0.1")
+    proxy = await start_proxy(config=make_config(text))
+    never = asyncio.Event()
+    fake_openai.push(*[Hold(never) for _ in range(MANY)])
+    err = await sdk_error(proxy, "cn", stream=stream)
+    assert err.status_code == 504 and err.code == "upstream_timeout"
+    # the proxy hung up on the held request rather than leaving it open
+    await asyncio.wait_for(fake_openai.disconnected.wait(), 10)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_request_deadline_is_504(start_proxy: Callable[..., Any], fake_openai: FakeOpenAI, stream: bool) -> None:
+    proxy = await start_proxy(server="request_timeout_s = 0.1")
+    fake_openai.push(Hold(asyncio.Event()))
+    err = await sdk_error(proxy, "cn", stream=stream)
+    assert err.status_code == 504 and err.code == "request_timeout"
+    await asyncio.wait_for(fake_openai.disconnected.wait(), 10)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_5xx_everywhere_is_502_after_every_fallback(
+    proxy: Proxy, fake_gemini: FakeGemini, fake_openai: FakeOpenAI, stream: bool
+) -> None:
+    leak = f"backend failed for /v1beta/models/x:generateContent?key={GEMINI_KEY}"
+    fake_gemini.push(*[error(500, leak) for _ in range(MANY)])
+    fake_openai.push(*[OAError(500, f"proxying with Bearer {GATEWAY_KEY} failed") for _ in range(MANY)])
+    err = await sdk_error(proxy, "fast", stream=stream)
+    assert err.status_code == 502 and err.code == "upstream_error"
+    assert_openai_error({"error": err.body}, "upstream_error")
+    assert_no_secrets(err.response.text)
+    assert {r["model"] for r in fake_gemini.requests} == {"gemini-2.5-flash", "gemini-2.5-flash-lite"}
+    assert fake_openai.requests, "the gateway fallback was tried too"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_fallback_answer_carries_fallback_headers(
+    proxy: Proxy, fake_gemini: FakeGemini, fake_openai: FakeOpenAI, stream: bool
+) -> None:
+    fake_gemini.push(*[error(500) for _ in range(MANY)])
+    raw = await proxy.client().chat.completions.with_raw_response.create(model="fast", messages=HI, stream=stream)
+    assert raw.headers["x-upstream-used"] == "gateway"
+    assert raw.headers["x-model-used"] == "gemini-2.5-flash"
+    assert raw.headers["x-fallback-used"] == "true" and raw.headers["x-fallback-reason"]
+    parsed = raw.parse()
+    if stream:
+        text = "".join([c.choices[0].delta.content or "" async for c in parsed if c.choices])
+    else:
+        text = parsed.choices[0].message.content
+    assert text == "Hello from the fake gateway."
+
+
+async def test_upstream_rejecting_proxy_key_is_502_without_the_key(proxy: Proxy, fake_gemini: FakeGemini) -> None:
+    fake_gemini.push(error(400, f"API key not valid: {GEMINI_KEY}", reason="API_KEY_INVALID"))
+    status, body, _ = await post(proxy.base_url + "/chat/completions", {"model": "pro", "messages": HI})
+    assert status == 502
+    assert_openai_error(body, "upstream_auth_failed")
+
+
+async def test_request_deadline_stops_at_the_first_byte_of_a_stream(
+    start_proxy: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    from tests.test_passthrough import chunk
+
+    proxy = await start_proxy(server="request_timeout_s = 0.1")
+    release = asyncio.Event()
+    fake_openai.push(Chunks([chunk("slow"), chunk(" but fine"), chunk(None, "stop")], release=release))
+    stream = await proxy.client().chat.completions.create(model="cn", messages=HI, stream=True)
+    await asyncio.wait_for(stream.__anext__(), 10)
+    await asyncio.sleep(0.3)  # well past request_timeout_s: a started stream is not cut by it
+    release.set()
+    rest = [c async for c in stream]
+    assert rest[-1].choices[0].finish_reason == "stop"
