@@ -7,6 +7,7 @@ retry loop sees one type and no message can carry the key (it is redacted on the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -54,6 +55,29 @@ class HttpAdapter:
             return UpstreamError(504, f"upstream {name} timed out", upstream=name, timeout=True, mid_stream=mid_stream)
         message = redact(f"upstream {name} unreachable: {exc.__class__.__name__}: {exc}", (call.api_key or "",))
         return UpstreamError(502, message, upstream=name, connection=True, mid_stream=mid_stream)
+
+    async def raise_for(self, resp: aiohttp.ClientResponse, call: Call) -> None:
+        """Turn a non-200 answer into this upstream kind's UpstreamError (each adapter knows its body)."""
+        raise NotImplementedError
+
+    async def post_json(
+        self, call: Call, url: str, payload: bytes, headers: Mapping[str, str]
+    ) -> tuple[dict[str, Any], bytes]:
+        """One non-stream POST: the parsed JSON object and its raw bytes, or an UpstreamError."""
+        try:
+            async with self.session.post(url, data=payload, headers=headers, timeout=self.complete_timeout) as resp:
+                if resp.status != 200:
+                    await self.raise_for(resp, call)
+                raw = await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self.wrap(exc, call) from None
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise self.invalid("invalid JSON") from None
+        if not isinstance(data, dict):
+            raise self.invalid("a non-object body")
+        return data, raw
 
     def invalid(self, what: str) -> UpstreamError:
         return UpstreamError(502, f"upstream {self.upstream.name} returned {what}", upstream=self.upstream.name)

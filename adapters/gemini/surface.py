@@ -27,34 +27,19 @@ from adapters.http import HttpAdapter
 
 
 class GeminiSurface(HttpAdapter):
-    """Mixin base: needs ``_base`` (URL up to ``models/``), ``_request_headers`` and ``_raise_for``."""
+    """Mixin base: needs ``_base`` (URL up to ``models/``), ``_request_headers`` and ``raise_for``."""
 
     _base: str
 
     def _request_headers(self, call: Call) -> dict[str, str]:
         raise NotImplementedError
 
-    async def _raise_for(self, resp: aiohttp.ClientResponse, call: Call) -> None:
-        raise NotImplementedError
-
     async def _authorize(self, call: Call) -> Call:
         """Hook for upstreams whose credentials are minted per call (Vertex: an OAuth token)."""
         return call
 
-    async def _post_json(self, call: Call, url: str, payload: bytes) -> tuple[Any, bytes]:
-        try:
-            async with self.session.post(
-                url, data=payload, headers=self._request_headers(call), timeout=self.complete_timeout
-            ) as resp:
-                if resp.status != 200:
-                    await self._raise_for(resp, call)
-                raw = await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self.wrap(exc, call) from None
-        try:
-            return orjson.loads(raw), raw
-        except orjson.JSONDecodeError:
-            raise self.invalid("invalid JSON") from None
+    async def _post_json(self, call: Call, url: str, payload: bytes) -> tuple[dict[str, Any], bytes]:
+        return await self.post_json(call, url, payload, self._request_headers(call))
 
     async def embed(self, call: Call) -> Completion:
         call = await self._authorize(call)
@@ -85,11 +70,8 @@ class GeminiSurface(HttpAdapter):
     async def native(self, call: Call) -> Completion:
         call = await self._authorize(call)
         data, raw = await self._post_json(call, f"{self._base}{call.model}:generateContent", orjson.dumps(call.body))
-        meta = data.get("usageMetadata") if isinstance(data, dict) else None
-        usage = usage_from(meta) or Usage(estimated=True)
-        return Completion(
-            body=data if isinstance(data, dict) else {}, usage=usage, finish_reason=_finish(data), raw=raw
-        )
+        usage = usage_from(data.get("usageMetadata")) or Usage(estimated=True)
+        return Completion(body=data, usage=usage, finish_reason=_finish(data), raw=raw)
 
     async def native_stream(self, call: Call, state: StreamState) -> AsyncIterator[bytes]:
         """Relay Gemini's SSE events as they arrive. No ``[DONE]``: Gemini streams just end."""
@@ -101,7 +83,7 @@ class GeminiSurface(HttpAdapter):
                 url, data=orjson.dumps(call.body), headers=self._request_headers(call), timeout=self.stream_timeout
             ) as resp:
                 if resp.status != 200:
-                    await self._raise_for(resp, call)
+                    await self.raise_for(resp, call)
                 async for data in sse.events(resp):
                     try:
                         event = orjson.loads(data)

@@ -42,28 +42,15 @@ class GeminiAdapter(GeminiSurface):  # embed + native surface: adapters/gemini/s
     def _payload(self, call: Call) -> bytes:
         return orjson.dumps(translate.build_request(call.model, call.body))
 
-    async def _raise_for(self, resp: aiohttp.ClientResponse, call: Call) -> None:
+    async def raise_for(self, resp: aiohttp.ClientResponse, call: Call) -> None:
         body = await self.error_body(resp)
         err = translate.error_from(resp.status, body, self.upstream.name, resp.headers.get("Retry-After"))
         err.message = redact(err.message, (call.api_key or "",))
         raise err
 
     async def complete(self, call: Call) -> Completion:
-        payload = self._payload(call)
         url = f"{self._base}{call.model}:generateContent"
-        try:
-            async with self.session.post(
-                url, data=payload, headers=self._request_headers(call), timeout=self.complete_timeout
-            ) as resp:
-                if resp.status != 200:
-                    await self._raise_for(resp, call)
-                raw = await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self.wrap(exc, call) from None
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise self.invalid("invalid JSON") from None
+        data, _ = await self.post_json(call, url, self._payload(call), self._request_headers(call))
         body, usage, reason = translate.completion_from(
             data,
             model=call.public_model or call.model,
@@ -90,7 +77,7 @@ class GeminiAdapter(GeminiSurface):  # embed + native surface: adapters/gemini/s
                 url, data=payload, headers=self._request_headers(call), timeout=self.stream_timeout
             ) as resp:
                 if resp.status != 200:
-                    await self._raise_for(resp, call)
+                    await self.raise_for(resp, call)
                 async for data in sse.events(resp):
                     try:
                         event = orjson.loads(data)

@@ -7,7 +7,6 @@ come back unchanged (so ``encoding_format: base64`` answers stay byte-exact).
 
 from __future__ import annotations
 
-import aiohttp
 import orjson
 
 from adapters.base import Call, Completion, Usage
@@ -15,12 +14,9 @@ from adapters.http import HttpAdapter
 
 
 class OpenAISurface(HttpAdapter):
-    """Mixin base of :class:`OpenAIAdapter`: needs ``_headers`` and ``_raise_for``."""
+    """Mixin base of :class:`OpenAIAdapter`: needs ``_headers`` and ``raise_for``."""
 
     _headers: dict[str, str]
-
-    async def _raise_for(self, resp: aiohttp.ClientResponse, call: Call) -> None:
-        raise NotImplementedError
 
     async def embed(self, call: Call) -> Completion:
         body = dict(call.body)
@@ -29,21 +25,7 @@ class OpenAISurface(HttpAdapter):
         if call.api_key:
             headers["Authorization"] = f"Bearer {call.api_key}"
         url = f"{self.upstream.base_url.rstrip('/')}/embeddings"
-        try:
-            async with self.session.post(
-                url, data=orjson.dumps(body), headers=headers, timeout=self.complete_timeout
-            ) as resp:
-                if resp.status != 200:
-                    await self._raise_for(resp, call)
-                raw = await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self.wrap(exc, call) from None
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise self.invalid("invalid JSON") from None
-        if not isinstance(data, dict):
-            raise self.invalid("a non-object body")
+        data, raw = await self.post_json(call, url, orjson.dumps(body), headers)
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
         tokens = int(usage.get("prompt_tokens") or 0) if usage else 0
         return Completion(body=data, usage=Usage(input_tokens=tokens, estimated=usage is None), raw=raw)

@@ -76,7 +76,7 @@ class OpenAIAdapter(OpenAISurface):  # embeddings passthrough: adapters/openai_c
             headers["Authorization"] = f"Bearer {call.api_key}"
         return orjson.dumps(body), headers
 
-    async def _raise_for(self, resp: aiohttp.ClientResponse, call: Call) -> None:
+    async def raise_for(self, resp: aiohttp.ClientResponse, call: Call) -> None:
         body = await self.error_body(resp)
         err = error_from(resp.status, body, self.upstream.name, resp.headers.get("Retry-After"))
         err.message = redact(err.message, (call.api_key or "",))
@@ -84,21 +84,7 @@ class OpenAIAdapter(OpenAISurface):  # embeddings passthrough: adapters/openai_c
 
     async def complete(self, call: Call) -> Completion:
         payload, headers = self._request(call)
-        try:
-            async with self.session.post(
-                self._url, data=payload, headers=headers, timeout=self.complete_timeout
-            ) as resp:
-                if resp.status != 200:
-                    await self._raise_for(resp, call)
-                raw = await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self.wrap(exc, call) from None
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise self.invalid("invalid JSON") from None
-        if not isinstance(data, dict):
-            raise self.invalid("a non-object body")
+        data, raw = await self.post_json(call, self._url, payload, headers)
         choices = data.get("choices")
         first = choices[0] if isinstance(choices, list) and choices else None
         reason = first.get("finish_reason") if isinstance(first, dict) else None
@@ -111,7 +97,7 @@ class OpenAIAdapter(OpenAISurface):  # embeddings passthrough: adapters/openai_c
         try:
             async with self.session.post(self._url, data=payload, headers=headers, timeout=self.stream_timeout) as resp:
                 if resp.status != 200:
-                    await self._raise_for(resp, call)
+                    await self.raise_for(resp, call)
                 async for data in sse.events(resp):
                     if data == b"[DONE]":
                         break
