@@ -6,29 +6,21 @@ upstreams lives behind :mod:`proxy.retry` and the adapters.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from adapters.base import RequestError, StreamState, UpstreamError
-from proxy import retry, routing, structured, teams
-from proxy.auth import TEAM
-from proxy.errors import InternalError, InvalidRequest, ProxyError, from_request_error, stream_error_event, to_client
-from proxy.meter import METER
+from proxy import retry, structured
+from proxy.errors import InvalidRequest
 from proxy.middleware import RECORD
+from proxy.responses import JSON, SSE_HEADERS, answer_headers, deadline, json_answer, relay, route_request
 from proxy.runtime import Runtime
 from proxy.state import RUNTIME
 from proxy.telemetry import RequestRecord
 
 log = logging.getLogger("gemini_proxy")
-
-_JSON = "application/json"
-_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -86,15 +78,6 @@ def _prompt_chars(body: dict[str, Any]) -> int:
     return total
 
 
-def _answer_headers(record: RequestRecord) -> dict[str, str]:
-    headers = {"x-model-used": record.model_used or "", "x-upstream-used": record.upstream or ""}
-    if record.fallback_used:
-        headers["x-fallback-used"] = "true"
-        headers["x-fallback-reason"] = record.fallback_reason or "unknown"
-    headers.update(structured.headers(record))
-    return headers
-
-
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     rt: Runtime = request.app[RUNTIME].current
     record: RequestRecord = request[RECORD]
@@ -102,78 +85,24 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if isinstance(body.get("model"), str):
         record.model_requested = body["model"]
     stream, include_usage = _check_chat_body(body)
-    task = request.headers.get("x-task") or None
-    route = routing.resolve(rt.config, body.get("model"), task)
-    record.task_type, record.stream = route.task, stream
-    route = await teams.authorize(rt.config, request.get(TEAM), route, request.app[METER])
+    record.stream = stream
+    route = await route_request(request, rt, record, body.get("model"))
     record.prompt_chars = _prompt_chars(body)
     record.messages = body["messages"]
     record.capture_content = rt.config.logging.wants_content(record.team_id, route.task)
-    record.lane = rt.guard.lane_for(route, request.headers.get("x-lane"))
-    deadline = rt.guard.deadline_s(record.lane)
     enforcement = structured.prepare(rt.config, route.task, body)
-    try:
-        if not stream or enforcement is not None:
-            async with asyncio.timeout(deadline):
-                result = await structured.complete(rt, route, body, record, None, enforcement)
+    if not stream or enforcement is not None:
+        async with deadline(rt, record):
+            result = await structured.complete(rt, route, body, record, None, enforcement)
+        record.completion = result.body
+        if stream:  # under a schema: validated first, then sent (bytes streamed cannot be taken back)
             record.usage, record.finish_reason = result.usage, result.finish_reason
-            record.completion = result.body
-            if stream:  # under a schema: validated first, then sent (bytes streamed cannot be taken back)
-                sse = structured.as_sse(result, include_usage)
-                return web.Response(body=sse, headers={**_SSE_HEADERS, **_answer_headers(record)})
-            raw = result.raw if result.raw is not None else orjson.dumps(result.body)
-            return web.Response(body=raw, content_type=_JSON, headers=_answer_headers(record))
-        async with asyncio.timeout(deadline):
-            first, agen, state = await retry.open_stream(rt, route, body, record, include_usage, None)
-    except RequestError as exc:
-        raise from_request_error(exc) from None
-    except TimeoutError:
-        raise ProxyError(
-            f"no answer within the request deadline of {deadline:g}s", code="request_timeout", status=504
-        ) from None
-    return await _relay(request, record, first, agen, state)
-
-
-async def _relay(
-    request: web.Request, record: RequestRecord, first: bytes, agen: AsyncIterator[bytes], state: StreamState
-) -> web.StreamResponse:
-    """Write a stream as it arrives, one upstream event per write, never buffered.
-
-    Once the 200 and the first bytes are out, nothing can become an HTTP error any more: an
-    upstream failure (or a bug of ours) ends the stream with an OpenAI error event, which the
-    SDKs raise as APIError. A client that goes away cancels this handler (handler_cancellation);
-    closing the generator closes the upstream response, so the upstream call stops too.
-    """
-    resp = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **_answer_headers(record)})
-    record.status_code = 200
-    failure: ProxyError | None = None
-    try:
-        await resp.prepare(request)
-        await resp.write(first)
-        record.observe_chunk(first)
-        async for chunk in agen:
-            await resp.write(chunk)
-            record.observe_chunk(chunk)
-    except UpstreamError as err:
-        failure = to_client(err)
-        log.warning("stream %s interrupted after %d chunks: %s", record.request_id, state.chunks, failure.message)
-    except ConnectionError:  # the client went away between two writes
-        record.status_code, record.error_type = 499, "client_disconnected"
-    except Exception:
-        log.exception("stream %s failed after %d chunks", record.request_id, state.chunks)
-        failure = InternalError("the proxy hit an internal error mid-stream; it has been logged")
-    finally:
-        if isinstance(agen, AsyncGenerator):  # closing it closes the upstream response, and so the call
-            await agen.aclose()
-        record.usage = state.usage
-        record.finish_reason = state.finish_reason
-    if failure is not None:
-        record.status_code, record.error_type = failure.status, "stream_interrupted:" + (failure.code or "")
-    with contextlib.suppress(ConnectionError):
-        if failure is not None:
-            await resp.write(stream_error_event(failure))
-        await resp.write_eof()
-    return resp
+            sse = structured.as_sse(result, include_usage)
+            return web.Response(body=sse, headers={**SSE_HEADERS, **answer_headers(record)})
+        return json_answer(record, result)
+    async with deadline(rt, record):
+        first, agen, state = await retry.open_stream(rt, route, body, record, include_usage, None)
+    return await relay(request, record, first, agen, state)
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -199,11 +128,11 @@ async def list_models(request: web.Request) -> web.Response:
         }
         for name, task in rt.config.tasks.items()
     ]
-    return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=_JSON)
+    return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=JSON)
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.Response(body=b'{"status":"ok"}', content_type=_JSON)
+    return web.Response(body=b'{"status":"ok"}', content_type=JSON)
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -216,9 +145,9 @@ async def readyz(request: web.Request) -> web.Response:
     ready = not problems and not request.app[RUNTIME].draining
     body = {"status": "ready" if ready else "not_ready", "upstreams": upstreams, "problems": problems}
     body["resilience"] = rt.guard.summary()
-    return web.Response(status=200 if ready else 503, body=orjson.dumps(body), content_type=_JSON)
+    return web.Response(status=200 if ready else 503, body=orjson.dumps(body), content_type=JSON)
 
 
 async def status(request: web.Request) -> web.Response:
     """Lanes (concurrency, depth), rate-limit levels and circuit breakers, as plain JSON."""
-    return web.Response(body=orjson.dumps(request.app[RUNTIME].current.guard.snapshot()), content_type=_JSON)
+    return web.Response(body=orjson.dumps(request.app[RUNTIME].current.guard.snapshot()), content_type=JSON)

@@ -9,20 +9,16 @@ model with the proxy's own key, and relays Gemini's answer as it came. Errors ar
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 import orjson
 from aiohttp import web
 
-from adapters.base import StreamState, UpstreamError
-from proxy import retry, routing, teams
-from proxy.auth import TEAM
-from proxy.errors import InvalidRequest, NotFound, ProxyError, describe, to_client
+from proxy import retry
+from proxy.errors import InvalidRequest, NotFound, ProxyError, describe
 from proxy.handlers import read_json
-from proxy.meter import METER
 from proxy.middleware import RECORD
+from proxy.responses import deadline, json_answer, relay, route_request
 from proxy.runtime import Runtime
 from proxy.state import RUNTIME
 from proxy.telemetry import RequestRecord
@@ -83,71 +79,17 @@ async def _generate(request: web.Request, record: RequestRecord) -> web.StreamRe
         raise InvalidRequest("'contents' is required and must be a list", param="contents")
     stream = method == "streamGenerateContent"
     record.model_requested, record.stream = alias, stream
-    route = routing.resolve(rt.config, alias, request.headers.get("x-task") or None)
-    record.task_type = route.task
-    route = await teams.authorize(rt.config, request.get(TEAM), route, request.app[METER])
+    route = await route_request(request, rt, record, alias)
     record.prompt_chars = len(orjson.dumps(body["contents"]))
-    record.lane = rt.guard.lane_for(route, request.headers.get("x-lane"))
-    deadline = rt.guard.deadline_s(record.lane)
-    try:
-        async with asyncio.timeout(deadline):
-            if not stream:
-                result = await retry.perform(rt, route, body, record, "native", alias)
-            else:
-                first, agen, state = await retry.open_stream(rt, route, body, record, False, alias, "native_stream")
-    except TimeoutError:
-        raise ProxyError(
-            f"no answer within the request deadline of {deadline:g}s", code="request_timeout", status=504
-        ) from None
-    headers = {"x-model-used": record.model_used or "", "x-upstream-used": record.upstream or ""}
-    if record.fallback_used:
-        headers["x-fallback-used"] = "true"
     if not stream:
-        record.usage, record.finish_reason = result.usage, result.finish_reason
-        raw = result.raw if result.raw is not None else orjson.dumps(result.body)
-        return web.Response(body=raw, content_type="application/json", headers=headers)
-    record.ttft_ms = record.elapsed_ms()
-    return await _relay(request, record, headers, first, agen, state)
+        async with deadline(rt, record):
+            result = await retry.perform(rt, route, body, record, "native", alias)
+        return json_answer(record, result)
+    async with deadline(rt, record):
+        first, agen, state = await retry.open_stream(rt, route, body, record, False, alias, "native_stream")
+    # Gemini's own way to fail after the first event: a data event holding `error`.
+    return await relay(request, record, first, agen, state, error_event=_google_event, observe=False)
 
 
-async def _relay(
-    request: web.Request,
-    record: RequestRecord,
-    headers: dict[str, str],
-    first: bytes,
-    agen: AsyncIterator[bytes],
-    state: StreamState,
-) -> web.StreamResponse:
-    resp = web.StreamResponse(
-        status=200,
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-            **headers,
-        },
-    )
-    record.status_code = 200
-    try:
-        await resp.prepare(request)
-        await resp.write(first)
-        async for chunk in agen:
-            await resp.write(chunk)
-    except UpstreamError as err:
-        failure = to_client(err)
-        record.status_code, record.error_type = failure.status, "stream_interrupted:" + (failure.code or "")
-        log.warning("native stream %s interrupted after %d events: %s", record.request_id, state.chunks, err)
-        # Gemini's own way to fail after the first event: a data event holding `error`.
-        await resp.write(b"data: " + google_error(failure) + b"\r\n\r\n")
-    except (ConnectionResetError, ConnectionError):
-        record.status_code, record.error_type = 499, "client_disconnected"
-    finally:
-        aclose = getattr(agen, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        record.usage, record.finish_reason = state.usage, state.finish_reason
-    try:
-        await resp.write_eof()
-    except (ConnectionResetError, ConnectionError):
-        pass
-    return resp
+def _google_event(failure: ProxyError) -> bytes:
+    return b"data: " + google_error(failure) + b"\r\n\r\n"

@@ -249,11 +249,6 @@ def default_completion(last: Completion, default: Any) -> Completion:
     return Completion(body=body, usage=last.usage, finish_reason="stop", raw=None)
 
 
-def headers(record: RequestRecord) -> dict[str, str]:
-    """Response headers marking what this layer did."""
-    return {"x-schema-default": "true"} if record.extra.get("schema_default") else {}
-
-
 def as_sse(result: Completion, include_usage: bool) -> bytes:
     """A validated answer as an OpenAI chat.completion.chunk stream (buffered streams only)."""
     body = result.body

@@ -134,3 +134,23 @@ async def test_shrunken_concurrency_queues_the_excess() -> None:
     lane.leave()
     await asyncio.wait_for(third, 1)
     assert lane.in_flight == 2 and lane.waiting == 0
+
+
+@pytest.mark.parametrize("native", [False, True])
+async def test_finished_streams_give_their_lane_slot_back(start_proxy: Any, native: bool) -> None:
+    # One online slot: if a finished stream kept it, the second stream would wait in the queue forever.
+    proxy = await start_proxy("[lanes.online]\nmax_concurrency = 1\nmin_concurrency = 1\nqueue_size = 1\n")
+    lane = proxy.app[RUNTIME].current.guard.lanes["online"]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s:
+        for _ in range(3):
+            if native:
+                url, body = (
+                    proxy.url + "/v1beta/models/pro:streamGenerateContent?alt=sse",
+                    {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]},
+                )
+            else:
+                url, body = proxy.base_url + "/chat/completions", {"model": "pro", "messages": MSG, "stream": True}
+            async with s.post(url, json=body) as r:
+                assert r.status == 200
+                await r.read()
+            await until(lambda: lane.in_flight == 0, "the stream's lane slot to be released")
