@@ -19,7 +19,6 @@ byte goes out (streamed bytes cannot be taken back), then sent as SSE chunks in 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,31 +41,6 @@ FEEDBACK = (
     "{errors}\n"
     "Reply again with only the corrected JSON, matching the schema exactly, and nothing else."
 )
-
-
-class SchemaViolations:
-    """Counts answers that stayed invalid after the retry, by (task, model, outcome).
-
-    A plain counter so the metrics exporter can read it (``snapshot()``) without this module
-    knowing about Prometheus; outcome is "default" or "error".
-    """
-
-    def __init__(self) -> None:
-        self._counts: Counter[tuple[str, str, str]] = Counter()
-
-    def inc(self, task: str | None, model: str | None, outcome: str) -> None:
-        self._counts[(task or "", model or "", outcome)] += 1
-
-    def snapshot(self) -> dict[tuple[str, str, str], int]:
-        return dict(self._counts)
-
-    @property
-    def total(self) -> int:
-        return sum(self._counts.values())
-
-
-# Process-wide like a Prometheus counter: it must survive config reloads (a new Runtime).
-VIOLATIONS = SchemaViolations()
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +178,7 @@ def _sum(a: Usage, b: Usage) -> Usage:
 
 def _violation(record: RequestRecord, enforcement: Enforcement, last: Completion, errors: list[str]) -> Completion:
     outcome = "default" if enforcement.on_invalid == "default" else "error"
-    VIOLATIONS.inc(enforcement.task, record.model_used, outcome)
+    record.schema_violations += 1  # counted by proxy/metrics.py from the record, like everything else
     record.extra["schema_violation"] = True
     log.warning(
         "schema_violation task=%s model=%s outcome=%s errors=%s",

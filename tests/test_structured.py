@@ -13,10 +13,10 @@ import pytest
 from pydantic import BaseModel, Field
 
 from adapters.gemini.schema import SUPPORTED
-from proxy.structured import VIOLATIONS
 from tests.conftest import Proxy
 from tests.fakes.gemini import FakeGemini, text_answer
 from tests.fakes.openai import FakeOpenAI, Reply
+from tests.test_metrics import scrape, value
 
 
 class Risk(enum.StrEnum):
@@ -159,7 +159,6 @@ async def test_invalid_twice_returns_task_default_with_header_and_one_warning(
     start_proxy: Any, fake_gemini: FakeGemini, warnings: list[logging.LogRecord]
 ) -> None:
     proxy = await start_proxy(TASKS)
-    before = VIOLATIONS.snapshot().get(("triage", "gemini-2.5-flash", "default"), 0)
     fake_gemini.push(text_answer("not json"), text_answer('{"summary": "x"}'))
     raw = await proxy.client().chat.completions.with_raw_response.create(
         model="fast", messages=USER, extra_headers={"x-task": "triage"}
@@ -177,7 +176,8 @@ async def test_invalid_twice_returns_task_default_with_header_and_one_warning(
     assert line.levelno == logging.WARNING
     assert (line.task, line.model, line.outcome) == ("triage", "gemini-2.5-flash", "default")  # type: ignore[attr-defined]
     assert any("required property" in e for e in line.errors)  # type: ignore[attr-defined]
-    assert VIOLATIONS.snapshot()[("triage", "gemini-2.5-flash", "default")] == before + 1
+    metrics = await scrape(proxy)
+    assert value(metrics, "gemini_proxy_schema_violations_total", task="triage", model="gemini-2.5-flash") == 1
 
 
 async def test_invalid_twice_with_on_invalid_error_is_502_with_validator_messages(
