@@ -32,6 +32,8 @@ def make_app(
     app[RUNTIME] = RuntimeRef(Runtime.build(config, environ, clock))
     app[METER] = TeamMeter()
     app[TELEMETRY] = Telemetry(Metrics())
+    # Live lane state, read at each scrape from whichever Runtime is current (reload swaps it).
+    app[TELEMETRY].metrics.register_source("lane", lambda: app[RUNTIME].current.guard.lane_gauges(), label="lane")
     app.on_response_prepare.append(on_response_prepare)
     app.cleanup_ctx.append(_runtime_lifecycle)
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)

@@ -66,6 +66,14 @@ class Guard:
             "breakers": {str(t): b.snapshot() for t, b in self._breakers.items()},
         }
 
+    def lane_gauges(self) -> dict[str, dict[str, float]]:
+        """Per-lane gauges for /metrics: {"queue_depth": {"online": 0, "batch": 3}, ...}."""
+        return {
+            "queue_depth": {n: lane.waiting for n, lane in self.lanes.items()},
+            "in_flight": {n: lane.in_flight for n, lane in self.lanes.items()},
+            "concurrency": {n: int(lane.limit) for n, lane in self.lanes.items()},
+        }
+
     def summary(self) -> dict[str, Any]:
         """The cheap part of the snapshot, for /readyz."""
         return {

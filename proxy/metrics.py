@@ -135,6 +135,13 @@ class Metrics:
             ["task", "model"],
             registry=r,
         )
+        self.queue_wait = Histogram(
+            f"{PREFIX}_queue_wait_seconds",
+            "Time a request waited for a slot in its lane",
+            ["lane"],
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300),
+            registry=r,
+        )
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._sources = _Sources()
         r.register(self._sources)
@@ -193,3 +200,5 @@ class Metrics:
             self._child(self.rejected_429, b("limit", record.limit or record.error_type)).inc()
         if record.schema_violations:
             self._child(self.schema_violations, task, model).inc(record.schema_violations)
+        if record.queue_wait_ms is not None:
+            self._child(self.queue_wait, b("lane", record.lane)).observe(record.queue_wait_ms / 1000.0)

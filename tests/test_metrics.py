@@ -130,3 +130,13 @@ def test_label_values_are_bounded_and_schema_violations_counted() -> None:
     assert models == {"gemini-2.5-flash", "gemini-2.5-pro", "other"}
     assert value(m, "gemini_proxy_schema_violations_total", task="-", model="other") == 2
     assert value(m, "gemini_proxy_unpriced_requests_total", model="other") == 2
+
+
+async def test_lane_queue_depth_and_wait_are_exported(proxy: Proxy, fake_gemini: FakeGemini) -> None:
+    await proxy.client().chat.completions.create(model="fast", messages=USER, extra_headers={"x-lane": "batch"})
+    m = await scrape(proxy)
+    assert value(m, "gemini_proxy_lane_queue_depth", lane="batch") == 0
+    assert value(m, "gemini_proxy_lane_in_flight", lane="online") == 0
+    assert value(m, "gemini_proxy_lane_concurrency", lane="online") >= 1
+    assert value(m, "gemini_proxy_queue_wait_seconds_count", lane="batch") == 1
+    assert value(m, "gemini_proxy_queue_wait_seconds_count", lane="online") == 0
