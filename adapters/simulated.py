@@ -181,12 +181,12 @@ class SimulatedGemini:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["call"].partition(":")
-        key = request.headers.get("x-goog-api-key") or request.query.get("key") or bearer(request)
         raw = await request.read()
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
+        key = request.headers.get("x-goog-api-key") or request.query.get("key") or bearer(request)
         self.requests.append(
             {
                 "model": model,
@@ -195,8 +195,17 @@ class SimulatedGemini:
                 "key": key,
                 "query": dict(request.query),
                 "version": request.match_info["version"],
+                "headers": dict(request.headers),
+                "path": request.path,
             }
         )
+        refusal = self.refuse(request, model, method, body, key)
+        if refusal is not None:
+            return refusal
+        return await self.reply(request, model, method, body)
+
+    def refuse(self, request: web.Request, model: str, method: str, body: Any, key: str | None) -> web.Response | None:
+        """Google's answer to a request it would not serve (no key, unknown method/model, bad body)."""
         if self.require_key and not key:
             return _error(
                 403,
@@ -204,23 +213,28 @@ class SimulatedGemini:
                 "Please use API Key or other form of API consumer identity to call this API.",
                 "PERMISSION_DENIED",
             )
-        if method == "batchEmbedContents":
-            problem = validate_embed(model, body)
-            if problem:
-                return _error(400, problem, "INVALID_ARGUMENT")
-            return web.Response(body=orjson.dumps(embed_answer(model, body)), content_type="application/json")
-        if method not in ("generateContent", "streamGenerateContent"):
+        if method not in ("generateContent", "streamGenerateContent", "batchEmbedContents"):
             return _error(404, f"Method {method} not found.", "NOT_FOUND")
         if not MODEL_NAME.match(model):
             return _error(
                 404,
                 f"models/{model} is not found for API version {request.match_info['version']}, "
-                "or is not supported for generateContent.",
+                f"or is not supported for {method}.",
                 "NOT_FOUND",
             )
-        problem = validate_generate(model, body, self.issued)
-        if problem:
-            return _error(400, problem, "INVALID_ARGUMENT")
+        if method == "batchEmbedContents":
+            problem = validate_embed(model, body)
+        else:
+            problem = validate_generate(model, body, self.issued) or self.wire_problem(body)
+        return _error(400, problem, "INVALID_ARGUMENT") if problem else None
+
+    def wire_problem(self, body: Any) -> str | None:
+        """An extra check of the request body (the test fake adds google-genai's own types)."""
+        return None
+
+    async def reply(self, request: web.Request, model: str, method: str, body: Any) -> web.StreamResponse:
+        if method == "batchEmbedContents":
+            return web.Response(body=orjson.dumps(embed_answer(model, body)), content_type="application/json")
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         answer = self.answer(model, body)
