@@ -1,7 +1,7 @@
 """``python -m bench.run --profile``: where the proxy spends its CPU under load, via py-spy.
 
-For a few representative cases, py-spy samples the proxy process (non-blocking, so the proxy is
-not paused) while the load generator drives it; the collapsed stacks are summarised into the
+For a few representative cases, py-spy samples the proxy process (200 Hz, pausing it for each
+sample so stacks are consistent) while the load generator drives it; the collapsed stacks are summarised into the
 functions with the most samples on top of the stack (self) and on the stack at all (total).
 Profiled runs are separate from the measured ones: sampling costs the proxy a little CPU.
 """
@@ -27,6 +27,12 @@ CASES = (("proxy-passthrough", False), ("proxy-gemini", False), ("proxy-gemini",
 CONCURRENCY = 16
 TOP = 25
 _LINE = re.compile(r":\d+\)$")
+# Frames every sample passes through (interpreter start-up, the event loop's own run loop,
+# thread bootstrap): they say nothing about where the time goes.
+_PLUMBING = re.compile(
+    r"\((<frozen runpy>|asyncio/runners\.py|proxy/__main__\.py|threading\.py)\)$"
+    r"|^BaseEventLoop\.(run_forever|run_until_complete) "
+)
 
 
 def py_spy() -> str | None:
@@ -52,7 +58,11 @@ def summarise(collapsed: Path) -> dict[str, Any]:
         own[frames[-1]] += n
         for frame in set(frames):
             total[frame] += n
-    pct = lambda c: [[name, round(100.0 * k / samples, 1)] for name, k in c.most_common(TOP)]  # noqa: E731
+
+    def pct(counts: Counter[str]) -> list[list[Any]]:
+        top = [(name, k) for name, k in counts.most_common() if not _PLUMBING.search(name)][:TOP]
+        return [[name, round(100.0 * k / samples, 1)] for name, k in top]
+
     return {"samples": samples, "self": pct(own), "total": pct(total)}
 
 
@@ -79,7 +89,7 @@ def run_all(
             load = pool.submit(run_case, by_name[name], stream, CONCURRENCY, load_args, ports, pids, tmp)
             time.sleep(args.warmup + 0.3)
             cmd = [exe, "record", "-p", str(pids["proxy"]), "-d", str(int(args.profile_seconds - 1)), "-r", "200"]
-            cmd += ["--nonblocking", "--format", "raw", "-o", str(collapsed)]
+            cmd += ["--format", "raw", "-o", str(collapsed)]  # blocking mode: consistent stacks
             spy = subprocess.run(stack.pinned(1, cmd), capture_output=True, timeout=args.profile_seconds + 30)
             result = load.result(timeout=args.warmup + args.profile_seconds + 90)
         if spy.returncode != 0 or not collapsed.exists():

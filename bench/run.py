@@ -134,6 +134,33 @@ def run_case(
     }
 
 
+def measured(
+    target: Target,
+    stream: bool,
+    concurrency: int,
+    args: argparse.Namespace,
+    ports: dict[str, int],
+    pids: dict[str, int],
+    tmp: Path,
+) -> dict[str, Any]:
+    """One case, taken when the machine is quiet if it becomes so; re-run when others' load spoiled it.
+
+    On a shared machine other processes compete for both cores and distort every figure. We wait
+    (bounded) for them to calm down, and keep the run with the least foreign load; the table
+    reports that load so a reader can judge each row.
+    """
+    best: dict[str, Any] | None = None
+    for _ in range(1 + args.retries):
+        stack.wait_quiet(list(pids.values()), args.quiet_below, args.max_wait)
+        case = run_case(target, stream, concurrency, args, ports, pids, tmp)
+        if best is None or case["foreign_busy"] < best["foreign_busy"]:
+            best = case
+        if case["foreign_busy"] <= args.quiet_below:
+            break
+    assert best is not None
+    return best
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--window", type=float, default=4.0, help="measured seconds per case (default 4)")
@@ -143,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="json,stream", help="json, stream or both")
     parser.add_argument("--repeat", type=int, default=1, help="run the whole matrix N times to show spread")
     parser.add_argument("--startup-runs", type=int, default=3)
+    parser.add_argument(
+        "--quiet-below", type=float, default=0.3, help="other processes' load (cores, 0-2) counted as quiet"
+    )
+    parser.add_argument("--max-wait", type=float, default=2.0, help="seconds to wait for quiet before each case")
+    parser.add_argument("--retries", type=int, default=0, help="re-run a case spoiled by other load, keep the best")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"))
     parser.add_argument("--profile", action="store_true", help="after the run, profile the proxy with py-spy")
     parser.add_argument("--profile-seconds", type=float, default=8.0)
@@ -173,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                 for stream in modes:
                     for conc in concurrencies:
                         for target in targets:
-                            case = run_case(target, stream, conc, args, ports, pids, tmp)
+                            case = measured(target, stream, conc, args, ports, pids, tmp)
                             case["repeat"] = rep
                             cases.append(case)
                             print(report.progress(case), file=sys.stderr, flush=True)
@@ -192,7 +224,15 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "commit": _git_commit(),
         "machine": {"python": platform.python_version(), "cpu": _cpu_model(), "pinned": stack.can_pin()},
-        "settings": {"window_s": args.window, "warmup_s": args.warmup, "concurrency": concurrencies},
+        "settings": {
+            "window_s": args.window,
+            "warmup_s": args.warmup,
+            "concurrency": concurrencies,
+            "quiet_below": args.quiet_below,
+            "max_wait_s": args.max_wait,
+            "retries": args.retries,
+            "nice": stack.NICE,
+        },
         "startup_s": startup,
         "idle_rss_mb": idle_rss,
         "proxy_requests_logged": logged,

@@ -16,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import procstat
+
 ROOT = Path(__file__).resolve().parent.parent
 KEY_ENV = "BENCH_UPSTREAM_KEY"
 KEY = "bench-upstream-key-not-real-0001"  # made up: the fake never checks it
@@ -165,3 +167,28 @@ def start_proxy(tmp: Path, fake_url: str, runs: int) -> tuple[Proc, list[float]]
             proc.stop()
     assert proc is not None
     return proc, times
+
+
+def other_load(pids: list[int], sample_s: float = 0.3) -> float:
+    """Busy share of the two cores (0..2) used by processes other than ``pids``, over ``sample_s``."""
+    cores0, ours0 = procstat.core_busy_seconds(), sum(_cpu(p) for p in pids)
+    time.sleep(sample_s)
+    cores1, ours1 = procstat.core_busy_seconds(), sum(_cpu(p) for p in pids)
+    busy = sum(cores1[c] - cores0[c] for c in ("cpu0", "cpu1") if c in cores0)
+    return max(0.0, busy - (ours1 - ours0)) / sample_s
+
+
+def wait_quiet(pids: list[int], below: float, max_wait_s: float) -> float:
+    """Wait up to ``max_wait_s`` for other work on the machine to drop below ``below``; return the last reading."""
+    deadline = time.perf_counter() + max_wait_s
+    load = other_load(pids)
+    while load > below and time.perf_counter() < deadline:
+        load = other_load(pids)
+    return load
+
+
+def _cpu(pid: int) -> float:
+    try:
+        return procstat.cpu_seconds(pid)
+    except OSError:
+        return 0.0
