@@ -1,0 +1,1 @@
+"""Load and overhead measurements: `python -m bench.run` (see bench/README.md)."""

@@ -1,0 +1,67 @@
+"""The floor: a bare aiohttp relay with no parsing, no translation, no logging.
+
+One shared ClientSession; the request body is forwarded as bytes to the same path upstream and
+the answer comes back as bytes (SSE chunk by chunk as they arrive). No Python proxy built on
+aiohttp can be cheaper than this, so the proxy's numbers are read against it.
+Run: ``python -m bench.relay --port 9100 --upstream http://127.0.0.1:9000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+UPSTREAM = web.AppKey("upstream", str)
+_FORWARD = ("Content-Type", "Authorization")
+
+
+async def relay(request: web.Request) -> web.StreamResponse:
+    body = await request.read()
+    headers = {k: request.headers[k] for k in _FORWARD if k in request.headers}
+    url = request.app[UPSTREAM] + request.path_qs
+    async with request.app[SESSION].post(url, data=body, headers=headers) as up:
+        ctype = up.headers.get("Content-Type", "application/octet-stream")
+        if not ctype.startswith("text/event-stream"):
+            return web.Response(status=up.status, body=await up.read(), headers={"Content-Type": ctype})
+        resp = web.StreamResponse(status=up.status, headers={"Content-Type": ctype})
+        await resp.prepare(request)
+        async for chunk in up.content.iter_any():
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def make_app(upstream: str) -> web.Application:
+    app = web.Application()
+    app[UPSTREAM] = upstream.rstrip("/")
+
+    async def session_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[SESSION] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+        yield
+        await app[SESSION].close()
+
+    app.cleanup_ctx.append(session_ctx)
+    app.router.add_post("/{tail:.*}", relay)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True, help="root URL of the upstream, e.g. http://127.0.0.1:9000")
+    args = parser.parse_args()
+    web.run_app(make_app(args.upstream), host=args.host, port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Turn measured cases into the published table: added latency against the direct baseline.
+
+Added latency is the case's p50 minus the p50 of calling the fake directly with the same
+concurrency, mode and wire format, from the same repeat. With ``--repeat N`` the table shows
+medians and the requests/s range over the repeats.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+
+def with_baselines(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    index = {(c["target"], c["stream"], c["concurrency"], c["repeat"]): c for c in cases}
+    for case in cases:
+        base = index.get((case["baseline"], case["stream"], case["concurrency"], case["repeat"])) or {}
+        case["added_p50_ms"] = _minus(case["p50_ms"], base.get("p50_ms"))
+        case["added_ttfb_p50_ms"] = _minus(case["ttfb_p50_ms"], base.get("ttfb_p50_ms"))
+    return cases
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def progress(case: dict[str, Any]) -> str:
+    mode = "stream" if case["stream"] else "json"
+    err = f" errors={case['errors']} ({case['last_error']})" if case["errors"] else ""
+    return (
+        f"  {case['target']:<18} {mode:<6} c={case['concurrency']:<3} {case['rps']:>8.1f} req/s  "
+        f"p50 {case['p50_ms'] or 0:.2f} ms  cpu {case['server_cpu_ms_per_req'] or 0:.3f} ms/req{err}"
+    )
+
+
+def _f(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _capacity(cpu_ms: float | None) -> str:
+    """Requests/s one fully busy core would serve at this CPU cost: throughput net of contention."""
+    return "-" if not cpu_ms else f"{1000.0 / cpu_ms:.0f}"
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+COLUMNS = (
+    "case",
+    "mode",
+    "conc",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "added p50 ms",
+    "TTFT p50 ms",
+    "added TTFT ms",
+    "CPU ms/req",
+    "req/s per core",
+    "core busy",
+    "peak RSS MB",
+    "client core",
+    "other load",
+)
+
+
+def rows(result: dict[str, Any]) -> list[list[str]]:
+    groups: dict[tuple[str, bool, int], list[dict[str, Any]]] = {}
+    for case in result["cases"]:
+        groups.setdefault((case["target"], case["stream"], case["concurrency"]), []).append(case)
+    out = []
+    for (target, stream, conc), runs in groups.items():
+        rps = [r["rps"] for r in runs]
+        rps_text = f"{statistics.median(rps):.0f}" + (f" ({min(rps):.0f}-{max(rps):.0f})" if len(rps) > 1 else "")
+        errors = sum(r["errors"] for r in runs)
+        if errors:
+            rps_text += f" [{errors} errors]"
+        m: dict[str, Any] = {
+            k: _median([r[k] for r in runs]) for k in runs[0] if isinstance(runs[0][k], float | int | None)
+        }
+        out.append(
+            [
+                target,
+                "stream" if stream else "json",
+                str(conc),
+                rps_text,
+                _f(m["p50_ms"]),
+                _f(m["p99_ms"]),
+                "-" if target == runs[0]["baseline"] else _f(m["added_p50_ms"]),
+                _f(m["ttfb_p50_ms"]) if stream else "-",
+                "-" if target == runs[0]["baseline"] or not stream else _f(m["added_ttfb_p50_ms"]),
+                _f(m["server_cpu_ms_per_req"], 3) if runs[0]["target"].startswith(("relay", "proxy")) else "-",
+                _capacity(m["server_cpu_ms_per_req"]) if runs[0]["target"].startswith(("relay", "proxy")) else "-",
+                f"{m['server_busy'] * 100:.0f}%" if m["server_busy"] is not None else "-",
+                _f(m["server_peak_rss_mb"], 1) if runs[0]["target"].startswith(("relay", "proxy")) else "-",
+                f"{m['client_core_busy'] * 100:.0f}%" if m["client_core_busy"] is not None else "-",
+                f"{m['foreign_busy'] * 100:.0f}%" if m.get("foreign_busy") is not None else "-",
+            ]
+        )
+    return out
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(result)]
+    startup = result["startup_s"]
+    lines.append("")
+    lines.append(
+        f"proxy start-up (process start to first 200 from /healthz): "
+        f"median {statistics.median(startup) * 1000:.0f} ms over {len(startup)} starts "
+        f"(min {min(startup) * 1000:.0f}, max {max(startup) * 1000:.0f}); "
+        f"idle RSS: proxy {result['idle_rss_mb']['proxy']:.1f} MB, relay {result['idle_rss_mb']['relay']:.1f} MB"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""The benchmark's own parts: the fake speaks what the adapters read, the relay relays, the maths holds.
+
+A benchmark whose fake the proxy cannot parse measures error paths; these tests make sure the
+numbers in bench/results come from real answers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from adapters.base import Call, StreamState, Upstream
+from adapters.gemini import GeminiAdapter
+from adapters.openai_compat import OpenAIAdapter
+from bench import fake, procstat, profile, relay, report
+from bench.run import openai_body
+
+
+async def _fake_url(aiohttp_server: Callable[..., Any]) -> str:
+    server = await aiohttp_server(fake.Fake().app())
+    return str(server.make_url("")).rstrip("/")
+
+
+async def test_fake_gemini_answers_translate_to_the_full_text(aiohttp_server: Callable[..., Any]) -> None:
+    url = await _fake_url(aiohttp_server)
+    adapter = GeminiAdapter(Upstream(name="g", kind="gemini", base_url=url))
+    try:
+        body = openai_body("bench-gemini", stream=False)
+        done = await adapter.complete(Call(model=fake.MODEL, body=body, request_id="t", api_key="k"))
+        assert ChatCompletion.model_validate(done.body).choices[0].message.content == fake.TEXT
+        state = StreamState()
+        call = Call(model=fake.MODEL, body=openai_body("bench-gemini", stream=True), request_id="t", stream=True)
+        chunks = [c async for c in adapter.stream(call, state)]
+    finally:
+        await adapter.close()
+    text = ""
+    for raw in chunks[:-1]:
+        chunk = ChatCompletionChunk.model_validate(orjson.loads(raw.removeprefix(b"data: ")))
+        text += "".join(c.delta.content or "" for c in chunk.choices)
+    assert text == fake.TEXT
+    assert chunks[-1] == b"data: [DONE]\n\n"
+    assert state.chunks >= fake.STREAM_EVENTS
+
+
+async def test_fake_openai_stream_sends_usage_only_when_asked(aiohttp_server: Callable[..., Any]) -> None:
+    url = await _fake_url(aiohttp_server)
+    adapter = OpenAIAdapter(Upstream(name="o", kind="openai", base_url=url + "/v1"))
+    try:
+        state = StreamState()
+        body = openai_body("m", stream=True) | {"stream_options": {"include_usage": False}}
+        call = Call(model=fake.MODEL, body=body, request_id="t", stream=True, include_usage=False)
+        chunks = [c async for c in adapter.stream(call, state)]
+    finally:
+        await adapter.close()
+    assert state.usage is not None and state.usage.output_tokens == fake.USAGE["candidatesTokenCount"]
+    assert not any(b'"usage"' in c for c in chunks)  # the adapter asked for it and dropped it again
+    assert len(fake.openai_stream(False)) == len(fake.openai_stream(True)) - 1
+
+
+async def test_relay_returns_the_upstream_bytes_unchanged(aiohttp_server: Callable[..., Any]) -> None:
+    url = await _fake_url(aiohttp_server)
+    front = await aiohttp_server(relay.make_app(url))
+    async with aiohttp.ClientSession() as session:
+        for stream in (False, True):
+            payload = orjson.dumps(openai_body(fake.MODEL, stream))
+            got = []
+            for base in (url, str(front.make_url("")).rstrip("/")):
+                async with session.post(base + "/v1/chat/completions", data=payload) as resp:
+                    assert resp.status == 200
+                    got.append(await resp.read())
+            assert got[0] == got[1]
+
+
+def test_added_latency_is_measured_against_the_same_repeat_of_the_baseline() -> None:
+    def case(target: str, repeat: int, p50: float) -> dict[str, Any]:
+        return {"target": target, "baseline": "direct", "stream": False, "concurrency": 1, "repeat": repeat,
+                "p50_ms": p50, "ttfb_p50_ms": None}  # fmt: skip
+
+    cases = report.with_baselines([case("direct", 0, 1.0), case("proxy", 0, 1.5), case("direct", 1, 2.0),
+                                   case("proxy", 1, 2.25)])  # fmt: skip
+    assert [c["added_p50_ms"] for c in cases] == [0.0, 0.5, 0.0, 0.25]
+    assert cases[1]["added_ttfb_p50_ms"] is None
+
+
+def test_profile_summary_counts_each_function_once_per_sample(tmp_path: Path) -> None:
+    collapsed = tmp_path / "raw.txt"
+    collapsed.write_text(
+        "process 1;thread (1): MainThread;run (a.py:1);handle (h.py:5);handle (h.py:9) 3\n"
+        "process 1;thread (1): MainThread;run (a.py:1);dumps (j.py:2) 1\n"
+    )
+    summary = profile.summarise(collapsed)
+    assert summary["samples"] == 4
+    assert summary["self"][0] == ["handle (h.py)", 75.0]
+    assert ["run (a.py)", 100.0] in summary["total"]
+    assert ["handle (h.py)", 75.0] in summary["total"]  # recursion is not double-counted
+
+
+def test_procstat_reads_this_process() -> None:
+    pid = os.getpid()
+    assert procstat.cpu_seconds(pid) > 0
+    assert procstat.peak_rss_mb(pid) > 1
+    assert "cpu0" in procstat.core_busy_seconds()
