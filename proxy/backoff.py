@@ -67,6 +67,8 @@ def decide(
         return Decision("next", why="per-day quota exhausted: it will not recover in seconds")
     if cls is FailureClass.LIMITED:
         return Decision("next", why="the proxy's own rate limit for this upstream would outlast the deadline")
+    if cls is FailureClass.MODEL_GONE:
+        return Decision("next", why="the upstream does not know this model: its fallbacks may")
     if cls is FailureClass.UNSUPPORTED:
         return Decision("next", why="this upstream kind does not serve the operation")
     if cls is FailureClass.NO_KEY:

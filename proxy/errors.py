@@ -125,6 +125,7 @@ class FailureClass(enum.Enum):
     LIMITED = "limited"  # the proxy's own rpm/tpm/rpd would outlast the deadline: next target at once
     NO_KEY = "no_key"  # every key of the upstream is quarantined, resting or missing: next target at once
     UNSUPPORTED = "unsupported"  # 501: this upstream kind cannot serve the operation; another kind may
+    MODEL_GONE = "model_gone"  # 404: this target's model does not exist (retired, renamed): try the next one
 
 
 # Codes of UpstreamErrors the proxy raises itself, before any upstream call (proxy/limits.py,
@@ -158,6 +159,10 @@ def classify(err: UpstreamError) -> FailureClass:
         return FailureClass.AUTH
     if err.status == 429:
         return FailureClass.QUOTA_DAY if err.quota_scope == "day" else FailureClass.RATE_LIMIT
+    if err.status == 404:
+        # The client named an alias, not this model: a retired or mistyped target model is the
+        # config's problem, and its fallbacks are what the config says to use instead.
+        return FailureClass.MODEL_GONE
     if err.status in CLIENT_STATUSES or 400 <= err.status < 500:
         return FailureClass.CLIENT
     return FailureClass.SERVER
@@ -183,9 +188,9 @@ def to_client(err: UpstreamError) -> ProxyError:
     if cls in (FailureClass.RATE_LIMIT, FailureClass.QUOTA_DAY):
         code = "upstream_quota_exhausted" if cls is FailureClass.QUOTA_DAY else "rate_limit_exceeded"
         return RateLimited(f"{where} is rate limited: {err.message}", code=code, headers=headers)
+    if cls is FailureClass.MODEL_GONE:
+        return NotFound(f"{where}: {err.message}", code="model_not_found")
     if cls is FailureClass.CLIENT:
-        if err.status == 404:
-            return NotFound(f"{where}: {err.message}", code="model_not_found")
         if err.code == "content_filter":
             return InvalidRequest(err.message, code="content_filter")
         return InvalidRequest(

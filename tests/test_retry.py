@@ -117,7 +117,7 @@ async def test_no_retry_starts_that_cannot_start_before_the_deadline(start_proxy
     assert info.value.response.headers["Retry-After"] == "20"
 
 
-@pytest.mark.parametrize(("status", "exc"), [(400, openai.BadRequestError), (404, openai.NotFoundError)])
+@pytest.mark.parametrize(("status", "exc"), [(400, openai.BadRequestError), (422, openai.UnprocessableEntityError)])
 async def test_client_errors_are_never_retried_nor_failed_over(
     start_proxy: Any, fake_gemini: FakeGemini, fake_openai: FakeOpenAI, status: int, exc: type[Exception]
 ):
@@ -127,6 +127,30 @@ async def test_client_errors_are_never_retried_nor_failed_over(
     with pytest.raises(exc):
         await ask(proxy, "fast")
     assert fake_gemini.attempts == 1 and fake_openai.requests == [] and clock.sleeps == []
+
+
+async def test_unknown_target_model_is_not_retried_but_its_fallback_answers(
+    start_proxy: Any, fake_gemini: FakeGemini, fake_openai: FakeOpenAI
+):
+    # A retired model (e.g. gemini-3-pro-preview) is the config's problem, not the client's: the
+    # alias's next target answers, and the same model is never asked twice.
+    clock = FakeClock()
+    proxy = await start_proxy(clock=clock)
+    fake_gemini.push(error(404, "models/gemini-2.5-flash is not found for API version v1beta"))
+    reply = await proxy.client().chat.completions.with_raw_response.create(
+        model="fast", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert [r["model"] for r in fake_gemini.requests] == ["gemini-2.5-flash", "gemini-2.5-flash-lite"]
+    assert reply.headers["x-fallback-used"] == "true" and clock.sleeps == []
+
+
+async def test_unknown_model_with_no_fallback_is_a_404_model_not_found(start_proxy: Any, fake_gemini: FakeGemini):
+    proxy = await start_proxy(clock=FakeClock())
+    fake_gemini.push(error(404, "models/gemini-2.5-pro is not found"))
+    with pytest.raises(openai.NotFoundError) as info:
+        await ask(proxy, "pro")
+    assert info.value.body["code"] == "model_not_found"  # type: ignore[index]
+    assert fake_gemini.attempts == 1
 
 
 async def test_rejected_key_is_not_retried_and_client_gets_502_auth_failed(start_proxy: Any, fake_gemini: FakeGemini):
