@@ -23,6 +23,8 @@ from aiohttp import web
 from proxy.config import ConfigError, load
 from proxy.runtime import Runtime
 from proxy.state import RUNTIME
+from proxy.state_backend import StateBackend
+from proxy.state_sync import STATE
 
 log = logging.getLogger("gemini_proxy")
 
@@ -40,15 +42,15 @@ class Reloader:
         """Close retiring runtimes at once when the app shuts down."""
         app.on_cleanup.append(self._close_all)
 
-    def _build(self) -> Runtime:
-        return Runtime.build(load(self.path, self.env), self.environ)
+    def _build(self, state: StateBackend | None = None) -> Runtime:
+        return Runtime.build(load(self.path, self.env), self.environ, state=state)
 
     async def reload(self, app: web.Application) -> bool:
         """Swap in a Runtime built from the config file as it is now; False (old kept) on error."""
         async with self._lock:  # two quick SIGHUPs: one after the other, never interleaved
             ref = app[RUNTIME]
             try:
-                new = await asyncio.to_thread(self._build)
+                new = await asyncio.to_thread(self._build, app.get(STATE))
             except ConfigError as exc:
                 log.error("reload rejected, keeping the running config: %s", exc)
                 return False
