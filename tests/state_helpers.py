@@ -36,7 +36,7 @@ def state_toml(prefix: str, extra: str = "", url: str = REDIS_URL) -> str:
 
 
 @pytest.fixture
-async def prefix() -> AsyncIterator[str]:
+async def redis_prefix() -> AsyncIterator[str]:
     """A key prefix of this test's own; every key under it is deleted when the test ends."""
     p = f"gp-test:{uuid.uuid4().hex[:12]}:"
     yield p

@@ -20,22 +20,22 @@ from proxy.meter import TeamMeter
 from proxy.state_backend import Check, StateRejected, StateUnavailable, minute_check
 from proxy.state_limits import SharedLimits
 from proxy.state_redis import RedisState
-from tests.state_helpers import REDIS_URL, closed_port, needs_redis, prefix, raw_redis  # noqa: F401
+from tests.state_helpers import REDIS_URL, closed_port, needs_redis
 
 pytestmark = needs_redis
 
 PINNED = 1_699_999_990.0  # 10 s into an epoch minute: the window cannot change during a test
 
 
-def make_state(prefix: str, url: str = REDIS_URL, **over: Any) -> RedisState:
-    cfg = StateConfig(backend="redis", url=url, key_prefix=prefix, **over)
+def make_state(redis_prefix: str, url: str = REDIS_URL, **over: Any) -> RedisState:
+    cfg = StateConfig(backend="redis", url=url, key_prefix=redis_prefix, **over)
     state = RedisState.build(cfg, {})
     state.now = lambda: PINNED
     return state
 
 
-async def test_concurrent_admissions_from_two_clients_never_exceed_the_limit(prefix: str) -> None:
-    a, b = make_state(prefix), make_state(prefix)  # two connection pools, as two replicas have
+async def test_concurrent_admissions_from_two_clients_never_exceed_the_limit(redis_prefix: str) -> None:
+    a, b = make_state(redis_prefix), make_state(redis_prefix)  # two connection pools, as two replicas have
     check = Check("lim:u:rpm:1", limit=37, amount=1, ttl_s=60, name="rpm")
     try:
         results = await asyncio.gather(*(s.admit([check]) for _ in range(100) for s in (a, b)))
@@ -46,8 +46,8 @@ async def test_concurrent_admissions_from_two_clients_never_exceed_the_limit(pre
     assert all(r is not None and r.value == 37 for r in results if r is not None)
 
 
-async def test_an_admission_takes_every_counter_or_none(prefix: str, raw_redis: Redis) -> None:
-    state = make_state(prefix)
+async def test_an_admission_takes_every_counter_or_none(redis_prefix: str, raw_redis: Redis) -> None:
+    state = make_state(redis_prefix)
     rpm = Check("rpm", limit=10, amount=1, ttl_s=60, name="rpm")
     tpm = Check("tpm", limit=100, amount=60, ttl_s=60, name="tpm")
     try:
@@ -56,11 +56,11 @@ async def test_an_admission_takes_every_counter_or_none(prefix: str, raw_redis: 
     finally:
         await state.close()
     assert refused is not None and refused.check.name == "tpm" and refused.value == 60
-    assert float(await raw_redis.get(prefix + "rpm")) == 1  # the refused admission took no request either
+    assert float(await raw_redis.get(redis_prefix + "rpm")) == 1  # the refused admission took no request either
 
 
-async def test_a_budget_check_refuses_only_once_the_counter_reaches_the_limit(prefix: str) -> None:
-    state = make_state(prefix)
+async def test_a_budget_check_refuses_only_once_the_counter_reaches_the_limit(redis_prefix: str) -> None:
+    state = make_state(redis_prefix)
     budget = Check("usd", limit=1.0, amount=0, ttl_s=60, name="budget")
     try:
         assert await state.admit([budget]) is None
@@ -73,21 +73,21 @@ async def test_a_budget_check_refuses_only_once_the_counter_reaches_the_limit(pr
     assert refused is not None and refused.value == pytest.approx(1.2)
 
 
-async def test_counters_get_a_ttl_once_and_keys_carry_the_window(prefix: str, raw_redis: Redis) -> None:
-    state = make_state(prefix)
+async def test_counters_get_a_ttl_once_and_keys_carry_the_window(redis_prefix: str, raw_redis: Redis) -> None:
+    state = make_state(redis_prefix)
     check = minute_check("lim:u:rpm", 5, 1, PINNED, "rpm")
     try:
         await state.admit([check])
     finally:
         await state.close()
     assert check.key == f"lim:u:rpm:{int(PINNED // 60)}" and check.reset_in_s == pytest.approx(50)
-    assert 0 < await raw_redis.pttl(prefix + check.key) <= 120_000
+    assert 0 < await raw_redis.pttl(redis_prefix + check.key) <= 120_000
 
 
 async def test_unreachable_redis_fails_fast_logs_once_and_is_skipped_until_retry(
-    prefix: str, caplog: pytest.LogCaptureFixture
+    redis_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    state = make_state(prefix, url=f"redis://127.0.0.1:{closed_port()}/0", retry_s=30.0)
+    state = make_state(redis_prefix, url=f"redis://127.0.0.1:{closed_port()}/0", retry_s=30.0)
     check = Check("x", 1, 1, 60, "rpm")
     with caplog.at_level(logging.ERROR, "gemini_proxy.state"):
         for _ in range(5):
@@ -100,9 +100,9 @@ async def test_unreachable_redis_fails_fast_logs_once_and_is_skipped_until_retry
 
 
 async def test_state_recovers_by_itself_after_redis_answers_again(
-    prefix: str, caplog: pytest.LogCaptureFixture
+    redis_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    state = make_state(prefix, retry_s=0.01)
+    state = make_state(redis_prefix, retry_s=0.01)
     real = state._admit
     fails = [RedisConnectionError("connection refused")]
 
@@ -127,8 +127,8 @@ async def test_state_recovers_by_itself_after_redis_answers_again(
     assert any("answers again" in r.message for r in caplog.records)
 
 
-async def test_shared_limits_refuse_the_request_over_the_rpm_with_the_window_wait(prefix: str) -> None:
-    state = make_state(prefix)
+async def test_shared_limits_refuse_the_request_over_the_rpm_with_the_window_wait(redis_prefix: str) -> None:
+    state = make_state(redis_prefix)
     a = SharedLimits("up", RateLimits(rpm=3), state, replicas=2)
     b = SharedLimits("up", RateLimits(rpm=3), state, replicas=2)
     try:
@@ -142,8 +142,8 @@ async def test_shared_limits_refuse_the_request_over_the_rpm_with_the_window_wai
     assert info.value.retry_after_s == pytest.approx(50)
 
 
-async def test_local_fallback_divides_the_limit_by_the_replica_count(prefix: str) -> None:
-    state = make_state(prefix, url=f"redis://127.0.0.1:{closed_port()}/0", replicas=2)
+async def test_local_fallback_divides_the_limit_by_the_replica_count(redis_prefix: str) -> None:
+    state = make_state(redis_prefix, url=f"redis://127.0.0.1:{closed_port()}/0", replicas=2)
     lim = SharedLimits("up", RateLimits(rpm=4), state, replicas=2)
     try:
         assert await lim.acquire(1, budget_s=0.01) is None
@@ -155,8 +155,8 @@ async def test_local_fallback_divides_the_limit_by_the_replica_count(prefix: str
     assert info.value.code == "limit_rpm" and lim.fallbacks == 3
 
 
-async def test_reject_policy_answers_503_when_redis_is_unreachable(prefix: str) -> None:
-    state = make_state(prefix, url=f"redis://127.0.0.1:{closed_port()}/0", on_state_error="reject")
+async def test_reject_policy_answers_503_when_redis_is_unreachable(redis_prefix: str) -> None:
+    state = make_state(redis_prefix, url=f"redis://127.0.0.1:{closed_port()}/0", on_state_error="reject")
     lim = SharedLimits("up", RateLimits(rpm=4), state, replicas=2)
     try:
         with pytest.raises(StateRejected) as info:
@@ -166,8 +166,8 @@ async def test_reject_policy_answers_503_when_redis_is_unreachable(prefix: str) 
     assert info.value.status == 503 and info.value.code == "state_unavailable"
 
 
-async def test_team_spend_charged_by_one_meter_is_refused_by_another(prefix: str) -> None:
-    state = make_state(prefix)
+async def test_team_spend_charged_by_one_meter_is_refused_by_another(redis_prefix: str) -> None:
+    state = make_state(redis_prefix)
     team = TeamConfig(name="alpha", key_sha256=(), daily_budget_usd=1.0)
     one, two = TeamMeter(state=state, replicas=2), TeamMeter(state=state, replicas=2)
     try:
