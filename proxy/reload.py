@@ -21,6 +21,7 @@ from pathlib import Path
 from aiohttp import web
 
 from proxy.config import ConfigError, load
+from proxy.meter import METER
 from proxy.runtime import Runtime
 from proxy.state import RUNTIME
 from proxy.state_backend import StateBackend
@@ -68,6 +69,7 @@ class Reloader:
                 await new.close()
                 return False
             old, ref.current = ref.current, new
+            app[METER].replicas = new.config.state.replicas  # the local fallback's split follows reloads
             grace = self.grace_s if self.grace_s is not None else old.config.server.shutdown_grace_s
             task = asyncio.create_task(self._retire(old, grace))
             self._retiring.add(task)
