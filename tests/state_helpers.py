@@ -31,6 +31,18 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports, all bound at once so none is handed out twice."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def state_toml(prefix: str, extra: str = "", url: str = REDIS_URL) -> str:
     return f'\n[state]\nbackend = "redis"\nurl = "{url}"\nkey_prefix = "{prefix}"\n{extra}\n'
 

@@ -24,7 +24,7 @@ from proxy.state_redis import NOW_ENV
 from tests.conftest import ENV, config_toml
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI, OAError
-from tests.state_helpers import closed_port, needs_redis, state_toml
+from tests.state_helpers import free_ports, needs_redis, state_toml
 
 pytestmark = needs_redis
 
@@ -79,8 +79,7 @@ async def replicas(
         path.write_text(config_toml(fake_gemini.url, fake_openai.url, extra + POOL.format(url=fake_openai.url)))
         env = {**os.environ, **ENV, **POOL_KEYS, NOW_ENV: PINNED}
         urls = []
-        for i in range(2):
-            port = closed_port()
+        for i, port in enumerate(free_ports(2)):
             log = _log_file(tmp_path / f"replica{i}.log")
             logs.append(log)
             proc = await asyncio.create_subprocess_exec(
