@@ -16,6 +16,7 @@ from proxy.clock import Clock, SystemClock
 from proxy.config import Config, Target
 from proxy.config_resilience import LANES, RetryPolicy
 from proxy.errors import InvalidRequest
+from proxy.keys import KeyPool
 from proxy.lanes import Lane
 from proxy.limits import UpstreamLimits
 from proxy.routing import Route
@@ -31,12 +32,14 @@ class Guard:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         state: StateBackend | None = None,
+        keys: Mapping[str, KeyPool] | None = None,
     ) -> None:
         self.config = config
         self.res = config.resilience
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
         self.state = state  # None: limits and breakers are this process's alone
+        self.keys = keys or {}  # shown by snapshot() when their health is shared
         self.limits: dict[str, UpstreamLimits | SharedLimits] = {
             name: UpstreamLimits(name, cfg) if state is None else SharedLimits(name, cfg, state, config.state.replicas)
             for name, cfg in self.res.limits.items()
@@ -88,8 +91,9 @@ class Guard:
             "limits": {name: lim.snapshot() for name, lim in self.limits.items()},
             "breakers": {str(t): b.snapshot() for t, b in self._breakers.items()},
         }
-        if self.state is not None:
+        if self.state is not None:  # shared state: key health is shared too, so show what this replica sees
             snap["state"] = dict(self.state.status())
+            snap["keys"] = {name: pool.health() for name, pool in self.keys.items()}
         return snap
 
     def summary(self) -> dict[str, Any]:

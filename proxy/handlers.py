@@ -221,8 +221,4 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     """Lanes (concurrency, depth), rate-limit levels and circuit breakers, as plain JSON."""
-    rt: Runtime = request.app[RUNTIME].current
-    snap = rt.guard.snapshot()
-    if "state" in snap:  # shared state: key health is shared too, so show what this replica sees
-        snap["keys"] = {name: pool.health() for name, pool in rt.keys.items()}
-    return web.Response(body=orjson.dumps(snap), content_type=_JSON)
+    return web.Response(body=orjson.dumps(request.app[RUNTIME].current.guard.snapshot()), content_type=_JSON)

@@ -59,7 +59,7 @@ class Runtime:
             config=config,
             adapters=MappingProxyType(adapters),
             keys=MappingProxyType(keys),
-            guard=Guard(config, clock, state=state),
+            guard=Guard(config, clock, state=state, keys=keys),
             clients=clients,
         )
 
