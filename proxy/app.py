@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
-from proxy import embeddings, handlers, native
+from proxy import embeddings, handlers, native, state_sync
 from proxy.auth import auth
 from proxy.clock import Clock
 from proxy.config import Config
@@ -29,13 +29,16 @@ def make_app(
         # upstream call it is waiting on (aiohttp leaves handlers running by default).
         handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024, "handler_cancellation": True},
     )
-    app[RUNTIME] = RuntimeRef(Runtime.build(config, environ, clock))
-    app[METER] = TeamMeter()
+    state = state_sync.build(config.state, environ)  # None: memory; [state] changes need a restart
+    app[state_sync.STATE] = state
+    app[RUNTIME] = RuntimeRef(Runtime.build(config, environ, clock, state))
+    app[METER] = TeamMeter(state=state, replicas=config.state.replicas)
     app[TELEMETRY] = Telemetry(Metrics())
     # Live lane state, read at each scrape from whichever Runtime is current (reload swaps it).
     app[TELEMETRY].metrics.register_source("lane", lambda: app[RUNTIME].current.guard.lane_gauges(), label="lane")
     app.on_response_prepare.append(on_response_prepare)
     app.cleanup_ctx.append(_runtime_lifecycle)
+    app.cleanup_ctx.append(state_sync.lifecycle)
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_post("/v1/embeddings", embeddings.embeddings)

@@ -8,6 +8,7 @@ opens it again. A per-day quota opens it at once: that target is done until the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from proxy.clock import Clock
@@ -20,6 +21,9 @@ class Breaker:
         self.consecutive = 0
         self.open_until = 0.0
         self.opened = 0
+        # Set with a shared state backend (proxy/state_sync.py): opening (seconds) and closing (None)
+        # are told to the other replicas; what they report comes back through apply_shared().
+        self.share: Callable[[float | None], None] | None = None
 
     def blocked_for(self) -> float | None:
         """None when a call may go ahead, else the seconds left in the cool-down."""
@@ -34,13 +38,23 @@ class Breaker:
         return self.open_until - now
 
     def success(self) -> None:
+        if self.state != "closed" and self.share is not None:
+            self.share(None)
         self.state, self.consecutive = "closed", 0
+
+    def apply_shared(self, left_s: float) -> None:
+        """Another replica opened this circuit for ``left_s`` more seconds: skip the target here too."""
+        until = self.clock.now() + left_s
+        if left_s > 0 and (self.state == "closed" or until > self.open_until):
+            self.state, self.open_until = "open", until
 
     def failure(self, *, trip: bool = False) -> None:
         self.consecutive += 1
         if trip or self.state == "half_open" or self.consecutive >= self.failures:
             self.state, self.open_until = "open", self.clock.now() + self.cooldown_s
             self.opened += 1
+            if self.share is not None:
+                self.share(self.cooldown_s)
 
     def snapshot(self) -> dict[str, Any]:
         left = max(0.0, self.open_until - self.clock.now()) if self.state != "closed" else 0.0

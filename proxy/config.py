@@ -17,8 +17,9 @@ from typing import Any
 
 from adapters import ADAPTERS
 from adapters.base import Upstream
-from proxy import config_resilience, structured_config
+from proxy import config_resilience, config_state, structured_config
 from proxy.config_resilience import ResilienceConfig
+from proxy.config_state import StateConfig
 from proxy.config_teams import TeamConfig, parse_regions, parse_teams, str_list
 from proxy.logconfig import LoggingConfig, parse_logging
 from proxy.pricing import PriceBook, parse_pricing
@@ -117,6 +118,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     pricing: PriceBook = field(default_factory=PriceBook)
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
+    state: StateConfig = field(default_factory=StateConfig)  # [state]: memory or shared through Redis
 
 
 # --- parsing helpers ---------------------------------------------------------------------------
@@ -401,6 +403,7 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
     logging = parse_logging(root.table("logging"))
     pricing = parse_pricing(root.table("pricing"))
     resilience = config_resilience.parse(root, upstreams, tasks)
+    state = config_state.parse(root.table("state"))
     root.done()
     for name in set(models) & set(tasks):
         raise ConfigError(
@@ -419,6 +422,7 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
         logging=logging,
         pricing=pricing,
         resilience=resilience,
+        state=state,
     )
 
 

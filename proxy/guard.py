@@ -8,6 +8,7 @@ exporter: nothing else needs to reach into the objects.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from typing import Any
 
 from proxy.breaker import Breaker
@@ -15,18 +16,34 @@ from proxy.clock import Clock, SystemClock
 from proxy.config import Config, Target
 from proxy.config_resilience import LANES, RetryPolicy
 from proxy.errors import InvalidRequest
+from proxy.keys import KeyPool
 from proxy.lanes import Lane
 from proxy.limits import UpstreamLimits
 from proxy.routing import Route
+from proxy.state_backend import StateBackend
+from proxy.state_limits import SharedLimits
+from proxy.state_sync import breaker_sharer
 
 
 class Guard:
-    def __init__(self, config: Config, clock: Clock | None = None, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        state: StateBackend | None = None,
+        keys: Mapping[str, KeyPool] | None = None,
+    ) -> None:
         self.config = config
         self.res = config.resilience
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
-        self.limits = {name: UpstreamLimits(name, cfg) for name, cfg in self.res.limits.items()}
+        self.state = state  # None: limits and breakers are this process's alone
+        self.keys = keys or {}  # shown by snapshot() when their health is shared
+        self.limits: dict[str, UpstreamLimits | SharedLimits] = {
+            name: UpstreamLimits(name, cfg) if state is None else SharedLimits(name, cfg, state, config.state.replicas)
+            for name, cfg in self.res.limits.items()
+        }
         self.lanes = {name: Lane(name, self.res.lanes[name], self.clock) for name in LANES}
         self._breakers: dict[Target, Breaker] = {}
 
@@ -38,7 +55,16 @@ class Guard:
         if b is None:
             p = self.res.policy(target.upstream, None)
             b = self._breakers[target] = Breaker(p.breaker_failures, p.breaker_cooldown_s, self.clock)
+            if self.state is not None:
+                b.share = breaker_sharer(self.state, str(target))
         return b
+
+    def apply_shared_breakers(self, open_for: Mapping[str, float]) -> None:
+        """Circuits other replicas opened ("upstream:model" -> seconds left) are open here too."""
+        for name, left in open_for.items():
+            upstream, _, model = name.partition(":")
+            if upstream in self.config.upstreams and model:
+                self.breaker(Target(upstream, model)).apply_shared(left)
 
     def lane_for(self, route: Route, header: str | None) -> str:
         """The x-lane header wins; else the task's lane; else online."""
@@ -60,11 +86,15 @@ class Guard:
         return alias.degrade_to if alias else None
 
     def snapshot(self) -> dict[str, Any]:
-        return {
+        snap: dict[str, Any] = {
             "lanes": {name: lane.snapshot() for name, lane in self.lanes.items()},
             "limits": {name: lim.snapshot() for name, lim in self.limits.items()},
             "breakers": {str(t): b.snapshot() for t, b in self._breakers.items()},
         }
+        if self.state is not None:  # shared state: key health is shared too, so show what this replica sees
+            snap["state"] = dict(self.state.status())
+            snap["keys"] = {name: pool.health() for name, pool in self.keys.items()}
+        return snap
 
     def lane_gauges(self) -> dict[str, dict[str, float]]:
         """Per-lane gauges for /metrics: {"queue_depth": {"online": 0, "batch": 3}, ...}."""

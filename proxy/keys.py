@@ -131,6 +131,9 @@ class KeyPool:
     problems: list[str] = field(default_factory=list)  # sources that yielded no key
     clock: Callable[[], float] = time.monotonic
     _turn: itertools.count[int] = field(default_factory=itertools.count)
+    # Set with a shared state backend (proxy/state_sync.py): (field, seconds it holds, why) goes to
+    # the other replicas; what they report comes back through apply_shared().
+    share: Callable[[str, float, str], None] | None = None
 
     @classmethod
     def build(
@@ -228,6 +231,8 @@ class KeyPool:
             # 401/403, and Gemini's 400 API_KEY_INVALID: this key will not start working by itself.
             slot.quarantined = f"upstream answered {err.status}" + (f" {err.code}" if err.code else "")
             KEY_QUARANTINED.labels(self.upstream, slot.key.id).inc()
+            if self.share is not None:
+                self.share(f"q:{slot.key.id}", 0.0, slot.quarantined)
             log.warning(
                 "upstream key quarantined",
                 extra={"upstream": self.upstream, "key_id": slot.key.id, "status": err.status},
@@ -236,7 +241,25 @@ class KeyPool:
             rest = err.retry_after_s if err.retry_after_s is not None else DEFAULT_COOLDOWN_S
             slot.rest_until[model] = max(slot.rest_until.get(model, 0.0), self.clock() + rest)
             KEY_COOLDOWNS.labels(self.upstream, slot.key.id).inc()
+            if self.share is not None:
+                self.share(f"r:{slot.key.id}:{model}", rest, "429")
             log.info("upstream key cooling down", extra={"upstream": self.upstream, "key_id": slot.key.id, "s": rest})
+
+    def apply_shared(self, fields: Mapping[str, tuple[float, str]]) -> None:
+        """Key health other replicas reported: ``q:ID`` -> quarantined, ``r:ID:MODEL`` -> resting
+        for the seconds given (0 for a quarantine, which holds until the shared entry expires)."""
+        by_id = {s.key.id: s for s in self.slots}
+        now = self.clock()
+        for name, (left, why) in fields.items():
+            kind, _, rest = name.partition(":")
+            kid, _, model = rest.partition(":")
+            slot = by_id.get(kid)
+            if slot is None:
+                continue
+            if kind == "q" and slot.quarantined is None:
+                slot.quarantined = f"{why} (seen by another replica)"
+            elif kind == "r" and left > 0:
+                slot.rest_until[model] = max(slot.rest_until.get(model, 0.0), now + left)
 
     def health(self) -> list[dict[str, object]]:
         now = self.clock()

@@ -21,8 +21,11 @@ from pathlib import Path
 from aiohttp import web
 
 from proxy.config import ConfigError, load
+from proxy.meter import METER
 from proxy.runtime import Runtime
 from proxy.state import RUNTIME
+from proxy.state_backend import StateBackend
+from proxy.state_sync import STATE
 
 log = logging.getLogger("gemini_proxy")
 
@@ -40,15 +43,15 @@ class Reloader:
         """Close retiring runtimes at once when the app shuts down."""
         app.on_cleanup.append(self._close_all)
 
-    def _build(self) -> Runtime:
-        return Runtime.build(load(self.path, self.env), self.environ)
+    def _build(self, state: StateBackend | None = None) -> Runtime:
+        return Runtime.build(load(self.path, self.env), self.environ, state=state)
 
     async def reload(self, app: web.Application) -> bool:
         """Swap in a Runtime built from the config file as it is now; False (old kept) on error."""
         async with self._lock:  # two quick SIGHUPs: one after the other, never interleaved
             ref = app[RUNTIME]
             try:
-                new = await asyncio.to_thread(self._build)
+                new = await asyncio.to_thread(self._build, app.get(STATE))
             except ConfigError as exc:
                 log.error("reload rejected, keeping the running config: %s", exc)
                 return False
@@ -66,6 +69,7 @@ class Reloader:
                 await new.close()
                 return False
             old, ref.current = ref.current, new
+            app[METER].replicas = new.config.state.replicas  # the local fallback's split follows reloads
             grace = self.grace_s if self.grace_s is not None else old.config.server.shutdown_grace_s
             task = asyncio.create_task(self._retire(old, grace))
             self._retiring.add(task)

@@ -18,6 +18,8 @@ from proxy.clock import Clock, SystemClock
 from proxy.config import Config
 from proxy.guard import Guard
 from proxy.keys import KeyPool
+from proxy.state_backend import StateBackend
+from proxy.state_sync import key_sharer
 from proxy.teams import ClientKeys
 
 log = logging.getLogger("gemini_proxy")
@@ -32,13 +34,22 @@ class Runtime:
     clients: ClientKeys = field(default_factory=ClientKeys)
 
     @classmethod
-    def build(cls, config: Config, environ: Mapping[str, str] | None = None, clock: Clock | None = None) -> Runtime:
+    def build(
+        cls,
+        config: Config,
+        environ: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+        state: StateBackend | None = None,
+    ) -> Runtime:
+        """``state``: the shared state backend (app-wide, built once by make_app), None for memory."""
         clock = clock or SystemClock()
         adapters: dict[str, Adapter] = {}
         keys: dict[str, KeyPool] = {}
         for name, up in config.upstreams.items():
             adapters[name] = ADAPTERS[up.kind](up.spec)
             keys[name] = KeyPool.build(up, environ, clock.now)
+            if state is not None:
+                keys[name].share = key_sharer(state, name)
             for problem in keys[name].problems:
                 log.warning("upstream %s: a key source yielded no key: %s", name, problem)
         clients = ClientKeys.build(config.teams)
@@ -48,7 +59,7 @@ class Runtime:
             config=config,
             adapters=MappingProxyType(adapters),
             keys=MappingProxyType(keys),
-            guard=Guard(config, clock),
+            guard=Guard(config, clock, state=state, keys=keys),
             clients=clients,
         )
 

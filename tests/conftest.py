@@ -25,6 +25,7 @@ from proxy.config import Config, parse
 from proxy.telemetry import ACCESS, LOG, setup_logging, stop_logging
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI
+from tests.state_helpers import raw_redis, redis_prefix  # noqa: F401 - fixtures for the shared-state tests
 
 GEMINI_KEY = "test-gemini-key-not-real-0001"
 GATEWAY_KEY = "test-gateway-key-not-real-0001"

@@ -1,0 +1,59 @@
+"""``[state]``: the README's example parses, bad values are errors naming the key and the fix,
+and the default (memory) builds no backend at all."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from proxy.config import ConfigError
+from proxy.config_state import StateConfig
+from proxy.limits import UpstreamLimits
+from proxy.runtime import Runtime
+from tests.conftest import ENV, config_toml, make_config
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def _cfg(state: str):  # type: ignore[no-untyped-def]
+    return make_config(config_toml("http://127.0.0.1:1", "http://127.0.0.1:2/v1", state))
+
+
+def test_the_readme_state_example_parses_and_hides_the_url_from_repr() -> None:
+    section = README.split("<!-- section: scale-out -->")[1].split("<!-- /section: scale-out -->")[0]
+    snippet = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert snippet is not None
+    state = _cfg(snippet.group(1)).state
+    assert (state.backend, state.on_state_error, state.replicas, state.password_env) == (
+        "redis",
+        "local",
+        2,
+        "REDIS_PASSWORD",
+    )
+    assert "redis://" not in repr(state)
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('[state]\nbackend = "etcd"\n', "state.backend"),
+        ('[state]\non_state_error = "ignore"\n', "state.on_state_error"),
+        ('[state]\nurl = "http://redis:6379"\n', "state.url"),
+        ("[state]\nreplicas = 0\n", "state.replicas"),
+        ("[state]\ntimeout = 1\n", "state.timeout"),
+    ],
+)
+def test_bad_state_values_name_the_key(toml: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _cfg(toml)
+    assert key in str(info.value)
+
+
+async def test_memory_is_the_default_and_builds_no_shared_state() -> None:
+    cfg = _cfg("[limits.google]\nrpm = 5\n")
+    assert cfg.state == StateConfig()
+    rt = Runtime.build(cfg, ENV)
+    assert rt.guard.state is None and isinstance(rt.guard.limits["google"], UpstreamLimits)
+    assert "state" not in rt.guard.snapshot() and rt.keys["google"].share is None
