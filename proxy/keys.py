@@ -21,26 +21,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import Counter
-
 from adapters import ADAPTERS
 from adapters.base import UpstreamError
 from proxy.config import UpstreamConfig
 from proxy.errors import FailureClass, classify
 
 log = logging.getLogger("gemini_proxy")
-
-# Labels are the upstream name and the key's short hash: never the key.
-KEY_QUARANTINED = Counter(
-    "gemini_proxy_upstream_key_quarantined",
-    "Upstream keys taken out of their pool after the upstream rejected them (401/403)",
-    ["upstream", "key_id"],
-)
-KEY_COOLDOWNS = Counter(
-    "gemini_proxy_upstream_key_cooldowns",
-    "Times an upstream key was rested after a 429",
-    ["upstream", "key_id"],
-)
 
 # A per-minute 429 without a retry delay rests the key (for that model) this long.
 DEFAULT_COOLDOWN_S = 10.0
@@ -134,6 +120,9 @@ class KeyPool:
     # Set with a shared state backend (proxy/state_sync.py): (field, seconds it holds, why) goes to
     # the other replicas; what they report comes back through apply_shared().
     share: Callable[[str, float, str], None] | None = None
+    # Health events since this pool was built, exported by /metrics (see gauges()).
+    quarantines: int = 0
+    cooldowns: int = 0
 
     @classmethod
     def build(
@@ -230,7 +219,7 @@ class KeyPool:
         if failure is FailureClass.AUTH and slot.quarantined is None:
             # 401/403, and Gemini's 400 API_KEY_INVALID: this key will not start working by itself.
             slot.quarantined = f"upstream answered {err.status}" + (f" {err.code}" if err.code else "")
-            KEY_QUARANTINED.labels(self.upstream, slot.key.id).inc()
+            self.quarantines += 1
             if self.share is not None:
                 self.share(f"q:{slot.key.id}", 0.0, slot.quarantined)
             log.warning(
@@ -240,7 +229,7 @@ class KeyPool:
         elif failure is FailureClass.RATE_LIMIT:
             rest = err.retry_after_s if err.retry_after_s is not None else DEFAULT_COOLDOWN_S
             slot.rest_until[model] = max(slot.rest_until.get(model, 0.0), self.clock() + rest)
-            KEY_COOLDOWNS.labels(self.upstream, slot.key.id).inc()
+            self.cooldowns += 1
             if self.share is not None:
                 self.share(f"r:{slot.key.id}:{model}", rest, "429")
             log.info("upstream key cooling down", extra={"upstream": self.upstream, "key_id": slot.key.id, "s": rest})
@@ -272,3 +261,13 @@ class KeyPool:
             }
             for s in self.slots
         ]
+
+
+def gauges(pools: Mapping[str, KeyPool]) -> dict[str, dict[str, float]]:
+    """Key health per upstream for /metrics (labels are upstream names: never a key or its id)."""
+    return {
+        "quarantined": {name: sum(1 for s in p.slots if s.quarantined) for name, p in pools.items()},
+        "usable": {name: sum(1 for s in p.slots if not s.quarantined) for name, p in pools.items()},
+        "quarantines": {name: p.quarantines for name, p in pools.items()},
+        "cooldowns": {name: p.cooldowns for name, p in pools.items()},
+    }

@@ -10,7 +10,6 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from prometheus_client import REGISTRY, generate_latest
 
 from adapters.base import UpstreamError
 from proxy.config import ConfigError, load
@@ -19,6 +18,7 @@ from proxy.state import RUNTIME
 from tests.conftest import ENV, GEMINI_KEY, Proxy, config_toml, make_config
 from tests.fakes.gemini import FakeGemini, error
 from tests.fakes.openai import FakeOpenAI
+from tests.test_metrics import scrape, value
 
 KEY_A = "pool-key-alpha-not-real-01"
 KEY_B = "pool-key-bravo-not-real-02"
@@ -87,7 +87,6 @@ async def test_key_rejected_with_403_is_quarantined_and_counted(start_proxy: Any
     proxy: Proxy = await start_proxy(
         config=make_config(pool_toml(fake_gemini.url, "http://unused/v1")), environ=POOL_ENV
     )
-    before = _quarantine_count(key_id(KEY_A))
     fake_gemini.push(error(403, "Permission denied on this key"))
     client = proxy.client()
     # "fast" falls back to google:flash-lite, which takes the other key: the client sees no error.
@@ -97,7 +96,10 @@ async def test_key_rejected_with_403_is_quarantined_and_counted(start_proxy: Any
     for _ in range(4):
         await client.chat.completions.create(model="pro", messages=[{"role": "user", "content": "hi"}])
     assert [r["key"] for r in fake_gemini.requests[2:]] == [KEY_B] * 4
-    assert _quarantine_count(key_id(KEY_A)) == before + 1
+    metrics = await scrape(proxy)
+    assert value(metrics, "gemini_proxy_upstream_keys_quarantined", upstream="google") == 1
+    assert value(metrics, "gemini_proxy_upstream_keys_usable", upstream="google") == 1
+    assert value(metrics, "gemini_proxy_upstream_keys_quarantines", upstream="google") == 1
     health = proxy.app[RUNTIME].current.keys["google"].health()
     assert health[0]["quarantined"] == "upstream answered 403"
 
@@ -108,13 +110,6 @@ def test_gemini_400_api_key_invalid_quarantines_the_key() -> None:
     pool.report(KEY_A, UpstreamError(400, "API key not valid", code="API_KEY_INVALID"))
     pool.report(KEY_B, UpstreamError(400, "bad request body"))  # the client's fault, not the key's
     assert [h["quarantined"] for h in pool.health()] == ["upstream answered 400 API_KEY_INVALID", None]
-
-
-def _quarantine_count(kid: str) -> float:
-    return (
-        REGISTRY.get_sample_value("gemini_proxy_upstream_key_quarantined_total", {"upstream": "google", "key_id": kid})
-        or 0.0
-    )
 
 
 async def test_every_key_out_fails_clearly(start_proxy: Any, fake_gemini: FakeGemini) -> None:
@@ -167,6 +162,8 @@ async def test_key_echoed_by_upstream_appears_nowhere(
     assert "[REDACTED]" in bodies[0]
     async with aiohttp.ClientSession() as http, http.get(proxy.url + "/readyz") as resp:
         bodies.append(await resp.text())
-    everything = "\n".join(bodies) + _logged(caplog) + generate_latest().decode()
+    async with aiohttp.ClientSession() as http, http.get(proxy.url + "/metrics") as resp:
+        bodies.append(await resp.text())
+    everything = "\n".join(bodies) + _logged(caplog)
     assert GEMINI_KEY not in everything
     assert sum(1 for r in fake_gemini.requests if r["key"] == GEMINI_KEY) == 3  # the key was really used
