@@ -47,6 +47,22 @@ class Guard:
         self.lanes = {name: Lane(name, self.res.lanes[name], self.clock) for name in LANES}
         self._breakers: dict[Target, Breaker] = {}
 
+    def adopt(self, old: Guard) -> None:
+        """Carry live state across a reload: limiter budgets, lane slots and open circuits whose
+        config did not change. Otherwise a SIGHUP (key rotation) would hand every upstream a fresh
+        per-minute budget, and requests still running on the old runtime would hold lane slots
+        the new one cannot see."""
+        for name, limits in list(self.limits.items()):
+            prev = old.limits.get(name)
+            if type(prev) is type(limits) and old.res.limits.get(name) == self.res.limits.get(name):
+                self.limits[name] = prev
+        for name in self.lanes:
+            if old.res.lanes[name] == self.res.lanes[name]:
+                self.lanes[name] = old.lanes[name]
+        for target, breaker in old._breakers.items():
+            if target.upstream in self.config.upstreams and old.policy(target, None) == self.policy(target, None):
+                self._breakers[target] = breaker
+
     def policy(self, target: Target, task: str | None) -> RetryPolicy:
         return self.res.policy(target.upstream, task)
 

@@ -68,6 +68,7 @@ class Reloader:
                 log.error("reload rejected, keeping the running config: upstream would lose every key: %s", problems)
                 await new.close()
                 return False
+            new.guard.adopt(ref.current.guard)  # on the loop: the old guard is live, not for a thread
             old, ref.current = ref.current, new
             app[METER].replicas = new.config.state.replicas  # the local fallback's split follows reloads
             grace = self.grace_s if self.grace_s is not None else old.config.server.shutdown_grace_s

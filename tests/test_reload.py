@@ -183,3 +183,29 @@ async def test_sighup_reloads_a_serving_process_with_no_failed_request(fake_gemi
     assert "reloaded config and keys" in output
     assert OLD_KEY not in output and NEW_KEY not in output
     assert {r["key"] for r in fake_gemini.requests} == {OLD_KEY, NEW_KEY}
+
+
+async def test_reload_keeps_used_limits_lane_slots_and_open_circuits(
+    aiohttp_server: Callable[..., Any], fake_gemini: FakeGemini, tmp_path: Path
+) -> None:
+    # A key rotation must not hand the upstream a fresh daily budget or close a tripped circuit.
+    cfg, key_file = write_config(tmp_path, fake_gemini.url)
+    cfg.write_text(cfg.read_text() + "\n[limits.google]\nrpd = 1000\n")
+    app, reloader, base_url = await start(aiohttp_server, cfg)
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0)
+    for _ in range(3):
+        await client.chat.completions.create(model="pro", messages=HI)
+    old = app[RUNTIME].current.guard
+    target = next(t for t in old._breakers)
+    old.breaker(target).failure(trip=True)
+    key_file.write_text(NEW_KEY + "\n")
+    assert await reloader.reload(app)
+    new = app[RUNTIME].current.guard
+    assert new is not old
+    assert new.limits["google"].snapshot()["rpd"] == {"limit": 1000, "used": 3}
+    assert new.lanes["online"] is old.lanes["online"]
+    assert new.breaker(target).blocked_for() is not None
+    # A changed limit is a new limiter: the operator asked for it.
+    cfg.write_text(cfg.read_text().replace("rpd = 1000", "rpd = 2000"))
+    assert await reloader.reload(app)
+    assert app[RUNTIME].current.guard.limits["google"].snapshot()["rpd"] == {"limit": 2000, "used": 0}
