@@ -14,6 +14,8 @@ _PATTERNS = (
     re.compile(r"([?&]key=)[^&\s\"']+", re.IGNORECASE),
     re.compile(r"((?:x-goog-api-key|api[_-]?key)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+", re.IGNORECASE),
     re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE),
+    # Passwords in URLs (redis://:password@host, https://user:password@host).
+    re.compile(r"(://[^/\s:@]*:)[^@\s/]+(?=@)"),
     # Google API keys and OpenAI-style secret keys, wherever they appear.
     re.compile(r"()AIza[0-9A-Za-z_-]{20,}"),
     re.compile(r"()sk-[A-Za-z0-9_-]{16,}"),

@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.redact import redact
 from adapters.simulated import SimulatedGemini, SimulatedOpenAI
 from proxy.app import make_app
 from proxy.config import Config, ConfigError, load
@@ -68,6 +69,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         regions = f"  regions={list(task.allowed_regions)}" if task.allowed_regions else ""
         note = f"  # {task.description}" if task.description else ""
         print(f"  {name:<20} -> {' -> '.join(str(t) for t in task.targets)}  (via {task.model}){regions}{note}")
+    state = config.state
+    if state.backend == "memory":
+        print("\nstate: memory (limits, budgets and key health are this process's own)")
+    else:
+        where = f"env:{state.url_env}" if state.url_env else redact(state.url)  # the URL may hold a password
+        print(
+            f"\nstate: {state.backend} at {where}, prefix {state.key_prefix!r}, on error: {state.on_state_error}"
+            f" (local fallback divides limits by replicas={state.replicas})"
+        )
     print("\nteams:" if config.teams else "\nteams: none, so auth is OFF (every client is let in)")
     for name, team in config.teams.items():
         limits = [f"keys={len(team.key_sha256)}"]
