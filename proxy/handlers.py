@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from adapters.base import RequestError, StreamState, UpstreamError
-from proxy import retry, routing, structured, teams
+from proxy import bounds, retry, routing, structured, teams
 from proxy.auth import TEAM
 from proxy.errors import InternalError, InvalidRequest, ProxyError, from_request_error, stream_error_event, to_client
 from proxy.meter import METER
@@ -32,7 +32,7 @@ _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+    raw = await bounds.read_body(request, request.app[RUNTIME].current.config.server)
     if not raw:
         raise InvalidRequest("request body is empty; send a JSON object")
     try:
@@ -102,6 +102,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if isinstance(body.get("model"), str):
         record.model_requested = body["model"]
     stream, include_usage = _check_chat_body(body)
+    bounds.check_chat_shape(body, rt.config.server)
     task = request.headers.get("x-task") or None
     route = routing.resolve(rt.config, body.get("model"), task)
     record.task_type, record.stream = route.task, stream
@@ -131,11 +132,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         raise ProxyError(
             f"no answer within the request deadline of {deadline:g}s", code="request_timeout", status=504
         ) from None
-    return await _relay(request, record, first, agen, state)
+    return await _relay(request, record, first, agen, state, rt.config.server.client_write_timeout_s)
 
 
 async def _relay(
-    request: web.Request, record: RequestRecord, first: bytes, agen: AsyncIterator[bytes], state: StreamState
+    request: web.Request,
+    record: RequestRecord,
+    first: bytes,
+    agen: AsyncIterator[bytes],
+    state: StreamState,
+    write_timeout_s: float,
 ) -> web.StreamResponse:
     """Write a stream as it arrives, one upstream event per write, never buffered.
 
@@ -149,16 +155,17 @@ async def _relay(
     failure: ProxyError | None = None
     try:
         await resp.prepare(request)
-        await resp.write(first)
+        await bounds.write_chunk(request, resp, first, write_timeout_s)
         record.observe_chunk(first)
         async for chunk in agen:
-            await resp.write(chunk)
+            await bounds.write_chunk(request, resp, chunk, write_timeout_s)
             record.observe_chunk(chunk)
     except UpstreamError as err:
         failure = to_client(err)
         log.warning("stream %s interrupted after %d chunks: %s", record.request_id, state.chunks, failure.message)
-    except ConnectionError:  # the client went away between two writes
-        record.status_code, record.error_type = 499, "client_disconnected"
+    except ConnectionError as exc:  # the client went away between two writes, or stopped reading
+        record.status_code = 499
+        record.error_type = "client_stalled" if isinstance(exc, bounds.ClientStalled) else "client_disconnected"
     except Exception:
         log.exception("stream %s failed after %d chunks", record.request_id, state.chunks)
         failure = InternalError("the proxy hit an internal error mid-stream; it has been logged")

@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from adapters.base import StreamState, UpstreamError
-from proxy import retry, routing, teams
+from proxy import bounds, retry, routing, teams
 from proxy.auth import TEAM
 from proxy.errors import InvalidRequest, NotFound, ProxyError, describe, to_client
 from proxy.handlers import read_json
@@ -81,6 +81,7 @@ async def _generate(request: web.Request, record: RequestRecord) -> web.StreamRe
     body = await read_json(request)
     if not isinstance(body.get("contents"), list):
         raise InvalidRequest("'contents' is required and must be a list", param="contents")
+    bounds.check_native_shape(body, rt.config.server)
     stream = method == "streamGenerateContent"
     record.model_requested, record.stream = alias, stream
     route = routing.resolve(rt.config, alias, request.headers.get("x-task") or None)
@@ -107,7 +108,7 @@ async def _generate(request: web.Request, record: RequestRecord) -> web.StreamRe
         raw = result.raw if result.raw is not None else orjson.dumps(result.body)
         return web.Response(body=raw, content_type="application/json", headers=headers)
     record.ttft_ms = record.elapsed_ms()
-    return await _relay(request, record, headers, first, agen, state)
+    return await _relay(request, record, headers, first, agen, state, rt.config.server.client_write_timeout_s)
 
 
 async def _relay(
@@ -117,6 +118,7 @@ async def _relay(
     first: bytes,
     agen: AsyncIterator[bytes],
     state: StreamState,
+    write_timeout_s: float,
 ) -> web.StreamResponse:
     resp = web.StreamResponse(
         status=200,
@@ -130,9 +132,9 @@ async def _relay(
     record.status_code = 200
     try:
         await resp.prepare(request)
-        await resp.write(first)
+        await bounds.write_chunk(request, resp, first, write_timeout_s)
         async for chunk in agen:
-            await resp.write(chunk)
+            await bounds.write_chunk(request, resp, chunk, write_timeout_s)
     except UpstreamError as err:
         failure = to_client(err)
         record.status_code, record.error_type = failure.status, "stream_interrupted:" + (failure.code or "")
