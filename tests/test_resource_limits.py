@@ -54,9 +54,7 @@ async def test_native_surface_applies_the_same_limits_with_a_google_error(start_
 
 async def test_oversized_headers_and_request_lines_are_refused_and_the_proxy_keeps_serving(proxy: Proxy) -> None:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        async with session.post(
-            proxy.base_url + "/chat/completions", json=GOOD, headers={"x-big": "a" * 20_000}
-        ) as r:
+        async with session.post(proxy.base_url + "/chat/completions", json=GOOD, headers={"x-big": "a" * 20_000}) as r:
             assert 400 <= r.status < 500
         async with session.get(proxy.url + "/healthz?" + "q" * 20_000) as r:
             assert 400 <= r.status < 500
