@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -170,8 +170,11 @@ async def _relay(
         log.exception("stream %s failed after %d chunks", record.request_id, state.chunks)
         failure = InternalError("the proxy hit an internal error mid-stream; it has been logged")
     finally:
-        if isinstance(agen, AsyncGenerator):  # closing it closes the upstream response, and so the call
-            await agen.aclose()
+        # Closing it closes the upstream response (so the call) and frees the lane slot. Not an
+        # isinstance(AsyncGenerator) test: retry's _GuardedStream is not one, and was never closed.
+        aclose = getattr(agen, "aclose", None)
+        if aclose is not None:
+            await aclose()
         record.usage = state.usage
         record.finish_reason = state.finish_reason
     if failure is not None:

@@ -118,3 +118,17 @@ async def test_a_reader_that_stops_reading_gets_back_pressure_then_is_dropped(
     sent = fake_gemini.events_sent
     assert 0 < sent < events // 2, f"the upstream sent {sent} of {events} events to a client that read nothing"
     await _healthy(proxy)
+
+
+async def test_finished_streams_give_their_lane_slot_back(proxy: Proxy) -> None:
+    """Regression: the chat relay never closed retry's guarded stream, so every stream kept its
+    online-lane slot until the lane was full and every request got 429 queue_timeout."""
+    client = proxy.client()
+    for _ in range(3):
+        stream = await client.chat.completions.create(model="pro", messages=GOOD["messages"], stream=True)
+        assert [chunk async for chunk in stream]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        async with session.get(proxy.url + "/status") as r:
+            lanes = (await r.json())["lanes"]
+    assert lanes["online"]["admitted"] == 3
+    assert lanes["online"]["in_flight"] == 0
