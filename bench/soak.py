@@ -29,7 +29,6 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
@@ -295,7 +294,9 @@ def _check_log(text: str, result: Result) -> None:
         seen = result.statuses.get(line["request_id"])
         logged = line["status_code"]
         # A stream that ends in an error event was a 200 on the wire; the log says what failed.
-        if seen is None or (seen != logged and not (seen == 200 and str(line.get("error_type", "")).startswith("stream"))):
+        if seen is None or (
+            seen != logged and not (seen == 200 and str(line.get("error_type", "")).startswith("stream"))
+        ):
             result.log_mismatches.append(f"{line['request_id']}: client saw {seen}, log says {logged}")
 
 
