@@ -10,6 +10,7 @@ model with the proxy's own key, and relays Gemini's answer as it came. Errors ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -139,8 +140,10 @@ async def _relay(
         failure = to_client(err)
         record.status_code, record.error_type = failure.status, "stream_interrupted:" + (failure.code or "")
         log.warning("native stream %s interrupted after %d events: %s", record.request_id, state.chunks, err)
-        # Gemini's own way to fail after the first event: a data event holding `error`.
-        await resp.write(b"data: " + google_error(failure) + b"\r\n\r\n")
+        # Gemini's own way to fail after the first event: a data event holding `error`. The
+        # client may be gone too: that must not escape as an unhandled error after the 200.
+        with contextlib.suppress(ConnectionError):
+            await resp.write(b"data: " + google_error(failure) + b"\r\n\r\n")
     except (ConnectionResetError, ConnectionError):
         record.status_code, record.error_type = 499, "client_disconnected"
     finally:
