@@ -36,16 +36,20 @@ EMBED_DEFAULT_DIMS = 3072  # gemini-embedding-001's full size
 
 def validate_embed(model: str, body: Any) -> str | None:
     """The INVALID_ARGUMENT message Google would send for a batchEmbedContents body, or None."""
-    if not isinstance(body, dict) or (err := _keys(body, {"requests"}, "")):
-        return err or "Invalid JSON payload received."
+    if not isinstance(body, dict):
+        return "Invalid JSON payload received."
+    if err := _keys(body, {"requests"}, ""):
+        return err
     requests = body.get("requests")
     if not isinstance(requests, list) or not requests:
         return "* BatchEmbedContentsRequest.requests: requests is not specified"
     if len(requests) > EMBED_BATCH_LIMIT:
         return "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch"
     for i, req in enumerate(requests):
-        if not isinstance(req, dict) or (err := _keys(req, _EMBED_REQUEST, f"requests[{i}]")):
-            return err or f"requests[{i}] must be an EmbedContentRequest"
+        if not isinstance(req, dict):
+            return f"requests[{i}] must be an EmbedContentRequest"
+        if err := _keys(req, _EMBED_REQUEST, f"requests[{i}]"):
+            return err
         if req.get("model") != f"models/{model}":
             return f"requests[{i}].model must match the model in the URL (models/{model})"
         parts = (req.get("content") or {}).get("parts")

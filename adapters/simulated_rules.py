@@ -89,6 +89,15 @@ def validate_generate(model: str, body: Any, issued: Issued | None = None) -> st
     ``issued`` (what this server handed out) makes it also reject function-call ids and thought
     signatures it never issued, as Google rejects forged or corrupted ones.
     """
+    try:
+        return _validate_generate(model, body, issued)
+    except (TypeError, AttributeError, KeyError):
+        # A field of the wrong JSON type (e.g. "tools": 5): Google's proto parser answers 400
+        # "Invalid value at ...", never a 500; the rules below assume the right types.
+        return "Invalid JSON payload received. A field has a value of the wrong type."
+
+
+def _validate_generate(model: str, body: Any, issued: Issued | None) -> str | None:
     if not isinstance(body, dict):
         return "Invalid JSON payload received."
     if err := _keys(body, _TOP, ""):
@@ -97,8 +106,10 @@ def validate_generate(model: str, body: Any, issued: Issued | None = None) -> st
     if not isinstance(contents, list) or not contents:
         return "* GenerateContentRequest.contents: contents is not specified"
     gen = _get(body, "generationConfig") or {}
-    if not isinstance(gen, dict) or (err := _keys(gen, _GEN, "generation_config")):
-        return err or "generation_config must be an object"
+    if not isinstance(gen, dict):
+        return "generation_config must be an object"
+    if err := _keys(gen, _GEN, "generation_config"):
+        return err
     thinking = _get(gen, "thinkingConfig")
     if thinking is not None and (err := _keys(thinking, _THINKING, "generation_config.thinking_config")):
         return err
@@ -115,8 +126,10 @@ def validate_generate(model: str, body: Any, issued: Issued | None = None) -> st
         return "response_schema and response_json_schema cannot both be set"
     system = _get(body, "systemInstruction")
     if system is not None:
-        if not isinstance(system, dict) or (err := _keys(system, {"parts", "role"}, "system_instruction")):
-            return err or "system_instruction must be a Content"
+        if not isinstance(system, dict):
+            return "system_instruction must be a Content"
+        if err := _keys(system, {"parts", "role"}, "system_instruction"):
+            return err
     for ti, tool in enumerate(_get(body, "tools") or []):
         if err := _keys(tool, _TOOL, f"tools[{ti}]"):
             return err
@@ -174,8 +187,10 @@ def _current_turn_start(contents: list[Any]) -> int:
 def _validate_contents(model: str, contents: list[Any], issued: Issued | None = None) -> str | None:
     gemini3 = model.startswith("gemini-3")
     for ci, content in enumerate(contents):
-        if not isinstance(content, dict) or (err := _keys(content, {"role", "parts"}, f"contents[{ci}]")):
-            return err or f"contents[{ci}] must be a Content"
+        if not isinstance(content, dict):  # checked first: `err` below exists only for a dict
+            return f"contents[{ci}] must be a Content"
+        if err := _keys(content, {"role", "parts"}, f"contents[{ci}]"):
+            return err
         role = content.get("role", "user")
         if role not in ("user", "model"):
             return f"Please use a valid role: user, model. (got {role!r})"
@@ -184,8 +199,10 @@ def _validate_contents(model: str, contents: list[Any], issued: Issued | None = 
             return f"contents[{ci}].parts must not be empty"
         for pi, part in enumerate(parts):
             where = f"contents[{ci}].parts[{pi}]"
-            if not isinstance(part, dict) or (err := _keys(part, _PART_DATA | _PART_META, where)):
-                return err or f"{where} must be a Part"
+            if not isinstance(part, dict):
+                return f"{where} must be a Part"
+            if err := _keys(part, _PART_DATA | _PART_META, where):
+                return err
             data = [k for k in part if _camel(k) in _PART_DATA]
             if len(data) != 1:
                 return f"{where}: a Part must hold exactly one of {sorted(_PART_DATA)} (found {data})"

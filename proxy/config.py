@@ -57,6 +57,14 @@ class ServerConfig:
     allow_literal_targets: bool = False
     # Grace period for in-flight requests on shutdown.
     shutdown_grace_s: float = 30.0
+    # Per-request shape limits: a huge array costs translation time and memory before any upstream
+    # would reject it, so the proxy refuses it first (400 naming the limit).
+    max_messages: int = 1000
+    max_parts: int = 2000
+    # A client that uploads its body this slowly, or stops reading a stream for this long, is cut
+    # off: neither can pin a handler (and its upstream connection) forever.
+    body_read_timeout_s: float = 30.0
+    client_write_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +231,10 @@ def _parse_server(t: _Table) -> ServerConfig:
         request_timeout_s=t.positive("request_timeout_s", float, defaults.request_timeout_s),
         allow_literal_targets=t.pop("allow_literal_targets", bool, defaults.allow_literal_targets),
         shutdown_grace_s=t.positive("shutdown_grace_s", float, defaults.shutdown_grace_s),
+        max_messages=t.positive("max_messages", int, defaults.max_messages),
+        max_parts=t.positive("max_parts", int, defaults.max_parts),
+        body_read_timeout_s=t.positive("body_read_timeout_s", float, defaults.body_read_timeout_s),
+        client_write_timeout_s=t.positive("client_write_timeout_s", float, defaults.client_write_timeout_s),
     )
     if not 0 <= server.port <= 65535:
         raise t.error("port", f"must be between 0 and 65535, got {server.port}", "use a TCP port, e.g. 8080")

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy import retry, structured
+from proxy import bounds, retry, structured
 from proxy.errors import InvalidRequest
 from proxy.middleware import RECORD
 from proxy.responses import JSON, SSE_HEADERS, answer_headers, deadline, json_answer, relay, route_request
@@ -24,7 +24,7 @@ log = logging.getLogger("gemini_proxy")
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+    raw = await bounds.read_body(request, request.app[RUNTIME].current.config.server)
     if not raw:
         raise InvalidRequest("request body is empty; send a JSON object")
     try:
@@ -85,6 +85,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if isinstance(body.get("model"), str):
         record.model_requested = body["model"]
     stream, include_usage = _check_chat_body(body)
+    bounds.check_chat_shape(body, rt.config.server)
     record.stream = stream
     route = await route_request(request, rt, record, body.get("model"))
     record.prompt_chars = _prompt_chars(body)
@@ -102,7 +103,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return json_answer(record, result)
     async with deadline(rt, record):
         first, agen, state = await retry.open_stream(rt, route, body, record, include_usage, None)
-    return await relay(request, record, first, agen, state)
+    return await relay(request, record, first, agen, state, write_timeout_s=rt.config.server.client_write_timeout_s)
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ import logging
 import orjson
 from aiohttp import web
 
-from proxy import retry
+from proxy import bounds, retry
 from proxy.errors import InvalidRequest, NotFound, ProxyError, describe
 from proxy.handlers import read_json
 from proxy.middleware import RECORD
@@ -77,6 +77,7 @@ async def _generate(request: web.Request, record: RequestRecord) -> web.StreamRe
     body = await read_json(request)
     if not isinstance(body.get("contents"), list):
         raise InvalidRequest("'contents' is required and must be a list", param="contents")
+    bounds.check_native_shape(body, rt.config.server)
     stream = method == "streamGenerateContent"
     record.model_requested, record.stream = alias, stream
     route = await route_request(request, rt, record, alias)
@@ -88,7 +89,16 @@ async def _generate(request: web.Request, record: RequestRecord) -> web.StreamRe
     async with deadline(rt, record):
         first, agen, state = await retry.open_stream(rt, route, body, record, False, alias, "native_stream")
     # Gemini's own way to fail after the first event: a data event holding `error`.
-    return await relay(request, record, first, agen, state, error_event=_google_event, observe=False)
+    return await relay(
+        request,
+        record,
+        first,
+        agen,
+        state,
+        write_timeout_s=rt.config.server.client_write_timeout_s,
+        error_event=_google_event,
+        observe=False,
+    )
 
 
 def _google_event(failure: ProxyError) -> bytes:

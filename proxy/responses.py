@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from adapters.base import Completion, RequestError, StreamState, UpstreamError
-from proxy import routing, teams
+from proxy import bounds, routing, teams
 from proxy.auth import TEAM
 from proxy.errors import InternalError, ProxyError, from_request_error, stream_error_event, to_client
 from proxy.meter import METER
@@ -81,6 +81,7 @@ async def relay(
     agen: AsyncIterator[bytes],
     state: StreamState,
     *,
+    write_timeout_s: float,
     error_event: Callable[[ProxyError], bytes] = stream_error_event,
     observe: bool = True,
 ) -> web.StreamResponse:
@@ -89,26 +90,28 @@ async def relay(
     Once the 200 and the first bytes are out, nothing can become an HTTP error any more: an
     upstream failure (or a bug of ours) ends the stream with an error event in the client's
     dialect (``error_event``), which the SDKs raise. A client that goes away cancels this
-    handler (handler_cancellation); closing the stream closes the upstream response (so the
-    upstream call stops) and frees the lane slot.
+    handler (handler_cancellation); a client that stops reading for ``write_timeout_s`` is
+    dropped (back-pressure holds the upstream meanwhile). Closing the stream closes the upstream
+    response (so the upstream call stops) and frees the lane slot.
     """
     resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, **answer_headers(record)})
     record.status_code = 200
     failure: ProxyError | None = None
     try:
         await resp.prepare(request)
-        await resp.write(first)
+        await bounds.write_chunk(request, resp, first, write_timeout_s)
         if observe:
             record.observe_chunk(first)
         async for chunk in agen:
-            await resp.write(chunk)
+            await bounds.write_chunk(request, resp, chunk, write_timeout_s)
             if observe:
                 record.observe_chunk(chunk)
     except UpstreamError as err:
         failure = to_client(err)
         log.warning("stream %s interrupted after %d chunks: %s", record.request_id, state.chunks, failure.message)
-    except ConnectionError:  # the client went away between two writes
-        record.status_code, record.error_type = 499, "client_disconnected"
+    except ConnectionError as exc:  # the client went away between two writes, or stopped reading
+        record.status_code = 499
+        record.error_type = "client_stalled" if isinstance(exc, bounds.ClientStalled) else "client_disconnected"
     except Exception:
         log.exception("stream %s failed after %d chunks", record.request_id, state.chunks)
         failure = InternalError("the proxy hit an internal error mid-stream; it has been logged")

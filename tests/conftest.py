@@ -25,7 +25,10 @@ from proxy.config import Config, parse
 from proxy.telemetry import ACCESS, LOG, setup_logging, stop_logging
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI
+from tests.secret_scan import activate, pytest_sessionfinish  # noqa: F401  (the no-secrets check)
 from tests.state_helpers import raw_redis, redis_prefix  # noqa: F401 - fixtures for the shared-state tests
+
+activate()  # every log line, access line and proxy response body of the run is searched for keys
 
 GEMINI_KEY = "test-gemini-key-not-real-0001"
 GATEWAY_KEY = "test-gateway-key-not-real-0001"

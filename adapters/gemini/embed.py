@@ -79,7 +79,7 @@ def build_batches(model: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         extra["outputDimensionality"] = dims
     task = body.get("task_type")
     if task is not None:
-        if task not in _TASK_TYPES:
+        if not isinstance(task, str) or task not in _TASK_TYPES:  # a list is unhashable
             raise RequestError(f"'task_type' must be one of {sorted(_TASK_TYPES)}", param="task_type")
         extra["taskType"] = task
     # Each request must repeat the model, and it must match the one in the URL.

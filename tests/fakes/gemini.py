@@ -163,6 +163,7 @@ class FakeGemini(SimulatedGemini):
         self.url = ""
         self.issued = Issued()
         self.disconnected = asyncio.Event()
+        self.events_sent = 0  # stream events written so far (back-pressure tests watch it stall)
 
     def push(self, *items: Any) -> FakeGemini:
         self.script.extend(items)
@@ -228,6 +229,7 @@ class FakeGemini(SimulatedGemini):
                 request.transport.close()
                 return resp
             await resp.write(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
+            self.events_sent += 1
         await resp.write_eof()
         return resp
 

@@ -1,0 +1,88 @@
+"""Per-request resource bounds: body read deadline, message/part counts, stalled stream readers.
+
+Why a module of its own: each bound closes one way a single client could pin the proxy's
+memory or a handler (and the upstream connection behind it) for as long as it likes.
+
+- ``max_body_bytes`` is aiohttp's ``client_max_size`` (413, see proxy/app.py); header lines are
+  bounded by the server's ``max_field_size`` / ``max_line_size`` (431/400 from aiohttp itself).
+- A body trickled in byte by byte would hold a handler forever: :func:`read_body` gives the
+  whole upload ``server.body_read_timeout_s`` (408).
+- Thousands of messages or parts cost translation time and memory before an upstream would
+  refuse them: :func:`check_chat_shape` / :func:`check_native_shape` refuse them first (400
+  naming the limit).
+- A stream reader that stops reading: aiohttp's ``StreamResponse.write`` waits for the socket
+  to drain once its buffer passes the high-water mark, so the proxy stops pulling from the
+  upstream (back-pressure, bounded memory). :func:`write_chunk` bounds that wait by
+  ``server.client_write_timeout_s`` and then drops the connection, so it cannot wait forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from proxy.config import ServerConfig
+from proxy.errors import InvalidRequest, ProxyError
+
+
+class ClientStalled(ConnectionError):
+    """The client stopped reading a stream for longer than ``client_write_timeout_s``."""
+
+
+async def read_body(request: web.Request, server: ServerConfig) -> bytes:
+    try:
+        async with asyncio.timeout(server.body_read_timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise ProxyError(
+            f"the request body did not arrive within {server.body_read_timeout_s:g}s (server.body_read_timeout_s)",
+            code="body_timeout",
+            status=408,
+        ) from None
+
+
+def _too_many(what: str, count: int, limit: int, key: str, param: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"the request has {count} {what}; the limit is {limit} (server.{key})", param=param, code="too_many_" + what
+    )
+
+
+def check_chat_shape(body: dict[str, Any], server: ServerConfig) -> None:
+    """Message and content-part counts of an OpenAI chat body (call after the type checks)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return
+    if len(messages) > server.max_messages:
+        raise _too_many("messages", len(messages), server.max_messages, "max_messages", "messages")
+    parts = sum(len(m["content"]) for m in messages if isinstance(m, dict) and isinstance(m.get("content"), list))
+    if parts > server.max_parts:
+        raise _too_many("parts", parts, server.max_parts, "max_parts", "messages")
+
+
+def check_native_shape(body: dict[str, Any], server: ServerConfig) -> None:
+    """The same limits on a native Gemini body: ``contents`` are the messages, their ``parts`` the parts."""
+    contents = body.get("contents")
+    if not isinstance(contents, list):
+        return
+    if len(contents) > server.max_messages:
+        raise _too_many("messages", len(contents), server.max_messages, "max_messages", "contents")
+    parts = sum(len(c["parts"]) for c in contents if isinstance(c, dict) and isinstance(c.get("parts"), list))
+    if parts > server.max_parts:
+        raise _too_many("parts", parts, server.max_parts, "max_parts", "contents")
+
+
+async def write_chunk(request: web.Request, resp: web.StreamResponse, chunk: bytes, timeout_s: float) -> None:
+    """``resp.write`` that gives up on a client that has not read for ``timeout_s``.
+
+    The transport is aborted first, so the caller's later writes (error event, EOF) fail at
+    once with a ConnectionError instead of waiting on the same full socket again.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            await resp.write(chunk)
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()
+        raise ClientStalled(f"client read nothing for {timeout_s:g}s") from None
