@@ -63,10 +63,15 @@ class UpstreamKey:
     value: str | None
     source: str  # "env:NAME", "file:/path" or "none"
     problem: str | None = None
+    # Logged and counted for every request: hashed once here, not per request.
+    _id: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_id", key_id(self.value) if self.value else "-")
 
     @property
     def id(self) -> str:
-        return key_id(self.value) if self.value else "-"
+        return self._id
 
     def __repr__(self) -> str:  # never the key itself
         return f"UpstreamKey(source={self.source!r}, id={self.id!r})"

@@ -39,12 +39,14 @@ async def test_fake_gemini_answers_translate_to_the_full_text(aiohttp_server: Ca
         chunks = [c async for c in adapter.stream(call, state)]
     finally:
         await adapter.close()
+    # What one upstream read completed comes as one write: split it back into events.
+    events = [e.removeprefix(b"data: ") for e in b"".join(chunks).split(b"\n\n") if e]
     text = ""
-    for raw in chunks[:-1]:
-        chunk = ChatCompletionChunk.model_validate(orjson.loads(raw.removeprefix(b"data: ")))
+    for raw in events[:-1]:
+        chunk = ChatCompletionChunk.model_validate(orjson.loads(raw))
         text += "".join(c.delta.content or "" for c in chunk.choices)
     assert text == fake.TEXT
-    assert chunks[-1] == b"data: [DONE]\n\n"
+    assert events[-1] == b"[DONE]"
     assert state.chunks >= fake.STREAM_EVENTS
 
 
