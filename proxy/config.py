@@ -46,6 +46,9 @@ class Target:
         return f"{self.upstream}:{self.model}"
 
 
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -56,6 +59,8 @@ class ServerConfig:
     allow_literal_targets: bool = False
     # Grace period for in-flight requests on shutdown.
     shutdown_grace_s: float = 30.0
+    # "auto" (uvloop when installed, else asyncio), "uvloop" or "asyncio": see proxy/loop.py.
+    event_loop: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +226,10 @@ def _parse_server(t: _Table) -> ServerConfig:
         request_timeout_s=t.positive("request_timeout_s", float, defaults.request_timeout_s),
         allow_literal_targets=t.pop("allow_literal_targets", bool, defaults.allow_literal_targets),
         shutdown_grace_s=t.positive("shutdown_grace_s", float, defaults.shutdown_grace_s),
+        event_loop=t.pop("event_loop", str, defaults.event_loop),
     )
+    if server.event_loop not in EVENT_LOOPS:
+        raise t.error("event_loop", f"must be one of {', '.join(EVENT_LOOPS)}, got {server.event_loop!r}")
     if not 0 <= server.port <= 65535:
         raise t.error("port", f"must be between 0 and 65535, got {server.port}", "use a TCP port, e.g. 8080")
     t.done()
