@@ -101,7 +101,8 @@ async def relay(
     error_event: Callable[[ProxyError], bytes] = stream_error_event,
     observe: bool = True,
 ) -> web.StreamResponse:
-    """Write a stream as it arrives, one upstream event per write, never buffered.
+    """Write a stream as it arrives, never buffered: each chunk the adapter yields (the events one
+    upstream read completed, see adapters/sse.batches) is one write.
 
     Once the 200 and the first bytes are out, nothing can become an HTTP error any more: an
     upstream failure (or a bug of ours) ends the stream with an error event in the client's

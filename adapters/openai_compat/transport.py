@@ -2,8 +2,9 @@
 
 The body is forwarded as the client sent it, with only ``model`` rewritten and the client's
 credentials replaced by the upstream key; unknown fields ride along untouched. Streams are
-relayed event by event as they arrive. Usage is always requested upstream (so every request
-can be costed) and the usage-only chunk is dropped again when the client did not ask for it.
+relayed as they arrive (the events of one upstream read in one write). Usage is always
+requested upstream (so every request can be costed) and the usage-only chunk is dropped again
+when the client did not ask for it.
 """
 
 from __future__ import annotations
