@@ -314,7 +314,8 @@ class AccessRecord(logging.LogRecord):
         attrs["msg"] = attrs["message"] = text
         attrs["created"], attrs["msecs"] = now, (now * 1000.0) % 1000.0
         attrs["relativeCreated"] = (now - _LOADED) * 1000.0
-        attrs["thread"], attrs["process"] = threading.get_ident(), os.getpid()
+        thread = threading.current_thread()
+        attrs["thread"], attrs["threadName"], attrs["process"] = thread.ident, thread.name, os.getpid()
 
 
 # What every access record has in common (the attributes LogRecord.__init__ would compute).
@@ -332,7 +333,6 @@ _ACCESS_ATTRS: dict[str, Any] = {
     "exc_info": None,
     "exc_text": None,
     "stack_info": None,
-    "threadName": "MainThread",
     "processName": "MainProcess",
     "taskName": None,
 }
