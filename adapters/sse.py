@@ -29,11 +29,21 @@ def _field(line: bytes) -> bytes | None:
 
 
 async def events(resp: _Response) -> AsyncIterator[bytes]:
-    """Yield the payload of each ``data:`` event as it arrives (multi-line data joined by \\n).
+    """Yield the payload of each ``data:`` event as it arrives (see :func:`batches`)."""
+    async for batch in batches(resp):
+        for data in batch:
+            yield data
 
-    Lines end in LF or CRLF (Gemini sends CRLF). A chunk boundary may fall anywhere, even
-    between CR and LF. At the end of the body, data still pending (a last event without its
-    blank line) is yielded rather than lost: the consumer's JSON parse decides whether it is whole.
+
+async def batches(resp: _Response) -> AsyncIterator[list[bytes]]:
+    """Yield, per read from the upstream, the payloads of the ``data:`` events it completed.
+
+    A relay writes each batch to its client in one write: one socket write per event was the
+    largest cost of a stream (bench profiles), and grouping what already arrived together adds
+    no delay. Multi-line data is joined by \\n. Lines end in LF or CRLF (Gemini sends CRLF). A
+    chunk boundary may fall anywhere, even between CR and LF. At the end of the body, data still
+    pending (a last event without its blank line) is yielded rather than lost: the consumer's
+    JSON parse decides whether it is whole.
     """
     buf = b""
     scanned = 0  # bytes of buf already known to hold no LF: a huge event is not rescanned per chunk
@@ -41,6 +51,7 @@ async def events(resp: _Response) -> AsyncIterator[bytes]:
     async for chunk in resp.content.iter_any():
         buf += chunk
         start = 0
+        done: list[bytes] = []
         while True:
             nl = buf.find(b"\n", max(start, scanned))
             if nl < 0:
@@ -51,7 +62,7 @@ async def events(resp: _Response) -> AsyncIterator[bytes]:
                 line = line[:-1]
             if not line:
                 if data:
-                    yield b"\n".join(data)
+                    done.append(b"\n".join(data))
                     data = []
                 continue
             value = _field(line)
@@ -59,9 +70,11 @@ async def events(resp: _Response) -> AsyncIterator[bytes]:
                 data.append(value)
         buf = buf[start:]
         scanned = len(buf)
+        if done:
+            yield done
     tail = buf.rstrip(b"\r")
     value = _field(tail) if tail else None
     if value is not None:
         data.append(value)
     if data:
-        yield b"\n".join(data)
+        yield [b"\n".join(data)]

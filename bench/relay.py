@@ -3,7 +3,8 @@
 One shared ClientSession; the request body is forwarded as bytes to the same path upstream and
 the answer comes back as bytes (SSE chunk by chunk as they arrive). No Python proxy built on
 aiohttp can be cheaper than this, so the proxy's numbers are read against it.
-Run: ``python -m bench.relay --port 9100 --upstream http://127.0.0.1:9000``.
+It runs on the same event loop as the proxy under test (``--event-loop``), so the loop is not
+what the comparison measures. Run: ``python -m bench.relay --port 9100 --upstream http://127.0.0.1:9000``.
 """
 
 from __future__ import annotations
@@ -59,8 +60,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="root URL of the upstream, e.g. http://127.0.0.1:9000")
+    parser.add_argument("--event-loop", default="asyncio", choices=("asyncio", "uvloop"), help="as the proxy's")
     args = parser.parse_args()
-    web.run_app(make_app(args.upstream), host=args.host, port=args.port, access_log=None, print=None)
+    loop = None
+    if args.event_loop == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    web.run_app(make_app(args.upstream), host=args.host, port=args.port, access_log=None, print=None, loop=loop)
 
 
 if __name__ == "__main__":

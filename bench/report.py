@@ -47,6 +47,9 @@ def _median(values: list[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+# Cases whose own process is metered (the direct-* rows meter only the fake).
+_SERVERS = ("relay", "proxy", "litellm")
+
 COLUMNS = (
     "case",
     "mode",
@@ -91,10 +94,10 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
                 "-" if target == runs[0]["baseline"] else _f(m["added_p50_ms"]),
                 _f(m["ttfb_p50_ms"]) if stream else "-",
                 "-" if target == runs[0]["baseline"] or not stream else _f(m["added_ttfb_p50_ms"]),
-                _f(m["server_cpu_ms_per_req"], 3) if runs[0]["target"].startswith(("relay", "proxy")) else "-",
-                _capacity(m["server_cpu_ms_per_req"]) if runs[0]["target"].startswith(("relay", "proxy")) else "-",
+                _f(m["server_cpu_ms_per_req"], 3) if runs[0]["target"].startswith(_SERVERS) else "-",
+                _capacity(m["server_cpu_ms_per_req"]) if runs[0]["target"].startswith(_SERVERS) else "-",
                 f"{m['server_busy'] * 100:.0f}%" if m["server_busy"] is not None else "-",
-                _f(m["server_peak_rss_mb"], 1) if runs[0]["target"].startswith(("relay", "proxy")) else "-",
+                _f(m["server_peak_rss_mb"], 1) if runs[0]["target"].startswith(_SERVERS) else "-",
                 f"{m['client_core_busy'] * 100:.0f}%" if m["client_core_busy"] is not None else "-",
                 f"{m['foreign_busy'] * 100:.0f}%" if m.get("foreign_busy") is not None else "-",
             ]
@@ -105,12 +108,52 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
 def table(result: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row) + " |" for row in rows(result)]
-    startup = result["startup_s"]
     lines.append("")
-    lines.append(
-        f"proxy start-up (process start to first 200 from /healthz): "
-        f"median {statistics.median(startup) * 1000:.0f} ms over {len(startup)} starts "
-        f"(min {min(startup) * 1000:.0f}, max {max(startup) * 1000:.0f}); "
-        f"idle RSS: proxy {result['idle_rss_mb']['proxy']:.1f} MB, relay {result['idle_rss_mb']['relay']:.1f} MB"
-    )
+    by_server = result.get("startup_s_by_server") or {"proxy": result["startup_s"]}
+    for server, startup in by_server.items():
+        lines.append(
+            f"{server} start-up (process start to first 200 from its health probe): "
+            f"median {statistics.median(startup) * 1000:.0f} ms over {len(startup)} starts "
+            f"(min {min(startup) * 1000:.0f}, max {max(startup) * 1000:.0f})"
+        )
+    idle = ", ".join(f"{name} {mb:.1f} MB" for name, mb in result["idle_rss_mb"].items())
+    lines.append(f"idle RSS: {idle}")
+    left_out = (result.get("litellm") or {}).get("left_out_because")
+    if left_out:
+        lines.append(f"LiteLLM left out: {left_out}")
+    ratios = ratio_table(result)
+    if ratios:
+        lines += ["", ratios]
+    return "\n".join(lines)
+
+
+# Issue 12's aims: CPU per request at most this many times the bare relay's.
+CPU_AIMS = {"proxy-passthrough": 2.0, "proxy-gemini": 3.0}
+
+
+def ratio_table(result: dict[str, Any]) -> str:
+    """CPU ms per request of each proxy over the relay's, same mode and concurrency (medians over repeats)."""
+    cpu: dict[tuple[str, bool, int], list[float | None]] = {}
+    for case in result["cases"]:
+        cpu.setdefault((case["target"], case["stream"], case["concurrency"]), []).append(case["server_cpu_ms_per_req"])
+    names = [
+        n
+        for n in ("proxy-passthrough", "proxy-gemini", "litellm-passthrough", "litellm-gemini")
+        if any(k[0] == n for k in cpu)
+    ]
+    if not names or not any(k[0] == "relay" for k in cpu):
+        return ""
+    head = ["mode", "conc", "relay CPU ms/req"] + [
+        f"{n} / relay" + (f" (aim <= {CPU_AIMS[n]:g}x)" if n in CPU_AIMS else "") for n in names
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (target, stream, conc), values in cpu.items():
+        if target != "relay":
+            continue
+        floor = _median(values)
+        row = ["stream" if stream else "json", str(conc), _f(floor, 3)]
+        for name in names:
+            mine = _median(cpu.get((name, stream, conc), []))
+            row.append("-" if not floor or mine is None else f"{mine / floor:.2f}x")
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)

@@ -1,10 +1,12 @@
 """One command for the whole benchmark: ``python -m bench.run`` (or ``make bench``).
 
-Starts the fake upstream, the bare relay (the floor) and the proxy in their own processes,
+Starts the fake upstream, the bare relay (the floor), the proxy and the LiteLLM proxy (the
+alternative, from its own virtual environment: bench/litellm_ref.py) in their own processes,
 drives closed-loop load at each concurrency, stream and not, against: the fake directly (the
-baseline), the relay, the proxy in passthrough, and the proxy translating to native Gemini.
-Prints one table and writes bench/results/latest.json. Loopback only, bounded durations: the
-default run takes about three minutes. ``--profile`` adds py-spy profiles of the proxy.
+baseline), the relay, the proxy and LiteLLM each in passthrough and translating to native Gemini.
+Prints one table and the CPU ratios against the relay, and writes bench/results/latest.json.
+Loopback only, bounded durations: the default run takes about six minutes (plus a one-time
+LiteLLM install). ``--profile`` adds py-spy profiles of the proxy.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import orjson
 
 from adapters.gemini import translate
-from bench import procstat, report, stack
+from bench import litellm_ref, procstat, report, stack
 from bench.fake import MODEL
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -56,7 +58,7 @@ def openai_body(model: str, stream: bool) -> dict[str, Any]:
 class Target:
     name: str
     baseline: str  # the direct case this one's added latency is measured against
-    server: str  # "fake" | "relay" | "proxy": whose process is metered
+    server: str  # "fake" | "relay" | "proxy" | "litellm": whose process is metered
     kind: str  # "openai" | "gemini": which wire format the client speaks
 
 
@@ -66,7 +68,16 @@ TARGETS = (
     Target("relay", "direct-openai", "relay", "openai"),
     Target("proxy-passthrough", "direct-openai", "proxy", "openai"),
     Target("proxy-gemini", "direct-gemini", "proxy", "gemini"),
+    Target("litellm-passthrough", "direct-openai", "litellm", "openai"),
+    Target("litellm-gemini", "direct-gemini", "litellm", "gemini"),
 )
+# The model name each target's client asks for (the proxy's and LiteLLM's configs use the same names).
+MODELS = {
+    "proxy-passthrough": "bench-passthrough",
+    "proxy-gemini": "bench-gemini",
+    "litellm-passthrough": "bench-passthrough",
+    "litellm-gemini": "bench-gemini",
+}
 
 
 def request_for(target: Target, stream: bool, ports: dict[str, int], tmp: Path) -> tuple[str, Path, list[str]]:
@@ -80,7 +91,7 @@ def request_for(target: Target, stream: bool, ports: dict[str, int], tmp: Path) 
         url = f"http://127.0.0.1:{port}/v1beta/models/{MODEL}:{method}"
         headers = [f"x-goog-api-key: {stack.KEY}"]
     else:
-        model = {"proxy-passthrough": "bench-passthrough", "proxy-gemini": "bench-gemini"}.get(target.name, MODEL)
+        model = MODELS.get(target.name, MODEL)
         body = openai_body(model, stream)
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         headers = ["Authorization: Bearer bench-client-key-not-real"]
@@ -171,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="run the whole matrix N times to show spread")
     parser.add_argument("--startup-runs", type=int, default=3)
     parser.add_argument(
+        "--proxy-loop",
+        default="auto",
+        choices=("auto", "uvloop", "asyncio"),
+        help="the proxy's [server] event_loop (the relay follows it)",
+    )
+    parser.add_argument(
         "--quiet-below", type=float, default=0.3, help="other processes' load (cores, 0-2) counted as quiet"
     )
     parser.add_argument("--max-wait", type=float, default=2.0, help="seconds to wait for quiet before each case")
@@ -183,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set(args.targets.split(","))
     targets = [t for t in TARGETS if t.name in wanted]
     modes = [m == "stream" for m in args.modes.split(",")]
+    litellm_error = None
+    if any(t.server == "litellm" for t in targets):
+        litellm_error = litellm_ref.ensure_installed()
+        if litellm_error:
+            print(f"warning: LiteLLM left out: {litellm_error}", file=sys.stderr)
+            targets = [t for t in targets if t.server != "litellm"]
     if not stack.can_pin():
         print("warning: fewer than 2 cores or no taskset: processes are not pinned", file=sys.stderr)
 
@@ -193,13 +216,18 @@ def main(argv: list[str] | None = None) -> int:
         procs = [fake]
         try:
             fake_url = f"http://127.0.0.1:{fake.port}"
-            relay = stack.start_relay(tmp, fake_url)
+            relay = stack.start_relay(tmp, fake_url, args.proxy_loop)
             procs.append(relay)
-            proxy, startup = stack.start_proxy(tmp, fake_url, args.startup_runs)
+            proxy, startup = stack.start_proxy(tmp, fake_url, args.startup_runs, args.proxy_loop)
             procs.append(proxy)
-            idle_rss = {"relay": procstat.peak_rss_mb(relay.pid), "proxy": procstat.peak_rss_mb(proxy.pid)}
-            ports = {"fake": fake.port, "relay": relay.port, "proxy": proxy.port}
-            pids = {"fake": fake.pid, "relay": relay.pid, "proxy": proxy.pid}
+            servers = {"relay": relay, "proxy": proxy}
+            startups = {"proxy": startup}
+            if any(t.server == "litellm" for t in targets):
+                servers["litellm"], startups["litellm"] = litellm_ref.start(tmp, fake_url, args.startup_runs)
+                procs.append(servers["litellm"])
+            idle_rss = {name: procstat.peak_rss_mb(p.pid) for name, p in servers.items()}
+            ports = {"fake": fake.port, **{name: p.port for name, p in servers.items()}}
+            pids = {"fake": fake.pid, **{name: p.pid for name, p in servers.items()}}
             cases = []
             for rep in range(args.repeat):
                 for stream in modes:
@@ -232,8 +260,11 @@ def main(argv: list[str] | None = None) -> int:
             "max_wait_s": args.max_wait,
             "retries": args.retries,
             "nice": stack.NICE,
+            "event_loop": stack.resolved_loop(args.proxy_loop),  # of the proxy and the relay
         },
         "startup_s": startup,
+        "startup_s_by_server": startups,
+        "litellm": {"version": litellm_ref.VERSION, "left_out_because": litellm_error},
         "idle_rss_mb": idle_rss,
         "proxy_requests_logged": logged,
         "duration_s": round(time.perf_counter() - started, 1),

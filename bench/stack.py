@@ -105,13 +105,14 @@ def spawn(
     return Proc(name, popen, port)
 
 
-def proxy_config(path: Path, port: int, fake_url: str) -> Path:
+def proxy_config(path: Path, port: int, fake_url: str, event_loop: str = "auto") -> Path:
     """A routing.toml with one Gemini and one OpenAI-compatible upstream, both on the fake."""
     path.write_text(
         f"""
 [server]
 host = "127.0.0.1"
 port = {port}
+event_loop = "{event_loop}"
 
 [upstreams.fakegemini]
 kind = "gemini"
@@ -143,18 +144,25 @@ def start_fake(tmp: Path) -> Proc:
     return proc
 
 
-def start_relay(tmp: Path, fake_url: str) -> Proc:
+def resolved_loop(choice: str) -> str:
+    """The loop the proxy runs on for ``[server] event_loop = choice`` (see proxy/loop.py)."""
+    from proxy import loop
+
+    return "uvloop" if choice == "uvloop" or (choice == "auto" and loop.uvloop_available()) else "asyncio"
+
+
+def start_relay(tmp: Path, fake_url: str, event_loop: str = "auto") -> Proc:
     port = free_port()
-    argv = ["-m", "bench.relay", "--port", str(port), "--upstream", fake_url]
+    argv = ["-m", "bench.relay", "--port", str(port), "--upstream", fake_url, "--event-loop", resolved_loop(event_loop)]
     proc = spawn("relay", argv, 0, port, tmp / "relay.log")
     wait_http(f"http://127.0.0.1:{port}/healthz")
     return proc
 
 
-def start_proxy(tmp: Path, fake_url: str, runs: int) -> tuple[Proc, list[float]]:
+def start_proxy(tmp: Path, fake_url: str, runs: int, event_loop: str = "auto") -> tuple[Proc, list[float]]:
     """Start the proxy ``runs`` times, timing process start to first 200 from /healthz; keep the last."""
     port = free_port()
-    config = proxy_config(tmp / "bench-routing.toml", port, fake_url)
+    config = proxy_config(tmp / "bench-routing.toml", port, fake_url, event_loop)
     argv = ["-m", "proxy", "serve", "--config", str(config), "--port", str(port)]
     times = []
     proc = None

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from adapters.redact import redact
 from adapters.simulated import SimulatedGemini, SimulatedOpenAI
+from proxy import loop
 from proxy.app import make_app
 from proxy.config import Config, ConfigError, load
 from proxy.keys import hash_client_key, read_keys
@@ -133,7 +134,8 @@ async def _serve(
 
         loop.add_signal_handler(signal.SIGHUP, on_hup)
     bound = runner.addresses[0][1] if runner.addresses else port
-    LOG.info("listening", extra={"host": host, "port": bound})
+    event_loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # "uvloop" or "asyncio"
+    LOG.info("listening", extra={"host": host, "port": bound, "event_loop": event_loop})
     if started is not None:
         started.set_result(bound)
     try:
@@ -159,7 +161,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = make_app(config)
         reloader = Reloader(args.config, args.env)
         reloader.attach(app)
-        asyncio.run(_serve(app, host, port, config.server.shutdown_grace_s, reloader=reloader))
+        with loop.runner(config.server.event_loop) as runner:
+            runner.run(_serve(app, host, port, config.server.shutdown_grace_s, reloader=reloader))
     except OSError as exc:  # e.g. the port is taken: a message, not a traceback
         print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

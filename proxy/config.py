@@ -47,6 +47,9 @@ class Target:
         return f"{self.upstream}:{self.model}"
 
 
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -65,6 +68,8 @@ class ServerConfig:
     # off: neither can pin a handler (and its upstream connection) forever.
     body_read_timeout_s: float = 30.0
     client_write_timeout_s: float = 60.0
+    # "auto" (uvloop when installed, else asyncio), "uvloop" or "asyncio": see proxy/loop.py.
+    event_loop: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +240,10 @@ def _parse_server(t: _Table) -> ServerConfig:
         max_parts=t.positive("max_parts", int, defaults.max_parts),
         body_read_timeout_s=t.positive("body_read_timeout_s", float, defaults.body_read_timeout_s),
         client_write_timeout_s=t.positive("client_write_timeout_s", float, defaults.client_write_timeout_s),
+        event_loop=t.pop("event_loop", str, defaults.event_loop),
     )
+    if server.event_loop not in EVENT_LOOPS:
+        raise t.error("event_loop", f"must be one of {', '.join(EVENT_LOOPS)}, got {server.event_loop!r}")
     if not 0 <= server.port <= 65535:
         raise t.error("port", f"must be between 0 and 65535, got {server.port}", "use a TCP port, e.g. 8080")
     t.done()

@@ -30,6 +30,8 @@ log = logging.getLogger("gemini_proxy")
 
 # A per-minute 429 without a retry delay rests the key (for that model) this long.
 DEFAULT_COOLDOWN_S = 10.0
+# How early a timer may fire (uvloop: 1 ms resolution) and a resting key still count as rested.
+_TIMER_SLACK_S = 0.01
 
 
 def key_id(key: str) -> str:
@@ -49,10 +51,15 @@ class UpstreamKey:
     value: str | None
     source: str  # "env:NAME", "file:/path" or "none"
     problem: str | None = None
+    # Logged and counted for every request: hashed once here, not per request.
+    _id: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_id", key_id(self.value) if self.value else "-")
 
     @property
     def id(self) -> str:
-        return key_id(self.value) if self.value else "-"
+        return self._id
 
     def __repr__(self) -> str:  # never the key itself
         return f"UpstreamKey(source={self.source!r}, id={self.id!r})"
@@ -102,10 +109,14 @@ class _Slot:
     rest_until: dict[str, float] = field(default_factory=dict)
 
     def resting(self, model: str | None, now: float) -> float:
-        """Seconds until this key may serve ``model`` again (0 when usable now)."""
-        if model is None:
-            return max(0.0, max(self.rest_until.values(), default=0.0) - now)
-        return max(0.0, self.rest_until.get(model, 0.0) - now)
+        """Seconds until this key may serve ``model`` again (0 when usable now).
+
+        The retry that waited out the same retryDelay must find the key usable: event-loop timers
+        (uvloop's have millisecond resolution) can fire a hair before the deadline they were set for.
+        """
+        until = max(self.rest_until.values(), default=0.0) if model is None else self.rest_until.get(model, 0.0)
+        left = until - now
+        return left if left > _TIMER_SLACK_S else 0.0
 
 
 @dataclass(slots=True)

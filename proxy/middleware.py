@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import secrets
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from adapters.unique import unique_hex
 from proxy.errors import InternalError, InvalidRequest, NotFound, PayloadTooLarge, ProxyError, describe
 from proxy.meter import METER
 from proxy.state import RUNTIME
@@ -37,7 +37,7 @@ def request_id_of(request: web.Request) -> str:
     rid = request.get(REQUEST_ID)
     if rid is None:
         client = request.headers.get("x-request-id", "")
-        rid = client if _CLIENT_ID.match(client) else "req_" + secrets.token_hex(12)
+        rid = client if _CLIENT_ID.match(client) else "req_" + unique_hex()
         request[REQUEST_ID] = rid
     return rid
 

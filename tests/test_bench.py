@@ -39,12 +39,14 @@ async def test_fake_gemini_answers_translate_to_the_full_text(aiohttp_server: Ca
         chunks = [c async for c in adapter.stream(call, state)]
     finally:
         await adapter.close()
+    # What one upstream read completed comes as one write: split it back into events.
+    events = [e.removeprefix(b"data: ") for e in b"".join(chunks).split(b"\n\n") if e]
     text = ""
-    for raw in chunks[:-1]:
-        chunk = ChatCompletionChunk.model_validate(orjson.loads(raw.removeprefix(b"data: ")))
+    for raw in events[:-1]:
+        chunk = ChatCompletionChunk.model_validate(orjson.loads(raw))
         text += "".join(c.delta.content or "" for c in chunk.choices)
     assert text == fake.TEXT
-    assert chunks[-1] == b"data: [DONE]\n\n"
+    assert events[-1] == b"[DONE]"
     assert state.chunks >= fake.STREAM_EVENTS
 
 
@@ -106,3 +108,16 @@ def test_procstat_reads_this_process() -> None:
     assert procstat.cpu_seconds(pid) > 0
     assert procstat.peak_rss_mb(pid) > 1
     assert "cpu0" in procstat.core_busy_seconds()
+
+
+def test_litellm_reference_is_pointed_at_loopback_only(tmp_path: Path) -> None:
+    import re
+
+    from bench import litellm_ref
+
+    text = litellm_ref.config(tmp_path / "litellm.yaml", "http://127.0.0.1:9000").read_text()
+    urls = re.findall(r"https?://[^\s\"']+", text) + [v for v in litellm_ref.ENV.values() if "://" in v]
+    assert urls and all(u.startswith("http://127.0.0.1:") for u in urls)
+    assert "gemini/gemini-2.5-flash" in text and "openai/gemini-2.5-flash" in text
+    assert litellm_ref.VERSION not in ("1.82.7", "1.82.8", "1.107.0")
+    assert litellm_ref.ENV["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"

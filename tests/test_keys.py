@@ -141,6 +141,20 @@ def test_429_rests_a_key_until_its_retry_delay_passes() -> None:
     assert pool.pick().value == KEY_A
 
 
+def test_429_rest_is_per_model_and_a_timer_firing_a_hair_early_still_finds_the_key() -> None:
+    now = [100.0]
+    up = make_config(pool_toml("http://g", "http://o/v1")).upstreams["google"]
+    pool = KeyPool.build(up, POOL_ENV, clock=lambda: now[0])
+    for key in (KEY_A, KEY_B):
+        pool.report(key, UpstreamError(429, "slow down", retry_after_s=2.0), "gemini-2.5-flash")
+    assert pool.pick("gemini-2.5-pro").value in (KEY_A, KEY_B)  # another model's quota: not resting
+    now[0] += 1.9
+    with pytest.raises(UpstreamError):
+        pool.pick("gemini-2.5-flash")
+    now[0] += 0.0995  # the retry's 2 s sleep woke half a millisecond early (uvloop: 1 ms timers)
+    assert pool.pick("gemini-2.5-flash").value in (KEY_A, KEY_B)
+
+
 def _logged(caplog: pytest.LogCaptureFixture) -> str:
     return "\n".join(f"{r.getMessage()} {r.__dict__!r}" for r in caplog.records)
 

@@ -72,3 +72,14 @@ def test_last_event_without_blank_line_is_not_lost() -> None:
 
 def test_empty_body_has_no_events() -> None:
     assert parse([]) == [] and parse([b"\n\n: comment\n"]) == []
+
+
+def test_events_completed_by_one_read_come_as_one_batch() -> None:
+    from adapters.sse import batches
+
+    async def run(pieces: list[bytes]) -> list[list[bytes]]:
+        return [b async for b in batches(_Resp(pieces))]
+
+    # One read with three events: one batch (one write to the client); a split event waits for its end.
+    pieces = [b"data: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4", b"\n\n", b"data: 5\n\n"]
+    assert asyncio.run(run(pieces)) == [[b"1", b"2", b"3"], [b"4"], [b"5"]]

@@ -7,7 +7,6 @@ response fields it does not know, e.g. new usage counters).
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,12 +18,20 @@ from adapters.base import Call, Completion, StreamState, Upstream, UpstreamError
 from adapters.gemini import translate
 from adapters.gemini.surface import GeminiSurface
 from adapters.redact import redact
+from adapters.unique import unique_hex
 
 _DONE = b"data: [DONE]\n\n"
 
 
 def _sse(obj: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def _event(data: bytes, upstream: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(502, "upstream sent an invalid stream event", upstream=upstream) from None
 
 
 class GeminiAdapter(GeminiSurface):  # embed + native surface: adapters/gemini/surface.py
@@ -54,7 +61,7 @@ class GeminiAdapter(GeminiSurface):  # embed + native surface: adapters/gemini/s
         body, usage, reason = translate.completion_from(
             data,
             model=call.public_model or call.model,
-            completion_id="chatcmpl-" + secrets.token_hex(12),
+            completion_id="chatcmpl-" + unique_hex(),
             include_thoughts=translate.wants_reasoning(call.body),
             legacy_functions=translate.uses_legacy_functions(call.body),
             upstream=self.upstream.name,
@@ -66,7 +73,7 @@ class GeminiAdapter(GeminiSurface):  # embed + native surface: adapters/gemini/s
         url = f"{self._base}{call.model}:streamGenerateContent?alt=sse"
         tr = translate.StreamTranslator(
             model=call.public_model or call.model,
-            completion_id="chatcmpl-" + secrets.token_hex(12),
+            completion_id="chatcmpl-" + unique_hex(),
             include_thoughts=translate.wants_reasoning(call.body),
             legacy_functions=translate.uses_legacy_functions(call.body),
             upstream=self.upstream.name,
@@ -78,33 +85,30 @@ class GeminiAdapter(GeminiSurface):  # embed + native surface: adapters/gemini/s
             ) as resp:
                 if resp.status != 200:
                     await self.raise_for(resp, call)
-                async for data in sse.events(resp):
+                async for batch in sse.batches(resp):
+                    # Everything one upstream read completed goes out in one write (see sse.batches).
+                    out: list[bytes] = []
                     try:
-                        event = orjson.loads(data)
-                    except orjson.JSONDecodeError:
-                        raise UpstreamError(
-                            502,
-                            "upstream sent an invalid stream event",
-                            upstream=self.upstream.name,
-                            mid_stream=started,
-                        ) from None
-                    try:
-                        chunks = tr.feed(event)
-                    except UpstreamError as err:
+                        for data in batch:
+                            out.extend(_sse(chunk) for chunk in tr.feed(_event(data, self.upstream.name)))
+                    except Exception as exc:
                         # An error event or a broken tool call: retryable only before the first byte.
-                        err.mid_stream = started
-                        err.message = redact(err.message, (call.api_key or "",))
+                        # The chunks translated before it (or before a bug of ours) reach the client first.
+                        if isinstance(exc, UpstreamError):
+                            exc.mid_stream = started or bool(out)
+                            exc.message = redact(exc.message, (call.api_key or "",))
+                        if out:
+                            state.chunks += len(out)
+                            yield b"".join(out)
                         raise
-                    for chunk in chunks:
-                        state.chunks += 1
+                    if out:
+                        state.chunks += len(out)
                         started = True
-                        yield _sse(chunk)
+                        yield b"".join(out)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self.wrap(exc, call, mid_stream=started) from None
         # No candidate at all: raised here, before the first byte, so the retry loop can fall back.
         tr.end()
         state.usage = tr.usage
         state.finish_reason = tr.finish_reason
-        if call.include_usage:
-            yield _sse(tr.usage_chunk())
-        yield _DONE
+        yield (_sse(tr.usage_chunk()) + _DONE) if call.include_usage else _DONE

@@ -2,8 +2,9 @@
 
 The body is forwarded as the client sent it, with only ``model`` rewritten and the client's
 credentials replaced by the upstream key; unknown fields ride along untouched. Streams are
-relayed event by event as they arrive. Usage is always requested upstream (so every request
-can be costed) and the usage-only chunk is dropped again when the client did not ask for it.
+relayed as they arrive (the events of one upstream read in one write). Usage is always
+requested upstream (so every request can be costed) and the usage-only chunk is dropped again
+when the client did not ask for it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from adapters.redact import redact
 # Python servers, `"usage":{` from Go ones), so match with optional whitespace; the common
 # `"usage":null` / `"finish_reason":null` of every other chunk does not match.
 _WORTH_PARSING = re.compile(rb'"usage"\s*:\s*\{|"finish_reason"\s*:\s*"|"error"\s*:')
+
+
+_DONE = b"data: [DONE]\n\n"
 
 
 def usage_from(data: Any) -> Usage | None:
@@ -91,47 +95,71 @@ class OpenAIAdapter(OpenAISurface):  # embeddings passthrough: adapters/openai_c
         usage = usage_from(data.get("usage")) or Usage(estimated=True)
         return Completion(body=data, usage=usage, finish_reason=reason, raw=raw)
 
+    def _inspect(self, data: bytes, call: Call, state: StreamState, started: bool) -> bool:
+        """Note usage / finish reason from an event worth parsing; False for one not to relay.
+
+        Only the few events that carry what we log are parsed; the rest are relayed as bytes.
+        """
+        if not data.strip():  # an empty data event: SDKs would fail to parse it, and it says nothing
+            return False
+        if not _WORTH_PARSING.search(data):
+            return True
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return True
+        if not isinstance(event, dict):
+            return True
+        if "error" in event:
+            # Before the first byte this can still fail over; after it, the proxy
+            # ends the stream with its own error event and logs the interruption.
+            err = event["error"] if isinstance(event["error"], dict) else {}
+            code = str(err.get("code", ""))
+            raise UpstreamError(
+                int(code) if code.isdigit() and 400 <= int(code) < 600 else 502,
+                redact(str(err.get("message", "stream error")), (call.api_key or "",)),
+                upstream=self.upstream.name,
+                mid_stream=started,
+            )
+        usage = usage_from(event.get("usage"))
+        if usage is not None:
+            state.usage = usage
+        for choice in event.get("choices") or ():
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                state.finish_reason = state.finish_reason or choice["finish_reason"]
+        # The usage-only chunk the client did not ask for is dropped.
+        return call.include_usage or usage is None or bool(event.get("choices"))
+
     async def stream(self, call: Call, state: StreamState) -> AsyncIterator[bytes]:
         payload, headers = self._request(call)
-        started = False
+        started = done = False
         try:
             async with self.session.post(self._url, data=payload, headers=headers, timeout=self.stream_timeout) as resp:
                 if resp.status != 200:
                     await self.raise_for(resp, call)
-                async for data in sse.events(resp):
-                    if data == b"[DONE]":
-                        break
-                    if not data.strip():  # an empty data event: SDKs would fail to parse it, and it says nothing
-                        continue
-                    # Parse only the few events that carry what we log; relay the rest as bytes.
-                    if _WORTH_PARSING.search(data):
-                        try:
-                            event = orjson.loads(data)
-                        except orjson.JSONDecodeError:
-                            event = None
-                        if isinstance(event, dict):
-                            if "error" in event:
-                                # Before the first byte this can still fail over; after it, the proxy
-                                # ends the stream with its own error event and logs the interruption.
-                                err = event["error"] if isinstance(event["error"], dict) else {}
-                                code = str(err.get("code", ""))
-                                raise UpstreamError(
-                                    int(code) if code.isdigit() and 400 <= int(code) < 600 else 502,
-                                    redact(str(err.get("message", "stream error")), (call.api_key or "",)),
-                                    upstream=self.upstream.name,
-                                    mid_stream=started,
-                                )
-                            usage = usage_from(event.get("usage"))
-                            if usage is not None:
-                                state.usage = usage
-                            for choice in event.get("choices") or ():
-                                if isinstance(choice, dict) and choice.get("finish_reason"):
-                                    state.finish_reason = state.finish_reason or choice["finish_reason"]
-                            if not call.include_usage and usage is not None and not event.get("choices"):
-                                continue  # the usage-only chunk the client did not ask for
-                    state.chunks += 1
-                    started = True
-                    yield b"data: " + data + b"\n\n"
+                async for batch in sse.batches(resp):
+                    # Everything one upstream read completed goes out in one write (see sse.batches).
+                    out: list[bytes] = []
+                    try:
+                        for data in batch:
+                            if data == b"[DONE]":
+                                done = True
+                                break
+                            if self._inspect(data, call, state, started or bool(out)):
+                                out.append(b"data: " + data + b"\n\n")
+                    except Exception:
+                        if out:  # the events before an error (or a bug of ours) still reach the client, first
+                            state.chunks += len(out)
+                            yield b"".join(out)
+                        raise
+                    if done:
+                        out.append(_DONE)
+                    if out:
+                        state.chunks += len(out) - done
+                        started = True
+                        yield b"".join(out)
+                    if done:
+                        return
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self.wrap(exc, call, mid_stream=started) from None
-        yield b"data: [DONE]\n\n"
+        yield _DONE
