@@ -78,3 +78,8 @@ async def batches(resp: _Response) -> AsyncIterator[list[bytes]]:
         data.append(value)
     if data:
         yield [b"\n".join(data)]
+
+
+def frame(data: bytes) -> bytes:
+    """One event's data as SSE again: every line of a multi-line payload keeps its ``data:``."""
+    return b"data: " + data.replace(b"\n", b"\ndata: ") + b"\n\n"

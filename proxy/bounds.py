@@ -10,6 +10,9 @@ memory or a handler (and the upstream connection behind it) for as long as it li
 - Thousands of messages or parts cost translation time and memory before an upstream would
   refuse them: :func:`check_chat_shape` / :func:`check_native_shape` refuse them first (400
   naming the limit).
+- JSON nested deeper than :data:`MAX_DEPTH`: orjson parses up to 1024 levels but serializes
+  only ~254, and no real request needs more than a few dozen: :func:`check_depth` refuses it
+  (400) instead of failing later while the request is re-encoded for the upstream.
 - A stream reader that stops reading: aiohttp's ``StreamResponse.write`` waits for the socket
   to drain once its buffer passes the high-water mark, so the proxy stops pulling from the
   upstream (back-pressure, bounded memory). :func:`write_chunk` bounds that wait by
@@ -25,6 +28,21 @@ from aiohttp import web
 
 from proxy.config import ServerConfig
 from proxy.errors import InvalidRequest, ProxyError
+
+MAX_DEPTH = 100
+
+
+def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
+    """400 when objects/arrays nest deeper than ``limit`` (iterative: no recursion to blow)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            raise InvalidRequest(f"request JSON nests deeper than {limit} levels", code="json_too_deep")
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 class ClientStalled(ConnectionError):

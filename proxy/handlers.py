@@ -33,6 +33,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object", code="invalid_json")
+    bounds.check_depth(body)
     return body
 
 

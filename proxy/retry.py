@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from adapters.base import Call, Completion, StreamState, UpstreamError, Usage
+from adapters.base import Call, Completion, RequestError, StreamState, UpstreamError, Usage
 from proxy import backoff
 from proxy.config import Target
 from proxy.errors import CIRCUIT_OPEN, FailureClass, ProxyError, classify, to_client
@@ -138,7 +138,9 @@ class _Run:
                 self._won(target, degraded)
                 return target, value
         if self.errors:
-            raise to_client(self.errors[-1])
+            # The failure that matters is the last real one, not a fallback that could not serve.
+            real = [e for e in self.errors if classify(e) is not FailureClass.UNSUPPORTED]
+            raise to_client((real or self.errors)[-1])
         raise ProxyError(
             f"no answer within the request deadline of {self.deadline_s:g}s", code="request_timeout", status=504
         )
@@ -150,7 +152,7 @@ class _Run:
             started = time.perf_counter()
             call: Call | None = None
             try:
-                await self._limit(target)
+                # The key first: with none usable, no limiter budget is spent on a call never made.
                 call = _call(
                     self.rt,
                     target,
@@ -160,10 +162,17 @@ class _Run:
                     include_usage=self.include_usage,
                     public_model=self.public_model,
                 )
+                await self._limit(target)
                 async with asyncio.timeout(max(0.0, self.remaining())):
                     value = await do(target, call)
             except UpstreamError as exc:
                 err = exc
+            except RequestError as exc:
+                if not self.record.attempts:
+                    raise  # the first target cannot express the request: the client's 400
+                # A fallback of another kind or family cannot express it (e.g. reasoning_effort on
+                # a model without thinking): that target is skipped, the upstream failure stands.
+                err = UpstreamError(501, f"{target}: {exc.message}", upstream=target.upstream, code=exc.code)
             except TimeoutError:
                 err = UpstreamError(
                     504, f"request deadline of {self.deadline_s:g}s reached", upstream=target.upstream, timeout=True

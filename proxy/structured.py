@@ -178,6 +178,9 @@ def _sum(a: Usage, b: Usage) -> Usage:
 
 def _violation(record: RequestRecord, enforcement: Enforcement, last: Completion, errors: list[str]) -> Completion:
     outcome = "default" if enforcement.on_invalid == "default" else "error"
+    # Both attempts were billed: the log, the cost and the team's budget must see them even when
+    # the answer ends as a 502 (``last`` carries the summed usage of the two attempts).
+    record.usage, record.finish_reason = last.usage, last.finish_reason
     record.schema_violations += 1  # counted by proxy/metrics.py from the record, like everything else
     record.extra["schema_violation"] = True
     log.warning(

@@ -37,7 +37,7 @@ class ClientKeys:
         return bool(self.entries)
 
     def lookup(self, presented: str) -> TeamConfig | None:
-        digest = hashlib.sha256(presented.encode()).digest()
+        digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
         found = None
         for known, team in self.entries:  # all of them, always: constant work per request
             if hmac.compare_digest(known, digest):

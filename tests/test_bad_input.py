@@ -128,3 +128,42 @@ async def test_each_api_request_yields_exactly_one_log_record(
     got = {r["request_id"]: (r["status_code"], r["error_type"]) for r in access_records}
     assert got == {"one": (400, "invalid_json"), "two": (404, "model_not_found"), "three": (200, None)}
     assert len(access_records) == 3
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = {"a": [value]}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        pytest.param("/chat/completions", {**GOOD, "metadata": _nested(60)}, id="chat-field"),
+        pytest.param("/chat/completions", {**GOOD, "model": "cn", "metadata": _nested(60)}, id="passthrough"),
+        pytest.param(
+            "/chat/completions",
+            {**GOOD, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": _nested(60)}}},
+            id="schema",
+        ),
+    ],
+)
+async def test_json_nested_absurdly_deep_is_a_400_not_a_500(proxy: Proxy, path: str, body: dict[str, Any]) -> None:
+    status, error, _ = await post(proxy.base_url + path, body)
+    assert status == 400
+    assert_openai_error(error, code="json_too_deep")
+    await assert_still_serves(proxy)
+
+
+async def test_a_tool_result_string_holding_too_deep_json_is_a_400(proxy: Proxy) -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "[" * 300 + "]" * 300},
+    ]
+    status, error, _ = await post(proxy.base_url + "/chat/completions", {"model": "fast", "messages": messages})
+    assert status == 400
+    assert_openai_error(error, code="json_too_deep")
+    await assert_still_serves(proxy)

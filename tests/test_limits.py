@@ -152,3 +152,15 @@ async def test_status_and_readyz_expose_resilience_state(start_proxy: Any):
     async with aiohttp.ClientSession() as s, s.get(proxy.url + "/readyz") as r:
         ready = await r.json()
     assert ready["resilience"]["lanes"]["online"]["concurrency"] == 128
+
+
+async def test_a_request_with_no_usable_key_spends_no_limiter_budget(start_proxy: Any, fake_gemini: FakeGemini):
+    # The only key rests 40 s after a 429 that the retry policy will not wait out; the requests
+    # that find it resting never reach Gemini, so they must not count against its daily quota.
+    proxy = await start_proxy("[limits.google]\nrpd = 1000\n[retry]\nrate_limit_retries = 0\n")
+    fake_gemini.push(error(429, "slow down", retry_delay="40s", quota_id=PER_MINUTE))
+    for _ in range(3):
+        with pytest.raises(openai.RateLimitError):
+            await ask(proxy, "pro")
+    assert fake_gemini.attempts == 1
+    assert (await status(proxy))["limits"]["google"]["rpd"] == {"limit": 1000, "used": 1}

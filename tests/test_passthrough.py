@@ -11,6 +11,7 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from tests.conftest import GATEWAY_KEY, Proxy, eventually
+from tests.fakes.clock import FakeClock
 from tests.fakes.openai import Chunks, FakeOpenAI
 
 HI = [{"role": "user", "content": "Hi"}]
@@ -137,3 +138,18 @@ async def test_error_event_before_first_chunk_is_an_http_error(proxy: Proxy, fak
     with pytest.raises(openai.APIStatusError) as info:
         await proxy.client().chat.completions.create(model="cn", messages=HI, stream=True)
     assert info.value.status_code == 503 and "overloaded" in info.value.message
+
+
+@pytest.mark.parametrize("payloads", [[], ["[DONE]"]], ids=["no-events", "done-only"])
+async def test_a_stream_with_no_events_fails_over_instead_of_an_empty_200(
+    start_proxy: Any, fake_openai: FakeOpenAI, payloads: list[Any]
+) -> None:
+    # cn-first: the gateway answers first; a Gemini fallback must get the chance to answer.
+    extra = '[models.cn_first]\ntarget = "gateway:gemini-2.5-flash"\nfallbacks = ["google:gemini-2.5-flash"]\n'
+    proxy = await start_proxy(extra, clock=FakeClock())  # the 502 retries wait on a fake clock
+    fake_openai.push(*[Chunks(payloads=[p.encode() if isinstance(p, str) else p for p in payloads], done=False)] * 3)
+    stream = await proxy.client().chat.completions.create(
+        model="cn_first", messages=[{"role": "user", "content": "Hi"}], stream=True
+    )
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert "simulated gemini-2.5-flash" in text

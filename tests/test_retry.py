@@ -279,3 +279,23 @@ async def test_connection_error_gets_one_short_retry_then_falls_back(start_proxy
     assert raw.headers["x-upstream-used"] == "google" and raw.headers["x-fallback-reason"] == "connection"
     assert len(clock.sleeps) == 1 and clock.sleeps[0] <= 0.5  # one short retry on the dead upstream
     assert fake_gemini.attempts == 1
+
+
+async def test_a_fallback_that_cannot_express_the_request_is_skipped_and_the_real_failure_reported(
+    start_proxy: Any, fake_gemini: FakeGemini
+):
+    # gemini-2.0-flash has no thinking control: it cannot serve reasoning_effort. When the primary
+    # is down, the client must hear about the outage (503), not a 400 about the fallback.
+    extra = '[models.think]\ntarget = "google:gemini-2.5-flash"\nfallbacks = ["google:gemini-2.0-flash"]\n'
+    proxy = await start_proxy(extra + "[retry]\nserver_retries = 0\n", clock=FakeClock())
+    fake_gemini.push(error(503, "The model is overloaded."))
+    with pytest.raises(openai.APIStatusError) as info:
+        await ask(proxy, "think", reasoning_effort="low")
+    assert info.value.status_code == 503 and models_asked(fake_gemini) == ["gemini-2.5-flash"]
+
+
+async def test_the_first_target_that_cannot_express_the_request_is_the_clients_400(start_proxy: Any):
+    proxy = await start_proxy('[models.old]\ntarget = "google:gemini-2.0-flash"\n')
+    with pytest.raises(openai.BadRequestError) as info:
+        await ask(proxy, "old", reasoning_effort="low")
+    assert "no thinking control" in info.value.message

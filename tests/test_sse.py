@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters import sse
 from adapters.sse import events
 
 
@@ -83,3 +84,8 @@ def test_events_completed_by_one_read_come_as_one_batch() -> None:
     # One read with three events: one batch (one write to the client); a split event waits for its end.
     pieces = [b"data: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4", b"\n\n", b"data: 5\n\n"]
     assert asyncio.run(run(pieces)) == [[b"1", b"2", b"3"], [b"4"], [b"5"]]
+
+
+def test_a_multi_line_event_keeps_data_on_every_line_when_framed_again() -> None:
+    assert sse.frame(b'{"a":\n1}') == b'data: {"a":\ndata: 1}\n\n'
+    assert sse.frame(b"[DONE]") == b"data: [DONE]\n\n"

@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from adapters.gemini.schema import SUPPORTED
-from tests.conftest import Proxy
+from tests.conftest import Proxy, eventually
 from tests.fakes.gemini import FakeGemini, text_answer
 from tests.fakes.openai import FakeOpenAI, Reply
 from tests.test_metrics import scrape, value
@@ -194,6 +194,20 @@ async def test_invalid_twice_with_on_invalid_error_is_502_with_validator_message
     assert "/risk_level" in error["message"] and "extreme" in error["message"]
     assert fake_gemini.attempts == 2
     assert len(_violations(warnings)) == 1
+
+
+async def test_a_failed_schema_still_logs_and_bills_both_attempts_usage(
+    start_proxy: Any, fake_gemini: FakeGemini, access_records: list[dict[str, Any]]
+) -> None:
+    proxy = await start_proxy(TASKS)
+    wrong = orjson.dumps({**TICKET, "risk_level": "extreme"}).decode()
+    fake_gemini.push(*[text_answer(wrong, prompt_tokens=5000, output_tokens=700)] * 2)
+    with pytest.raises(openai.APIStatusError):
+        await proxy.client().chat.completions.create(model="triage_strict", messages=USER)
+    await eventually(lambda: len(access_records) == 1)
+    [line] = access_records
+    assert (line["input_tokens"], line["output_tokens"], line["usage_estimated"]) == (10000, 1400, False)
+    assert line["cost_usd"] == pytest.approx(10000 * 0.30e-6 + 1400 * 2.50e-6)
 
 
 async def test_task_pinned_schema_is_sent_and_enforced_when_client_sent_none(

@@ -3,12 +3,14 @@ real OpenAI SDK, whose exception classes say what a client sees."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from typing import Any
 
 import openai
 import pytest
+from yarl import URL
 
 from adapters.base import Call
 from proxy.config import ConfigError
@@ -56,6 +58,24 @@ async def test_missing_key_is_401(teams_proxy: Proxy) -> None:
     with pytest.raises(openai.AuthenticationError) as info:  # the SDK drops an omitted header entirely
         await client.chat.completions.create(model="fast", messages=HI, extra_headers={"Authorization": openai.omit})
     assert info.value.code == "missing_api_key"
+
+
+async def test_a_bearer_token_that_is_not_utf8_is_a_401_not_a_500(teams_proxy: Proxy) -> None:
+    # Raw bytes on the wire: HTTP clients would re-encode the header as valid UTF-8.
+    url = URL(teams_proxy.url)
+    body = b'{"model": "fast", "messages": [{"role": "user", "content": "hi"}]}'
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer abc\xff\xfe\r\nConnection: close\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(url.host, url.port), 5)
+    writer.write(request)
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    assert b'"invalid_api_key"' in answer
 
 
 async def test_unknown_key_is_401_and_never_reaches_upstream(teams_proxy: Proxy, fake_gemini: FakeGemini) -> None:

@@ -24,6 +24,7 @@ from adapters.base import Call, Completion, StreamState, UpstreamError, Usage
 from adapters.gemini import embed
 from adapters.gemini.translate import usage_from
 from adapters.http import HttpAdapter
+from adapters.redact import redact
 
 
 class GeminiSurface(HttpAdapter):
@@ -100,7 +101,7 @@ class GeminiSurface(HttpAdapter):
                             code = err.get("code")
                             raise UpstreamError(
                                 code if isinstance(code, int) else 502,
-                                str(err.get("message", "stream error")),
+                                redact(str(err.get("message", "stream error")), (call.api_key or "",)),
                                 upstream=self.upstream.name,
                             )
                         # usageMetadata is a running total: the last one wins.
@@ -108,7 +109,7 @@ class GeminiSurface(HttpAdapter):
                         state.finish_reason = _finish(event) or state.finish_reason
                     state.chunks += 1
                     started = True
-                    yield b"data: " + data + b"\r\n\r\n"
+                    yield sse.frame(data)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self.wrap(exc, call, mid_stream=started) from None
 

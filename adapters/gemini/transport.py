@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 
 from adapters import sse
-from adapters.base import Call, Completion, StreamState, Upstream, UpstreamError
+from adapters.base import Call, Completion, RequestError, StreamState, Upstream, UpstreamError
 from adapters.gemini import translate
 from adapters.gemini.surface import GeminiSurface
 from adapters.redact import redact
@@ -47,7 +47,10 @@ class GeminiAdapter(GeminiSurface):  # embed + native surface: adapters/gemini/s
         return headers
 
     def _payload(self, call: Call) -> bytes:
-        return orjson.dumps(translate.build_request(call.model, call.body))
+        try:
+            return orjson.dumps(translate.build_request(call.model, call.body))
+        except TypeError:  # e.g. a tool result string holding JSON nested past orjson's limit
+            raise RequestError("the request nests JSON too deeply to send to Gemini", code="json_too_deep") from None
 
     async def raise_for(self, resp: aiohttp.ClientResponse, call: Call) -> None:
         body = await self.error_body(resp)
@@ -101,6 +104,9 @@ class GeminiAdapter(GeminiSurface):  # embed + native surface: adapters/gemini/s
                             state.chunks += len(out)
                             yield b"".join(out)
                         raise
+                    # Gemini's usage is a running total: kept current, so a cut or cancelled stream
+                    # is still logged and settled with what the upstream counted so far.
+                    state.usage, state.finish_reason = tr.usage, tr.finish_reason
                     if out:
                         state.chunks += len(out)
                         started = True

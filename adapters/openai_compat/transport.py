@@ -146,13 +146,15 @@ class OpenAIAdapter(OpenAISurface):  # embeddings passthrough: adapters/openai_c
                                 done = True
                                 break
                             if self._inspect(data, call, state, started or bool(out)):
-                                out.append(b"data: " + data + b"\n\n")
+                                out.append(sse.frame(data))
                     except Exception:
                         if out:  # the events before an error (or a bug of ours) still reach the client, first
                             state.chunks += len(out)
                             yield b"".join(out)
                         raise
                     if done:
+                        if not started and not out:
+                            raise self.invalid("an empty stream (no event before [DONE])")
                         out.append(_DONE)
                     if out:
                         state.chunks += len(out) - done
@@ -162,4 +164,6 @@ class OpenAIAdapter(OpenAISurface):  # embeddings passthrough: adapters/openai_c
                         return
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self.wrap(exc, call, mid_stream=started) from None
+        if not started:  # e.g. a gateway that ignored stream: true: fail over, never an empty 200
+            raise self.invalid("no stream events")
         yield _DONE
