@@ -184,7 +184,8 @@ def start_proxy(
 ) -> tuple[Proc, list[float]]:
     """Start the proxy ``runs`` times, timing process start to first 200 from /healthz; keep the last."""
     port = free_port()
-    config = proxy_config(tmp / f"bench-routing-{name}.toml", port, fake_url, event_loop, extra)
+    file = "bench-routing.toml" if name == "proxy" else f"bench-routing-{name}.toml"
+    config = proxy_config(tmp / file, port, fake_url, event_loop, extra)
     argv = ["-m", "proxy", "serve", "--config", str(config), "--port", str(port)]
     times = []
     proc = None
