@@ -30,6 +30,7 @@ class Sample:
     latencies: list[float] = field(default_factory=list)  # seconds, requests done inside the window
     ttfb: list[float] = field(default_factory=list)
     errors: int = 0
+    finished: int = 0  # every request answered, warm-up and tail included (per-request Redis counts)
     last_error: str = ""
     window: tuple[float, float] = (0.0, 0.0)
     cpu: dict[int, float] = field(default_factory=dict)
@@ -75,6 +76,7 @@ async def run(args: argparse.Namespace, body: bytes) -> Sample:
                 first = -1.0
                 sample.last_error = f"{type(exc).__name__}: {exc}"[:300]
             t1 = time.perf_counter()
+            sample.finished += 1
             if w0 <= t1 < w1:
                 if first < 0:
                     sample.errors += 1
@@ -122,6 +124,7 @@ def summary(sample: Sample, args: argparse.Namespace) -> dict[str, Any]:
         "window_s": round(span, 3),
         "requests": done,
         "errors": sample.errors,
+        "finished": sample.finished,
         "last_error": sample.last_error or None,
         "rps": round(done / span, 1) if span else 0.0,
         "p50_ms": _pct(sample.latencies, 0.50),

@@ -124,6 +124,9 @@ def table(result: dict[str, Any]) -> str:
     ratios = ratio_table(result)
     if ratios:
         lines += ["", ratios]
+    shared = redis_table(result)
+    if shared:
+        lines += ["", "With Redis-shared limits (memory vs redis backend, same [limits.*]):", "", shared]
     return "\n".join(lines)
 
 
@@ -157,3 +160,62 @@ def ratio_table(result: dict[str, Any]) -> str:
             row.append("-" if not floor or mine is None else f"{mine / floor:.2f}x")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def redis_table(result: dict[str, Any]) -> str:
+    """Memory vs Redis state backend, same limits, same run: the CPU and latency Redis adds per request.
+
+    Medians over repeats. "EVALSHA/req" is the admission round trips per request (the aim: <= 1);
+    "other Redis calls/req" the background key-health commands (HGETALL pulls, HSET/HDEL); both are
+    server-wide upper bounds (bench/redis_stats.py).
+    """
+    by: dict[tuple[str, bool, int], list[dict[str, Any]]] = {}
+    for case in result["cases"]:
+        by.setdefault((case["target"], case["stream"], case["concurrency"]), []).append(case)
+    head = [
+        "case",
+        "mode",
+        "conc",
+        "CPU ms/req memory",
+        "CPU ms/req redis",
+        "redis extra CPU ms/req",
+        "added p50 ms memory",
+        "added p50 ms redis",
+        "req/s memory",
+        "req/s redis",
+        "EVALSHA/req",
+        "other Redis calls/req",
+        "Redis server CPU ms/req",
+        "other load",
+    ]
+    lines = []
+    for (target, stream, conc), runs in by.items():
+        if not target.endswith("-redis"):
+            continue
+        mem = by.get((target.removesuffix("-redis"), stream, conc), [])
+
+        def med(cases: list[dict[str, Any]], key: str) -> float | None:
+            return _median([c.get(key) for c in cases])
+
+        cpu_m, cpu_r = med(mem, "server_cpu_ms_per_req"), med(runs, "server_cpu_ms_per_req")
+        foreign = [c["foreign_busy"] for c in mem + runs if c.get("foreign_busy") is not None]
+        row = [
+            target.removesuffix("-redis"),
+            "stream" if stream else "json",
+            str(conc),
+            _f(cpu_m, 3),
+            _f(cpu_r, 3),
+            _f(_minus(cpu_r, cpu_m), 3),
+            _f(med(mem, "added_p50_ms")),
+            _f(med(runs, "added_p50_ms")),
+            _f(med(mem, "rps"), 0),
+            _f(med(runs, "rps"), 0),
+            _f(med(runs, "redis_evalsha_per_req"), 3),
+            _f(med(runs, "redis_background_per_req"), 3),
+            _f(med(runs, "redis_cpu_ms_per_req"), 3),
+            f"up to {max(foreign) * 100:.0f}%" if foreign else "-",
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    if not lines:
+        return ""
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *lines])

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import orjson
 
 from adapters.gemini import translate
-from bench import litellm_ref, procstat, report, stack
+from bench import litellm_ref, procstat, redis_stats, report, stack
 from bench.fake import MODEL
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,7 +59,7 @@ def openai_body(model: str, stream: bool) -> dict[str, Any]:
 class Target:
     name: str
     baseline: str  # the direct case this one's added latency is measured against
-    server: str  # "fake" | "relay" | "proxy" | "litellm": whose process is metered
+    server: str  # "fake" | "relay" | "proxy" | "proxy-redis" | "litellm": whose process is metered
     kind: str  # "openai" | "gemini": which wire format the client speaks
 
 
@@ -70,13 +71,21 @@ TARGETS = (
     Target("proxy-gemini", "direct-gemini", "proxy", "gemini"),
     Target("litellm-passthrough", "direct-openai", "litellm", "openai"),
     Target("litellm-gemini", "direct-gemini", "litellm", "gemini"),
+    # A second proxy with [state] backend = "redis"; asking for these also puts the same (never
+    # refusing) [limits.*] on the first proxy, so proxy-* vs proxy-*-redis is memory vs Redis.
+    Target("proxy-passthrough-redis", "direct-openai", "proxy-redis", "openai"),
+    Target("proxy-gemini-redis", "direct-gemini", "proxy-redis", "gemini"),
 )
+# Without a Redis to talk to by default, the Redis targets are only run when asked for.
+DEFAULT_TARGETS = ",".join(t.name for t in TARGETS if t.server != "proxy-redis")
 # The model name each target's client asks for (the proxy's and LiteLLM's configs use the same names).
 MODELS = {
     "proxy-passthrough": "bench-passthrough",
     "proxy-gemini": "bench-gemini",
     "litellm-passthrough": "bench-passthrough",
     "litellm-gemini": "bench-gemini",
+    "proxy-passthrough-redis": "bench-passthrough",
+    "proxy-gemini-redis": "bench-gemini",
 }
 
 
@@ -116,12 +125,17 @@ def run_case(
     argv += [f"--watch={pid}" for pid in watched] + (["--stream"] if stream else [])
     if target.name == "direct-gemini":
         argv.append("--expect-tail=totalTokenCount")  # Gemini streams end with the usage event, no [DONE]
+    redis = args.redis_client if target.server == "proxy-redis" else None
+    before = redis_stats.snapshot(redis) if redis is not None else {}
     out = subprocess.run(
         stack.pinned(1, argv), cwd=stack.ROOT, capture_output=True, timeout=args.warmup + args.window + 60
     )
+    after = redis_stats.snapshot(redis) if redis is not None else {}
     if out.returncode != 0:
         raise RuntimeError(f"load generator failed for {target.name}: {out.stderr.decode()[-2000:]}")
     raw = orjson.loads(out.stdout)
+    # Over the whole run (warm-up included), divided by every request the generator finished.
+    trips = redis_stats.per_request(before, after, raw["finished"]) if redis is not None else {}
     server_pid = str(pids[target.server])
     cpu = raw["cpu_s"]
     span = raw["window_s"] or 1.0
@@ -135,13 +149,17 @@ def run_case(
         "baseline": target.baseline,
         "stream": stream,
         "concurrency": concurrency,
-        **{k: raw[k] for k in ("requests", "errors", "last_error", "rps", "p50_ms", "p99_ms", "ttfb_p50_ms")},
+        **{
+            k: raw[k]
+            for k in ("requests", "finished", "errors", "last_error", "rps", "p50_ms", "p99_ms", "ttfb_p50_ms")
+        },
         "window_s": span,
         "server_cpu_ms_per_req": (cpu[server_pid] * 1000.0 / raw["requests"]) if raw["requests"] else None,
         "server_busy": cpu[server_pid] / span,
         "server_peak_rss_mb": raw["peak_rss_mb"][server_pid],
         "client_core_busy": client_busy,
         "foreign_busy": foreign / span,
+        **trips,
     }
 
 
@@ -177,7 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=4.0, help="measured seconds per case (default 4)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each window")
     parser.add_argument("--concurrency", default="1,16,64", help="comma-separated list (default 1,16,64)")
-    parser.add_argument("--targets", default=",".join(t.name for t in TARGETS))
+    parser.add_argument(
+        "--targets",
+        default=DEFAULT_TARGETS,
+        help="comma-separated; proxy-passthrough-redis,proxy-gemini-redis (not run by default) need --redis-url",
+    )
+    parser.add_argument(
+        "--redis-url", default="redis://127.0.0.1:6379/0", help="the Redis of the *-redis targets' [state]"
+    )
     parser.add_argument("--modes", default="json,stream", help="json, stream or both")
     parser.add_argument("--repeat", type=int, default=1, help="run the whole matrix N times to show spread")
     parser.add_argument("--startup-runs", type=int, default=3)
@@ -209,6 +234,15 @@ def main(argv: list[str] | None = None) -> int:
     if not stack.can_pin():
         print("warning: fewer than 2 cores or no taskset: processes are not pinned", file=sys.stderr)
 
+    with_redis = any(t.server == "proxy-redis" for t in targets)
+    redis_prefix = f"bench-{uuid.uuid4().hex[:12]}:"  # this run's keys only; deleted at the end
+    args.redis_client = None
+    if with_redis:
+        import redis
+
+        args.redis_client = redis.Redis.from_url(args.redis_url, socket_timeout=5)
+        args.redis_client.ping()  # fail before starting anything when there is no Redis
+
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmpname:
         tmp = Path(tmpname)
@@ -218,10 +252,17 @@ def main(argv: list[str] | None = None) -> int:
             fake_url = f"http://127.0.0.1:{fake.port}"
             relay = stack.start_relay(tmp, fake_url, args.proxy_loop)
             procs.append(relay)
-            proxy, startup = stack.start_proxy(tmp, fake_url, args.startup_runs, args.proxy_loop)
+            limits = stack.LIMITS_TOML if with_redis else ""
+            proxy, startup = stack.start_proxy(tmp, fake_url, args.startup_runs, args.proxy_loop, limits)
             procs.append(proxy)
             servers = {"relay": relay, "proxy": proxy}
             startups = {"proxy": startup}
+            if with_redis:
+                state = stack.redis_state_toml(args.redis_url, redis_prefix)
+                servers["proxy-redis"], startups["proxy-redis"] = stack.start_proxy(
+                    tmp, fake_url, args.startup_runs, args.proxy_loop, limits + state, name="proxy-redis"
+                )
+                procs.append(servers["proxy-redis"])
             if any(t.server == "litellm" for t in targets):
                 servers["litellm"], startups["litellm"] = litellm_ref.start(tmp, fake_url, args.startup_runs)
                 procs.append(servers["litellm"])
@@ -245,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for proc in reversed(procs):
                 proc.stop()
+            if args.redis_client is not None:
+                _drop_keys(args.redis_client, redis_prefix)
+                args.redis_client.close()
             logged = sum(1 for f in tmp.glob("proxy-*.log") for line in f.open("rb") if b'"request_id"' in line)
 
     result = {
@@ -261,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
             "retries": args.retries,
             "nice": stack.NICE,
             "event_loop": stack.resolved_loop(args.proxy_loop),  # of the proxy and the relay
+            # Both proxies carry these when a *-redis target ran (memory vs Redis, same limits).
+            "proxy_limits": stack.LIMITS_TOML.strip() if with_redis else None,
+            "redis_key_prefix": redis_prefix if with_redis else None,
         },
         "startup_s": startup,
         "startup_s_by_server": startups,
@@ -276,6 +323,14 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table(result))
     print(f"\nwrote {args.out} in {result['duration_s']}s", file=sys.stderr)
     return 0
+
+
+def _drop_keys(client: Any, prefix: str) -> int:
+    """Delete every key of this run (the prefix is fresh per run, so nothing else matches)."""
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    return len(keys)
 
 
 def _git_commit() -> str | None:

@@ -105,8 +105,8 @@ def spawn(
     return Proc(name, popen, port)
 
 
-def proxy_config(path: Path, port: int, fake_url: str, event_loop: str = "auto") -> Path:
-    """A routing.toml with one Gemini and one OpenAI-compatible upstream, both on the fake."""
+def proxy_config(path: Path, port: int, fake_url: str, event_loop: str = "auto", extra: str = "") -> Path:
+    """A routing.toml with one Gemini and one OpenAI-compatible upstream, both on the fake (+ ``extra`` TOML)."""
     path.write_text(
         f"""
 [server]
@@ -131,10 +131,30 @@ target = "fakegemini:gemini-2.5-flash"
 
 [models.bench-passthrough]
 target = "fakegateway:gemini-2.5-flash"
-""",
+"""
+        + extra,
         encoding="utf-8",
     )
     return path
+
+
+# Limits high enough never to refuse: what is measured is their bookkeeping, not their waiting.
+LIMITS_TOML = """
+[limits.fakegemini]
+rpm = 100000000
+tpm = 100000000000
+rpd = 100000000
+
+[limits.fakegateway]
+rpm = 100000000
+tpm = 100000000000
+rpd = 100000000
+"""
+
+
+def redis_state_toml(url: str, prefix: str) -> str:
+    """``[state] backend = "redis"`` under a prefix of this run's own (deleted afterwards)."""
+    return f'\n[state]\nbackend = "redis"\nurl = "{url}"\nkey_prefix = "{prefix}"\non_state_error = "reject"\n'
 
 
 def start_fake(tmp: Path) -> Proc:
@@ -159,16 +179,19 @@ def start_relay(tmp: Path, fake_url: str, event_loop: str = "auto") -> Proc:
     return proc
 
 
-def start_proxy(tmp: Path, fake_url: str, runs: int, event_loop: str = "auto") -> tuple[Proc, list[float]]:
+def start_proxy(
+    tmp: Path, fake_url: str, runs: int, event_loop: str = "auto", extra: str = "", name: str = "proxy"
+) -> tuple[Proc, list[float]]:
     """Start the proxy ``runs`` times, timing process start to first 200 from /healthz; keep the last."""
     port = free_port()
-    config = proxy_config(tmp / "bench-routing.toml", port, fake_url, event_loop)
+    file = "bench-routing.toml" if name == "proxy" else f"bench-routing-{name}.toml"
+    config = proxy_config(tmp / file, port, fake_url, event_loop, extra)
     argv = ["-m", "proxy", "serve", "--config", str(config), "--port", str(port)]
     times = []
     proc = None
     for i in range(runs):
         start = time.perf_counter()
-        proc = spawn("proxy", argv, 0, port, tmp / f"proxy-{i}.log", env={KEY_ENV: KEY})
+        proc = spawn(name, argv, 0, port, tmp / f"{name}-{i}.log", env={KEY_ENV: KEY})
         wait_http(f"http://127.0.0.1:{port}/healthz", interval_s=0.001)
         times.append(time.perf_counter() - start)
         if i < runs - 1:

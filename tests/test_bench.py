@@ -121,3 +121,57 @@ def test_litellm_reference_is_pointed_at_loopback_only(tmp_path: Path) -> None:
     assert "gemini/gemini-2.5-flash" in text and "openai/gemini-2.5-flash" in text
     assert litellm_ref.VERSION not in ("1.82.7", "1.82.8", "1.107.0")
     assert litellm_ref.ENV["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
+
+
+def test_redis_round_trips_count_admission_scripts_not_the_commands_inside_them() -> None:
+    from bench import redis_stats
+
+    before = redis_stats.parse({"cmdstat_evalsha": {"calls": 100, "usec": 5}}, {"used_cpu_user": 1.0})
+    # 50 admissions: one EVALSHA each; Redis also counts the GET/INCRBYFLOAT/PTTL the script ran.
+    after = redis_stats.parse(
+        {
+            "cmdstat_evalsha": {"calls": 150},
+            "cmdstat_get": {"calls": 150},
+            "cmdstat_incrbyfloat": {"calls": 150},
+            "cmdstat_pttl": {"calls": 150},
+            "cmdstat_hgetall": {"calls": 2},
+            "cmdstat_info": {"calls": 2},
+        },
+        {"used_cpu_user": 1.02, "used_cpu_sys": 0.005},
+    )
+    got = redis_stats.per_request(before, after, 50)
+    assert got["redis_evalsha_per_req"] == 1.0
+    assert got["redis_background_per_req"] == 2 / 50
+    assert abs(got["redis_cpu_ms_per_req"] - 0.5) < 1e-9
+    assert got["redis_commands"]["get"] == 150
+    assert redis_stats.per_request(before, after, 0)["redis_evalsha_per_req"] is None
+
+
+def test_redis_table_sets_each_redis_row_beside_the_memory_row_of_the_same_case() -> None:
+    def case(target: str, cpu: float, **extra: float) -> dict[str, Any]:
+        shape = {"target": target, "stream": False, "concurrency": 16, "server_cpu_ms_per_req": cpu, "rps": 1000.0}
+        return shape | {"added_p50_ms": 1.0, "foreign_busy": 0.1, **extra}
+
+    text = report.redis_table(
+        {
+            "cases": [
+                case("proxy-passthrough", 0.300),
+                case("proxy-passthrough-redis", 0.450, redis_evalsha_per_req=1.0, redis_background_per_req=0.001),
+            ]
+        }
+    )
+    row = text.splitlines()[-1]
+    assert row.startswith("| proxy-passthrough | json | 16 | 0.300 | 0.450 | 0.150 |")
+    assert "| 1.000 | 0.001 |" in row
+    assert report.redis_table({"cases": [case("proxy-passthrough", 0.3)]}) == ""
+
+
+def test_bench_config_with_redis_state_parses_with_limits_and_the_run_prefix(tmp_path: Path) -> None:
+    from bench import stack
+    from proxy import config
+
+    extra = stack.LIMITS_TOML + stack.redis_state_toml("redis://127.0.0.1:6379/0", "bench-abc:")
+    cfg = config.load(stack.proxy_config(tmp_path / "r.toml", 8080, "http://127.0.0.1:1", extra=extra))
+    assert cfg.state.backend == "redis" and cfg.state.key_prefix == "bench-abc:"
+    assert cfg.resilience.limits["fakegemini"].rpm == 100_000_000
+    assert set(cfg.resilience.limits) == {"fakegemini", "fakegateway"}
