@@ -67,28 +67,24 @@ def _too_many(what: str, count: int, limit: int, key: str, param: str) -> Invali
     )
 
 
+def _check_shape(items: Any, parts_key: str, param: str, server: ServerConfig) -> None:
+    if not isinstance(items, list):
+        return
+    if len(items) > server.max_messages:
+        raise _too_many("messages", len(items), server.max_messages, "max_messages", param)
+    parts = sum(len(i[parts_key]) for i in items if isinstance(i, dict) and isinstance(i.get(parts_key), list))
+    if parts > server.max_parts:
+        raise _too_many("parts", parts, server.max_parts, "max_parts", param)
+
+
 def check_chat_shape(body: dict[str, Any], server: ServerConfig) -> None:
     """Message and content-part counts of an OpenAI chat body (call after the type checks)."""
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        return
-    if len(messages) > server.max_messages:
-        raise _too_many("messages", len(messages), server.max_messages, "max_messages", "messages")
-    parts = sum(len(m["content"]) for m in messages if isinstance(m, dict) and isinstance(m.get("content"), list))
-    if parts > server.max_parts:
-        raise _too_many("parts", parts, server.max_parts, "max_parts", "messages")
+    _check_shape(body.get("messages"), "content", "messages", server)
 
 
 def check_native_shape(body: dict[str, Any], server: ServerConfig) -> None:
     """The same limits on a native Gemini body: ``contents`` are the messages, their ``parts`` the parts."""
-    contents = body.get("contents")
-    if not isinstance(contents, list):
-        return
-    if len(contents) > server.max_messages:
-        raise _too_many("messages", len(contents), server.max_messages, "max_messages", "contents")
-    parts = sum(len(c["parts"]) for c in contents if isinstance(c, dict) and isinstance(c.get("parts"), list))
-    if parts > server.max_parts:
-        raise _too_many("parts", parts, server.max_parts, "max_parts", "contents")
+    _check_shape(body.get("contents"), "parts", "contents", server)
 
 
 async def write_chunk(request: web.Request, resp: web.StreamResponse, chunk: bytes, timeout_s: float) -> None:
