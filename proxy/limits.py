@@ -83,14 +83,20 @@ class UpstreamLimits:
         deadline = time.monotonic() + budget_s
         self._check_day(share)
         waited_on = None
-        amount = tokens + self.token_debt
-        for name, limiter, want in (("rpm", self.rpm, 1.0), ("tpm", self.tpm, float(amount))):
-            if limiter is None:
-                continue
-            want = min(want, limiter.max_rate * share)  # a huge prompt takes the whole bucket, not forever
-            if await self._take(name, limiter, want, deadline, share):
-                waited_on = name
-        self.token_debt = 0
+        # Claim the debt before awaiting: a concurrent admission must neither pay it again nor
+        # have its own settle() wiped by a reset after the await.
+        debt, self.token_debt = self.token_debt, 0
+        amount = tokens + debt
+        try:
+            for name, limiter, want in (("rpm", self.rpm, 1.0), ("tpm", self.tpm, float(amount))):
+                if limiter is None:
+                    continue
+                want = min(want, limiter.max_rate * share)  # a huge prompt takes the whole bucket, not forever
+                if await self._take(name, limiter, want, deadline, share):
+                    waited_on = name
+        except BaseException:
+            self.token_debt += debt  # refused or cancelled: the next admission pays it
+            raise
         if self.cfg.rpd:
             self.day_count += 1
         return waited_on

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -164,3 +165,16 @@ async def test_a_request_with_no_usable_key_spends_no_limiter_budget(start_proxy
             await ask(proxy, "pro")
     assert fake_gemini.attempts == 1
     assert (await status(proxy))["limits"]["google"]["rpd"] == {"limit": 1000, "used": 1}
+
+
+async def test_a_tpm_shortfall_is_charged_to_the_next_admissions_exactly_once() -> None:
+    from proxy.config_resilience import RateLimits
+    from proxy.limits import UpstreamLimits
+
+    limits = UpstreamLimits("google", RateLimits(tpm=10_000))
+    assert limits.tpm is not None
+    limits.settle(estimated=100, actual=600)  # the last answer used 500 more input tokens than estimated
+    await asyncio.gather(*(limits.acquire(100, budget_s=5.0) for _ in range(4)))
+    limits.tpm.has_capacity(0)  # drain the bucket to now
+    assert float(limits.tpm._level) == pytest.approx(4 * 100 + 500, abs=5)
+    assert limits.token_debt == 0
