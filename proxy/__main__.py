@@ -159,6 +159,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     listener = setup_logging(file=args.log_file or config.logging.file)
     try:
         app = make_app(config)
+    except ValueError as exc:  # e.g. [state] url_env names an unset variable: a message, not a traceback
+        stop_logging(listener)
+        print(f"error: {args.config}: {exc}", file=sys.stderr)
+        return 1
+    try:
         reloader = Reloader(args.config, args.env)
         reloader.attach(app)
         with loop.runner(config.server.event_loop) as runner:

@@ -7,6 +7,7 @@ a key lives (an environment variable or a file), never the key itself.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -167,6 +168,8 @@ class _Table:
             value = float(value)
         if not isinstance(value, kinds):
             raise self.error(name, f"must be {_kind_name(kinds)}, got {_shown(value)}", fix)
+        if isinstance(value, float) and not math.isfinite(value):  # TOML allows nan and inf
+            raise self.error(name, f"must be a finite number, got {value!r}", fix)
         return value
 
     def positive(self, name: str, kind: type, default: Any) -> Any:

@@ -66,5 +66,7 @@ def parse(t: _Table) -> StateConfig:
         raise t.error("on_state_error", f"unknown policy {cfg.on_state_error!r}", f"use one of: {', '.join(POLICIES)}")
     if not cfg.url.startswith(("redis://", "rediss://", "unix://")):
         raise t.error("url", "must start with redis://, rediss:// (TLS) or unix://", 'e.g. "redis://redis:6379/0"')
+    if cfg.tls_ca_file and not cfg.url_env and not cfg.url.startswith("rediss://"):
+        raise t.error("tls_ca_file", "is only used with TLS", "use a rediss:// url, or remove tls_ca_file")
     t.done()
     return cfg

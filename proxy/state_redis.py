@@ -25,7 +25,6 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from proxy.config_state import StateConfig
 from proxy.state_backend import Check, Refused, StateUnavailable
@@ -82,8 +81,13 @@ class RedisState:
         url = env.get(cfg.url_env, "") if cfg.url_env else cfg.url
         if not url:
             raise ValueError(f"[state] url_env names {cfg.url_env}, which is not set")
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"[state] url_env {cfg.url_env}: the URL must start with redis://, rediss:// or unix://")
         password = env.get(cfg.password_env) if cfg.password_env else None
-        extra: dict[str, Any] = {"ssl_ca_certs": cfg.tls_ca_file} if cfg.tls_ca_file else {}
+        # A CA bundle only means something for TLS (rediss://); redis-py refuses it on plain TCP.
+        extra: dict[str, Any] = (
+            {"ssl_ca_certs": cfg.tls_ca_file} if cfg.tls_ca_file and url.startswith("rediss://") else {}
+        )
         client = Redis.from_url(
             url,
             password=password,
@@ -107,7 +111,8 @@ class RedisState:
         try:
             async with asyncio.timeout(self.cfg.timeout_s):
                 result = await call()
-        except (RedisError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # RedisError, OSError, timeouts, and anything else the client raises:
+            # whatever went wrong, the configured policy (local / reject) must apply, never a 500.
             self._failed(exc)
             raise StateUnavailable(f"Redis is unreachable: {type(exc).__name__}") from exc
         if self.down_since is not None:

@@ -57,3 +57,34 @@ async def test_memory_is_the_default_and_builds_no_shared_state() -> None:
     rt = Runtime.build(cfg, ENV)
     assert rt.guard.state is None and isinstance(rt.guard.limits["google"], UpstreamLimits)
     assert "state" not in rt.guard.snapshot() and rt.keys["google"].share is None
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "[state]\ntimeout_s = nan\n",
+        '[teams.t]\nkey_sha256 = ["' + "a" * 64 + '"]\ndaily_budget_usd = nan\n',
+        '[pricing."gemini-2.5-flash"]\ninput = inf\n',
+    ],
+    ids=["state-timeout", "team-budget", "price"],
+)
+def test_non_finite_numbers_are_refused(extra: str) -> None:
+    # TOML allows nan and inf; a nan budget would never be enforced, a nan price poisons every cost.
+    with pytest.raises(ConfigError, match="finite"):
+        make_config(config_toml("http://g", "http://o/v1") + "\n" + extra)
+
+
+def test_a_ca_bundle_without_tls_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="tls_ca_file"):
+        make_config(config_toml("http://g", "http://o/v1") + '\n[state]\nbackend = "redis"\ntls_ca_file = "/ca.pem"\n')
+
+
+def test_serve_with_an_unset_redis_url_variable_says_so_instead_of_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "routing.toml"
+    cfg.write_text(config_toml("http://g", "http://o/v1") + '\n[state]\nbackend = "redis"\nurl_env = "NOT_SET_X1"\n')
+    from proxy.__main__ import main
+
+    assert main(["serve", "--config", str(cfg), "--port", "0"]) == 1
+    assert "NOT_SET_X1" in capsys.readouterr().err

@@ -183,3 +183,18 @@ async def test_team_spend_charged_by_one_meter_is_refused_by_another(redis_prefi
     finally:
         await state.close()
     assert info.value.code == "budget_exceeded" and "$1.50 today" in str(info.value)
+
+
+async def test_any_client_failure_applies_the_configured_policy_not_a_500(redis_prefix: str) -> None:
+    # e.g. a redis-py TypeError from a connection option: still "Redis unavailable", so local/reject apply.
+    state = make_state(redis_prefix)
+
+    async def broken(**_: Any) -> Any:
+        raise TypeError("unexpected keyword argument 'ssl_ca_certs'")
+
+    state._admit = broken  # type: ignore[assignment]
+    try:
+        with pytest.raises(StateUnavailable):
+            await state.admit([Check("x", 1, 1, 60, "rpm")])
+    finally:
+        await state.close()
