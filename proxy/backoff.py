@@ -50,6 +50,17 @@ def _allowed(cls: FailureClass, policy: RetryPolicy) -> int:
     }.get(cls, 0)
 
 
+# Failures another attempt on the same target cannot mend: move to the next target at once.
+_NEXT_AT_ONCE = {
+    FailureClass.AUTH: "the upstream rejected the key: never retried on that key",
+    FailureClass.QUOTA_DAY: "per-day quota exhausted: it will not recover in seconds",
+    FailureClass.LIMITED: "the proxy's own rate limit for this upstream would outlast the deadline",
+    FailureClass.MODEL_GONE: "the upstream does not know this model: its fallbacks may",
+    FailureClass.UNSUPPORTED: "this upstream kind does not serve the operation",
+    FailureClass.NO_KEY: "no usable key for this upstream (quarantined, resting or missing)",
+}
+
+
 def decide(
     err: UpstreamError,
     cls: FailureClass,
@@ -61,18 +72,8 @@ def decide(
     """Retry the same target (after a delay), move to the next target, or stop."""
     if cls is FailureClass.CLIENT:
         return Decision("stop", why="the request itself was rejected: no other model or key will accept it")
-    if cls is FailureClass.AUTH:
-        return Decision("next", why="the upstream rejected the key: never retried on that key")
-    if cls is FailureClass.QUOTA_DAY:
-        return Decision("next", why="per-day quota exhausted: it will not recover in seconds")
-    if cls is FailureClass.LIMITED:
-        return Decision("next", why="the proxy's own rate limit for this upstream would outlast the deadline")
-    if cls is FailureClass.MODEL_GONE:
-        return Decision("next", why="the upstream does not know this model: its fallbacks may")
-    if cls is FailureClass.UNSUPPORTED:
-        return Decision("next", why="this upstream kind does not serve the operation")
-    if cls is FailureClass.NO_KEY:
-        return Decision("next", why="no usable key for this upstream (quarantined, resting or missing)")
+    if cls in _NEXT_AT_ONCE:
+        return Decision("next", why=_NEXT_AT_ONCE[cls])
     allowed = _allowed(cls, policy)
     if retries_done >= allowed:
         return Decision("next", why=f"{cls.value}: {allowed} retries used")

@@ -87,21 +87,13 @@ def text_answer(
     thoughts: int = 0,
     cached: int = 0,
 ) -> Answer:
-    usage: dict[str, Any] = {
-        "promptTokenCount": prompt_tokens,
-        "candidatesTokenCount": output_tokens,
-        "totalTokenCount": prompt_tokens + output_tokens + thoughts,
-    }
-    if thoughts:
-        usage["thoughtsTokenCount"] = thoughts
-    if cached:
-        usage["cachedContentTokenCount"] = cached
+    meta = usage(prompt_tokens, output_tokens, thoughts, cached)
     return Answer(
         {
             "candidates": [
                 {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": finish, "index": 0}
             ],
-            "usageMetadata": usage,
+            "usageMetadata": meta,
             "modelVersion": "fake",
         }
     )
