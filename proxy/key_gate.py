@@ -63,12 +63,20 @@ class KeyGate:
         finally:
             if not fut.done():
                 fut.cancel()  # a timed-out or cancelled waiter is skipped when its turn comes
+            if not self.waiting and self._pump is not None and not self._pump.done():
+                self._pump.cancel()  # nobody left to release: no timer outlives the line
 
     def rate_limited(self) -> None:
         """A 429 on this model: the next release starts again with one request."""
         self.window, self._restart = 1, True
 
     async def _run(self) -> None:
+        try:
+            await self._release_all()
+        finally:
+            self.window = 1  # the next line starts with one request again
+
+    async def _release_all(self) -> None:
         while self._heap:
             left = self._ready()
             if left is None:
@@ -85,7 +93,6 @@ class KeyGate:
             self._restart = False
             await self._sleep(PACE_S)
             self.window = 1 if self._restart else min(MAX_WINDOW, self.window * 2)
-        self.window = 1
 
     def _release_one(self) -> bool:
         while self._heap:

@@ -214,10 +214,11 @@ class KeyPool:
         """A key for ``model``, waiting in line for a resting one when it comes back within
         ``budget_s``; raises the pool's UpstreamError when that cannot be."""
         gate = self._gates.get(model)
-        if gate is None or gate.waiting == 0:
-            ready = self.ready(model)
-            if ready == 0.0:
+        if gate is None or not gate.waiting:  # nobody in line: the common case costs one pick()
+            try:
                 return self.pick(model)
+            except UpstreamError:
+                pass
         deadline = self.clock() + budget_s
         while True:
             ready = self.ready(model)
