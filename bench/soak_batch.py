@@ -221,7 +221,7 @@ def report_batch(result: BatchResult) -> str:
         "online (sent at s: status, ms, batch answers while in flight, before drain?): "
         + "; ".join(
             f"{o.sent - t0:.1f}: {o.status} {o.latency_ms:.0f}ms {result.batch_answered_during(o)} "
-            f"{'yes' if o.done < result.drained_at else 'NO'}"
+            f"{'sent after drain' if o.sent >= result.drained_at else 'yes' if o.done < result.drained_at else 'NO'}"
             for o in result.online
         ),
         f"online requests queued behind batch: {len(result.online_behind_batch())} (acceptance: 0)",
