@@ -224,6 +224,8 @@ def to_client(err: UpstreamError) -> ProxyError:
     if cls is FailureClass.TIMEOUT:
         return UpstreamFailed(f"{where} did not answer in time", code="upstream_timeout", status=504)
     if cls is FailureClass.CONNECTION:
+        if err.mid_stream:  # it answered, then the connection broke: not the same as never reaching it
+            return UpstreamFailed(f"{where} dropped the stream mid-way", code="upstream_unreachable", status=502)
         return UpstreamFailed(f"{where} is unreachable", code="upstream_unreachable", status=502)
     status = 503 if err.status == 503 else 502
     code = err.code if err.code in ("malformed_function_call", CIRCUIT_OPEN) else "upstream_error"

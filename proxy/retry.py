@@ -34,9 +34,10 @@ log = logging.getLogger("gemini_proxy.retry")
 T = TypeVar("T")
 
 # Failure classes that count against a target's circuit breaker, and those that mean quota pressure.
-_BREAKER_FAILURES = frozenset(
-    {FailureClass.SERVER, FailureClass.TIMEOUT, FailureClass.CONNECTION, FailureClass.RATE_LIMIT}
-)
+# A per-minute 429 is not a broken target: the key rests for exactly the upstream's retryDelay
+# (proxy/key_pool.py) and requests wait for it; opening the circuit on a burst of 429s would
+# refuse the target for breaker_cooldown_s whatever Google said (and fail waiting batch work).
+_BREAKER_FAILURES = frozenset({FailureClass.SERVER, FailureClass.TIMEOUT, FailureClass.CONNECTION})
 _PRESSURE = frozenset({FailureClass.RATE_LIMIT, FailureClass.QUOTA_DAY, FailureClass.LIMITED})
 
 
