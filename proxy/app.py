@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
-from proxy import embeddings, handlers, keys, native, state_sync
+from proxy import embeddings, handlers, key_pool, native, state_sync
 from proxy.auth import auth
 from proxy.clock import Clock
 from proxy.config import Config
@@ -37,7 +37,7 @@ def make_app(
     # Live lane state, read at each scrape from whichever Runtime is current (reload swaps it).
     app[TELEMETRY].metrics.register_source("lane", lambda: app[RUNTIME].current.guard.lane_gauges(), label="lane")
     app[TELEMETRY].metrics.register_source(
-        "upstream_keys", lambda: keys.gauges(app[RUNTIME].current.keys), label="upstream"
+        "upstream_keys", lambda: key_pool.gauges(app[RUNTIME].current.keys), label="upstream"
     )
     app.on_response_prepare.append(on_response_prepare)
     app.cleanup_ctx.append(_runtime_lifecycle)

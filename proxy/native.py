@@ -64,7 +64,9 @@ async def generate(request: web.Request) -> web.StreamResponse:
     except ProxyError as exc:
         fields = describe(exc)
         record.error_type, record.status_code = fields["error_type"], fields["status_code"]
-        return web.Response(status=exc.status, body=google_error(exc), content_type="application/json")
+        return web.Response(
+            status=exc.status, body=google_error(exc), content_type="application/json", headers=exc.response_headers()
+        )
 
 
 async def _generate(request: web.Request, record: RequestRecord) -> web.StreamResponse:
