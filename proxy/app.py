@@ -27,7 +27,14 @@ def make_app(
         client_max_size=config.server.max_body_bytes,
         # handler_cancellation: a client that disconnects cancels its handler, and so the
         # upstream call it is waiting on (aiohttp leaves handlers running by default).
-        handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024, "handler_cancellation": True},
+        # auto_decompress off: proxy/content_encoding.py decodes bodies with the limit on the
+        # decoded size and answers bad encodings with a 400/415 instead of aiohttp's 500.
+        handler_args={
+            "max_field_size": 16 * 1024,
+            "max_line_size": 16 * 1024,
+            "handler_cancellation": True,
+            "auto_decompress": False,
+        },
     )
     state = state_sync.build(config.state, environ)  # None: memory; [state] changes need a restart
     app[state_sync.STATE] = state
