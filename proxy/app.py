@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
-from proxy import embeddings, handlers, keys, native, state_sync
+from proxy import embeddings, handlers, keys, native, state_sync, wire_errors
 from proxy.auth import auth
 from proxy.clock import Clock
 from proxy.config import Config
@@ -36,6 +36,7 @@ def make_app(
             "auto_decompress": False,
         },
     )
+    wire_errors.install(app)  # aiohttp's parser errors (header too large...) as OpenAI error objects
     state = state_sync.build(config.state, environ)  # None: memory; [state] changes need a restart
     app[state_sync.STATE] = state
     app[RUNTIME] = RuntimeRef(Runtime.build(config, environ, clock, state))
