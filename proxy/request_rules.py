@@ -207,8 +207,8 @@ def endpoint_rule(
 def to_json_schema(rule: Rule) -> dict[str, Any]:
     """The same rule as JSON Schema, for a compiled validator (jsonschema-rs) to gate on.
 
-    A tagged union becomes an if/then/else chain on the tag, so a body is checked against the
-    one shape its tag names (and an unknown tag, like the checker, against none).
+    A tagged union becomes one ``anyOf`` branch per tag value, each testing its tag first, plus
+    a branch for tag values none of them names (accepted, as the checker accepts them).
     """
     if rule.kind == "any":
         return {}
@@ -228,8 +228,8 @@ def to_json_schema(rule: Rule) -> dict[str, Any]:
     return {"type": kind}
 
 
-# Tag values tested first in an if/then/else chain, as the most frequent in real traffic: the
-# gate tries the tags in order, so a conversation of user/assistant turns costs half as much.
+# Tag values tried first, as the most frequent in real traffic: the gate tries the branches of
+# a tagged union in order, so a conversation of user/assistant turns costs a third less.
 _FREQUENT = ("user", "assistant", "tool", "text", "function")
 
 
@@ -238,14 +238,18 @@ def _json_union(rule: Rule) -> dict[str, Any]:
     objects = [m for m in rule.members if m.kind == "object" and not m.is_map] if tag else []
     branches = [to_json_schema(m) for m in rule.members if m not in objects]
     if tag is not None:
-        chain: dict[str, Any] = {}
         cases = [(value, member) for member in objects for value in member.fields[tag].values]
         cases.sort(key=lambda case: _FREQUENT.index(case[0]) if case[0] in _FREQUENT else len(_FREQUENT))
-        for value, member in reversed(cases):
-            step = {"if": {"properties": {tag: {"const": value}}}, "then": to_json_schema(member)}
-            chain = {**step, "else": chain} if chain else step
+        shapes = []
+        for value, member in cases:
+            shape = to_json_schema(member)
+            rest = {name: sub for name, sub in shape["properties"].items() if name != tag}
+            shape["properties"] = {tag: {"const": value}, **rest}  # the cheap test first
+            shapes.append(shape)
+        unknown = {"properties": {tag: {"not": {"enum": [value for value, _ in cases]}}}}
         tag_kind = objects[0].fields[tag].kind
-        branches.append({"type": "object", "required": [tag], "properties": {tag: {"type": tag_kind}}, **chain})
+        tagged = {"type": "object", "required": [tag], "properties": {tag: {"type": tag_kind}}}
+        branches.append({**tagged, "anyOf": [*shapes, unknown]})
     if rule.nullable:
         branches.append({"type": "null"})
     return branches[0] if len(branches) == 1 else {"anyOf": branches}
