@@ -16,14 +16,17 @@ for this one app so the server it returns builds :class:`EnvelopedRequestHandler
 That is aiohttp's private ``_make_handler`` (stable since 3.0, pinned ``<4`` in
 pyproject.toml); tests/test_wire_errors.py fails loudly should it change.
 
-A header section far past the limit (say 1 MB) is answered too, but aiohttp closes the
-connection with the rest of the client's upload unread, so the kernel resets it and a client
-that has not read the answer yet sees ``ConnectionResetError``. The README names the front
-proxy setting that refuses such requests first (nginx ``large_client_header_buffers``).
+The answer is followed by a lingering close (:class:`LingeringResponse`): the parser stops at
+the limit, so the rest of the client's upload (a 1 MB header section, the body) is still on its
+way; closing at once with it unread makes the kernel reset the connection, and a client that
+has not read the answer yet would see ``ConnectionResetError`` instead of it. So the proxy
+half-closes (FIN after the answer), discards what still arrives, and closes when the client
+does, or after :data:`LINGER_S`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +38,31 @@ from adapters.unique import unique_hex
 from proxy.errors import InternalError, InvalidRequest, ProxyError
 
 log = logging.getLogger("gemini_proxy")
+
+# How long a refused connection may keep uploading before the proxy closes it anyway (then the
+# kernel resets it). Bounded, and cheap: what arrives is dropped unparsed.
+LINGER_S = 2.0
+_LINGER_STEP_S = 0.02
+
+
+class LingeringResponse(web.Response):
+    """An error answer that, once written, lets the client finish its upload before the close."""
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        await super().write_eof(data)
+        request = self.lingering_request
+        transport = request.transport if request is not None else None
+        if request is None or transport is None or transport.is_closing():
+            return
+        request.protocol.close()  # aiohttp's RequestHandler drops whatever arrives from now on
+        if transport.can_write_eof():
+            transport.write_eof()  # FIN: the client has the whole answer and may hang up
+        for _ in range(round(LINGER_S / _LINGER_STEP_S)):
+            if transport.is_closing():  # the client closed (aiohttp may cancel us first: also fine)
+                return
+            await asyncio.sleep(_LINGER_STEP_S)
+
+    lingering_request: Any = None
 
 
 def error_for(status: int, exc: BaseException | None, handler: web.RequestHandler) -> ProxyError:
@@ -88,7 +116,10 @@ class EnvelopedRequestHandler(web.RequestHandler):
                 extra={"request_id": request_id, "error_type": err.code, "status_code": err.status},
             )
         headers = {**err.headers, "x-request-id": request_id}
-        response = web.Response(status=err.status, body=err.body(), content_type="application/json", headers=headers)
+        response = LingeringResponse(
+            status=err.status, body=err.body(), content_type="application/json", headers=headers
+        )
+        response.lingering_request = request
         response.force_close()
         return response
 
