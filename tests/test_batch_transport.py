@@ -127,6 +127,8 @@ async def test_a_large_job_is_uploaded_and_its_shuffled_results_file_maps_back_b
             said = r.line["response"]["body"]["choices"][0]["message"]["content"]
             assert r.ok and said.endswith(f"You said: question {r.custom_id[1:]}")
     assert results.request_counts(out) == {"total": 6, "completed": 5, "failed": 1}
+    with pytest.raises(UpstreamError, match="larger than 10 bytes"):
+        await env.client.download(name, KEY, max_bytes=10)
     assert await env.client.download_to(name, KEY, tmp_path / "results.jsonl") == len(data)
     assert _written(tmp_path) == {"results.jsonl": data}  # no .part file left behind
     assert (await env.client.get_file(name, KEY))["source"] == "GENERATED"
@@ -157,8 +159,8 @@ async def test_list_pages_through_the_keys_own_jobs(env: Env) -> None:
     [plan] = planned(jsonl(chat("a")))
     names = [(await submit(env.client, plan))["name"] for _ in range(3)]
     await submit(env.client, plan, OTHER_KEY)
-    first = await env.client.list(KEY, page_size=2)
-    second = await env.client.list(KEY, page_size=2, page_token=first["nextPageToken"])
+    first = await env.client.list_batches(KEY, page_size=2)
+    second = await env.client.list_batches(KEY, page_size=2, page_token=first["nextPageToken"])
     assert [op["name"] for op in first["operations"] + second["operations"]] == names
     assert "nextPageToken" not in second
     assert await env.client.delete(names[0], KEY) == {}
@@ -207,5 +209,5 @@ async def test_refusals_become_upstream_errors_and_never_carry_the_key(env: Env)
         await server.close()
     gone = Upstream(name="gone", kind="gemini", base_url=f"http://127.0.0.1:{server.port}", timeout_s=5)
     with pytest.raises(UpstreamError) as unreachable:
-        await GeminiBatchClient(gone, env.session).list(KEY)
+        await GeminiBatchClient(gone, env.session).list_batches(KEY)
     assert unreachable.value.connection and KEY not in unreachable.value.message

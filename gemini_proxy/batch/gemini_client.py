@@ -14,6 +14,7 @@ the ``X-Goog-Upload-URL``), and ``GET download/{v}/files/{id}:download?alt=media
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -81,7 +82,9 @@ class GeminiBatchClient:
     async def delete(self, name: str, key: str) -> dict[str, Any]:
         return await self._json("DELETE", self._api + _checked(_BATCH_NAME, name, "batch"), key)
 
-    async def list(self, key: str, *, page_size: int | None = None, page_token: str | None = None) -> dict[str, Any]:
+    async def list_batches(
+        self, key: str, *, page_size: int | None = None, page_token: str | None = None
+    ) -> dict[str, Any]:
         """One page: ``{"operations": [...], "nextPageToken"}``."""
         params: dict[str, str] = {}
         if page_size is not None:
@@ -136,11 +139,12 @@ class GeminiBatchClient:
         """A generated file (a job's ``responsesFile``) into memory, refused past ``max_bytes``."""
         chunks: list[bytes] = []
         size = 0
-        async for chunk in self._download_chunks(name, key):
-            size += len(chunk)
-            if size > max_bytes:
-                raise self._invalid(f"a results file larger than {max_bytes} bytes (use download_to)")
-            chunks.append(chunk)
+        async with contextlib.aclosing(self._download_chunks(name, key)) as stream:
+            async for chunk in stream:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise self._invalid(f"a results file larger than {max_bytes} bytes (use download_to)")
+                chunks.append(chunk)
         return b"".join(chunks)
 
     async def download_to(self, name: str, key: str, path: Path) -> int:
@@ -149,9 +153,10 @@ class GeminiBatchClient:
         size = 0
         out = await asyncio.to_thread(partial.open, "wb")
         try:
-            async for chunk in self._download_chunks(name, key):
-                await asyncio.to_thread(out.write, chunk)
-                size += len(chunk)
+            async with contextlib.aclosing(self._download_chunks(name, key)) as stream:
+                async for chunk in stream:
+                    await asyncio.to_thread(out.write, chunk)
+                    size += len(chunk)
         except BaseException:
             await asyncio.to_thread(out.close)
             await asyncio.to_thread(partial.unlink, True)  # no half file left for a restart to trust
