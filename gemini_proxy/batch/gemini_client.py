@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -165,7 +165,7 @@ class GeminiBatchClient:
         await asyncio.to_thread(partial.replace, path)
         return size
 
-    async def _download_chunks(self, name: str, key: str) -> AsyncIterator[bytes]:
+    async def _download_chunks(self, name: str, key: str) -> AsyncGenerator[bytes, None]:
         url = f"{self._download}{_checked(_FILE_NAME, name, 'file')}:download"
         try:
             async with self.session.get(
