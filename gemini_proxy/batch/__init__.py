@@ -7,5 +7,5 @@
 - :mod:`.gemini_client`: the thin async transport (batches, resumable upload, download).
 
 Nothing here talks to the server's state: endpoints, storage, polling and budgets are the
-wiring's job (see /work/notes/batch-wiring.md).
+wiring's job (issue 22, phase 2).
 """

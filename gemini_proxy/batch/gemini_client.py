@@ -5,7 +5,7 @@ belongs to the project (key) that created it: polling, cancelling and downloadin
 same key, so the caller keeps it with the job record. Every failure leaves as the adapters'
 :class:`UpstreamError`, built by the online Gemini error parser, with the key redacted.
 
-Wire format (verified against google-genai and the docs, /work/notes/batch-facts.md):
+Wire format (google-genai ``batches.py`` / ``files.py`` / ``_api_client.py``, and the Batch API guide):
 ``POST models/{m}:batchGenerateContent`` (or ``:asyncBatchEmbedContent``), ``GET batches/{id}``,
 ``POST batches/{id}:cancel``, ``GET batches``, the resumable upload (``upload/{v}/files``, then
 the ``X-Goog-Upload-URL``), and ``GET download/{v}/files/{id}:download?alt=media``.

@@ -9,7 +9,7 @@ translation (``build_request`` / the embeddings builder), so tools, schemas and 
 behave as they do online. A job goes inline when small enough, else through the Files API.
 
 Pure: the transport is :mod:`.gemini_client`, result mapping :mod:`.gemini_results`.
-Wire facts (states, shapes) with sources: /work/notes/batch-facts.md.
+Wire facts: google-genai ``batches.py`` / ``_transformers.py`` and ai.google.dev/gemini-api/docs/batch-api.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Every line is checked before anything is sent upstream, the way OpenAI does at ``validating``:
 a batch with a bad line fails as a whole, with OpenAI's ``errors`` list (``code``, ``line``,
 ``message``, ``param``), so nothing is half-submitted and the client fixes every line in one go.
-The codes and messages are the ones the real OpenAI API returns (quoted in
-/work/notes/batch-facts.md); where OpenAI's are unknown the choice is said so.
+The codes and messages are the ones the real OpenAI API returns (as quoted by llama-stack's
+batch error tests, tests/integration/batches/test_batches_errors.py); ``invalid_value`` for a
+non-POST method, ``invalid_type`` for a wrongly typed field and the file-wide limits are ours.
 
 Two checks belong to the server and come in as callables, so this module stays pure:
 ``body_check(endpoint, body)`` (the same body rules as online requests) and, in

@@ -7,7 +7,7 @@ Mount it beside the online fake (no change to tests/fakes/gemini.py needed)::
     batch.script(PENDING, RUNNING, EXPIRED)     # the state sequence of the next created job
     batch.fail_keys.add("l3")                   # that request gets a per-line error
 
-or run it alone with :meth:`FakeGeminiBatch.app`. Behaviour (shapes: /work/notes/batch-facts.md):
+or run it alone with :meth:`FakeGeminiBatch.app`. Behaviour (shapes from google-genai and real captured answers):
 
 - create answers the Operation with ``metadata.state`` = the first scripted state
   (default PENDING -> RUNNING -> SUCCEEDED); **each GET advances one step**, so tests poll through

@@ -3,7 +3,7 @@
 Unknown fields are 400 INVALID_ARGUMENT (camelCase and snake_case accepted, as the real server
 does); every inline or file request is checked with the same rules the fake applies to an
 online ``generateContent`` / ``batchEmbedContents`` call, so a translation bug fails a test.
-Shapes: /work/notes/batch-facts.md (google-genai batches.py, the Batch API guide).
+Shapes: google-genai batches.py and the Batch API guide (ai.google.dev/gemini-api/docs/batch-api).
 """
 
 from __future__ import annotations
