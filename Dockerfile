@@ -14,8 +14,7 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY proxy ./proxy
-COPY adapters ./adapters
+COPY gemini_proxy ./gemini_proxy
 # A wheel install (not editable) into a prefix that the runtime stage copies whole.
 RUN pip install --no-cache-dir --prefix=/install .
 

@@ -19,13 +19,13 @@ from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
-from proxy.config_resilience import RateLimits
-from proxy.config_state import StateConfig
-from proxy.config_teams import TeamConfig
-from proxy.limits import UpstreamLimits
-from proxy.meter import TeamMeter
-from proxy.state_limits import SharedLimits
-from proxy.state_redis import RedisState
+from gemini_proxy.config.resilience import RateLimits
+from gemini_proxy.config.state import StateConfig
+from gemini_proxy.config.teams import TeamConfig
+from gemini_proxy.resilience.limits import UpstreamLimits
+from gemini_proxy.resilience.shared_limits import SharedLimits
+from gemini_proxy.routing.meter import TeamMeter
+from gemini_proxy.state.redis import RedisState
 
 BIG = 10**9
 LIMITS = RateLimits(rpm=BIG, tpm=BIG, rpd=BIG)

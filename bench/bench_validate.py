@@ -30,10 +30,10 @@ from openai.types.chat import completion_create_params
 from pydantic import TypeAdapter
 from pydantic_core import SchemaValidator, core_schema
 
-from adapters.gemini import embed, translate
 from bench.run import openai_body
-from proxy.request_check import ENDPOINTS, check, compile_rule
-from proxy.request_rules import Rule, to_json_schema
+from gemini_proxy.adapters.gemini import embed, translate
+from gemini_proxy.http.request_check import ENDPOINTS, check, compile_rule
+from gemini_proxy.http.request_rules import Rule, to_json_schema
 
 CHAT, EMBED = "/v1/chat/completions", "/v1/embeddings"
 # The proxy's CPU per non-streamed request (README "Performance", proxy-* rows): the lowest figure

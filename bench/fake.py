@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from adapters.simulated import split_stream
+from gemini_proxy.adapters.simulated import split_stream
 
 MODEL = "gemini-2.5-flash"
 STREAM_EVENTS = 20

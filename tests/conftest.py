@@ -20,9 +20,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from proxy.app import make_app
-from proxy.config import Config, parse
-from proxy.telemetry import ACCESS, LOG, setup_logging, stop_logging
+from gemini_proxy.config.model import Config, parse
+from gemini_proxy.http.app import make_app
+from gemini_proxy.observe.telemetry import ACCESS, LOG, setup_logging, stop_logging
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI
 from tests.secret_scan import activate, pytest_sessionfinish  # noqa: F401  (the no-secrets check)

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.request_check import ENDPOINTS
-from proxy.request_rules import Rule
+from gemini_proxy.http.request_check import ENDPOINTS
+from gemini_proxy.http.request_rules import Rule
 
 Plant = Callable[[Any], Any]
 

@@ -108,7 +108,7 @@ async def test_wrong_method_is_openai_405_with_allow(proxy: Proxy) -> None:
 
 
 async def test_our_own_bug_is_a_500_without_traceback(proxy: Proxy, monkeypatch: pytest.MonkeyPatch) -> None:
-    from proxy import retry
+    from gemini_proxy.resilience import attempts as retry
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise KeyError("internal detail")

@@ -1,4 +1,4 @@
-"""The command line as a user runs it: `python -m proxy demo`, the console script, `serve`."""
+"""The command line as a user runs it: `python -m gemini_proxy demo`, the console script, `serve`."""
 
 from __future__ import annotations
 
@@ -15,18 +15,18 @@ from pathlib import Path
 import openai
 import pytest
 
-from proxy.__main__ import main
+from gemini_proxy.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 async def _start(*args: str) -> tuple[asyncio.subprocess.Process, int]:
-    """Start `python -m proxy ARGS` and read the port it announces on stderr (bounded)."""
+    """Start `python -m gemini_proxy ARGS` and read the port it announces on stderr (bounded)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "proxy",
+        "gemini_proxy",
         *args,
         cwd=ROOT,
         env=ENV,
@@ -94,7 +94,7 @@ async def test_serve_runs_a_config_and_stops_cleanly_on_sigterm(tmp_path: Path) 
         encoding="utf-8",
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", "serve", "--config", str(config), "--port", "0",
+        sys.executable, "-m", "gemini_proxy", "serve", "--config", str(config), "--port", "0",
         cwd=ROOT, env=ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -115,8 +115,8 @@ async def test_serve_runs_a_config_and_stops_cleanly_on_sigterm(tmp_path: Path) 
 
 def test_console_script_is_declared_and_points_at_main() -> None:
     (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "gemini-proxy"]
-    assert script.value == "proxy.__main__:main"
-    assert script.load() is main or script.load().__module__ == "proxy.__main__"
+    assert script.value == "gemini_proxy.cli:main"
+    assert script.load() is main or script.load().__module__ == "gemini_proxy.cli"
 
 
 def test_console_script_runs() -> None:
@@ -149,7 +149,16 @@ def test_port_in_use_is_a_message_not_a_traceback(command: str) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "proxy", command, "--config", str(ROOT / "routing.toml"), "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "gemini_proxy",
+                command,
+                "--config",
+                str(ROOT / "routing.toml"),
+                "--port",
+                str(port),
+            ],
             cwd=ROOT,
             env=ENV,
             capture_output=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from proxy.config import load
+from gemini_proxy.config.model import load
 
 ROOT = Path(__file__).resolve().parent.parent
 

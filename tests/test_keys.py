@@ -11,11 +11,11 @@ import aiohttp
 import openai
 import pytest
 
-from adapters.base import UpstreamError
-from proxy.config import ConfigError, load
-from proxy.key_pool import KeyPool
-from proxy.keys import key_id, read_keys
-from proxy.state import RUNTIME
+from gemini_proxy.adapters.base import UpstreamError
+from gemini_proxy.config.model import ConfigError, load
+from gemini_proxy.http.appkeys import RUNTIME
+from gemini_proxy.resilience.keys.pool import KeyPool
+from gemini_proxy.resilience.keys.sources import key_id, read_keys
 from tests.conftest import ENV, GEMINI_KEY, Proxy, config_toml, make_config
 from tests.fakes.gemini import FakeGemini, error
 from tests.fakes.openai import FakeOpenAI

@@ -9,9 +9,9 @@ import aiohttp
 import openai
 import pytest
 
-from proxy.config_resilience import LaneConfig
-from proxy.lanes import Lane
-from proxy.state import RUNTIME
+from gemini_proxy.config.resilience import LaneConfig
+from gemini_proxy.http.appkeys import RUNTIME
+from gemini_proxy.resilience.lanes import Lane
 from tests.conftest import Proxy
 from tests.fakes.clock import FakeClock
 from tests.fakes.gemini import Delay, FakeGemini, text_answer

@@ -9,7 +9,7 @@ import aiohttp
 import openai
 import pytest
 
-from proxy.state import RUNTIME
+from gemini_proxy.http.appkeys import RUNTIME
 from tests.conftest import Proxy
 from tests.fakes.clock import FakeClock
 from tests.fakes.gemini import FakeGemini, error, text_answer
@@ -173,8 +173,8 @@ async def test_a_request_with_no_usable_key_spends_no_limiter_budget(start_proxy
 
 
 async def test_a_tpm_shortfall_is_charged_to_the_next_admissions_exactly_once() -> None:
-    from proxy.config_resilience import RateLimits
-    from proxy.limits import UpstreamLimits
+    from gemini_proxy.config.resilience import RateLimits
+    from gemini_proxy.resilience.limits import UpstreamLimits
 
     limits = UpstreamLimits("google", RateLimits(tpm=10_000))
     assert limits.tpm is not None

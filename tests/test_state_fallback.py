@@ -10,10 +10,10 @@ from typing import Any
 import openai
 import pytest
 
-from proxy.config import Target
-from proxy.runtime import Runtime
-from proxy.state_redis import RedisState
-from proxy.state_sync import pull_once
+from gemini_proxy.config.model import Target
+from gemini_proxy.runtime import Runtime
+from gemini_proxy.state.redis import RedisState
+from gemini_proxy.state.sync import pull_once
 from tests.conftest import ENV, config_toml, make_config
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI

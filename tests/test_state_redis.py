@@ -11,15 +11,15 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from adapters.base import UpstreamError
-from proxy.config_resilience import RateLimits
-from proxy.config_state import StateConfig
-from proxy.config_teams import TeamConfig
-from proxy.errors import RateLimited
-from proxy.meter import TeamMeter
-from proxy.state_backend import Check, StateRejected, StateUnavailable, minute_check
-from proxy.state_limits import SharedLimits
-from proxy.state_redis import RedisState
+from gemini_proxy.adapters.base import UpstreamError
+from gemini_proxy.config.resilience import RateLimits
+from gemini_proxy.config.state import StateConfig
+from gemini_proxy.config.teams import TeamConfig
+from gemini_proxy.errors import RateLimited
+from gemini_proxy.resilience.shared_limits import SharedLimits
+from gemini_proxy.routing.meter import TeamMeter
+from gemini_proxy.state.backend import Check, StateRejected, StateUnavailable, minute_check
+from gemini_proxy.state.redis import RedisState
 from tests.state_helpers import REDIS_URL, closed_port, needs_redis
 
 pytestmark = needs_redis

@@ -10,10 +10,10 @@ import pytest
 from google import genai
 from google.genai import types
 
-from adapters.base import Upstream, UpstreamError
-from adapters.vertex import ADCTokenSource, VertexAdapter, endpoint_root
-from proxy.config import ConfigError
-from proxy.state import RUNTIME
+from gemini_proxy.adapters.base import Upstream, UpstreamError
+from gemini_proxy.adapters.vertex import ADCTokenSource, VertexAdapter, endpoint_root
+from gemini_proxy.config.model import ConfigError
+from gemini_proxy.http.appkeys import RUNTIME
 from tests.conftest import Proxy, config_toml, make_config
 from tests.fakes.gemini import FakeGemini, error, text_answer
 

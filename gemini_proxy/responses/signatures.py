@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from adapters.gemini.ids import parse_tool_call_id
+from gemini_proxy.adapters.gemini.ids import parse_tool_call_id
 
 PREFIX = "gp1."
 VERSION = 1

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from adapters.simulated import (
+from gemini_proxy.adapters.simulated.gemini import (
     Issued,
     SimulatedGemini,
     default_answer,
