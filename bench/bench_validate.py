@@ -3,7 +3,7 @@
     python -m bench.bench_validate [--seconds 0.5]
 
 The proxy checks every chat and embeddings body against OpenAI's types before routing
-(proxy/request_check.py). Three engines run the same rules (proxy/request_rules.py, compiled
+(gemini_proxy/http/request_check.py). Three engines run the same rules (gemini_proxy/http/request_rules.py, compiled
 from the ``openai`` package's TypedDicts) on realistic bodies: jsonschema-rs (the rules as JSON
 Schema), pydantic-core (the rules as a core schema, strict) and the proxy's own closures (its
 error explainer). A last column shows pydantic's TypeAdapter over the SDK TypedDict as it is,

@@ -64,8 +64,8 @@ base_url = "{url}"
 api_key_env = "{env}"
 timeout_s = {timeout}
 
-# A 429 rests the key for that model (proxy/keys.py): each 429 fault gets a model of its own, so
-# it cannot turn another request's answer into keys_exhausted (what a real shared quota does).
+# A 429 rests the key for that model (gemini_proxy/resilience/keys/pool.py): each 429 fault gets
+# a model of its own, so it cannot turn another request's answer into keys_exhausted (what a real shared quota does).
 [models.soak]
 target = "google:gemini-2.5-flash"
 

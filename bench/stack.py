@@ -165,7 +165,7 @@ def start_fake(tmp: Path) -> Proc:
 
 
 def resolved_loop(choice: str) -> str:
-    """The loop the proxy runs on for ``[server] event_loop = choice`` (see proxy/loop.py)."""
+    """The loop the proxy runs on for ``[server] event_loop = choice`` (see gemini_proxy/cli/loop.py)."""
     from gemini_proxy.cli import loop
 
     return "uvloop" if choice == "uvloop" or (choice == "auto" and loop.uvloop_available()) else "asyncio"

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from gemini_proxy.adapters import ADAPTERS
-from gemini_proxy.adapters.base import Adapter
-from gemini_proxy.config.model import Config
+from gemini_proxy.adapters import REGISTRY
+from gemini_proxy.adapters.interface import Adapter, AdapterKind
+from gemini_proxy.config import Config
 from gemini_proxy.resilience.clock import Clock, SystemClock
 from gemini_proxy.resilience.guard import Guard
 from gemini_proxy.resilience.keys.pool import KeyPool
@@ -40,13 +40,15 @@ class Runtime:
         environ: Mapping[str, str] | None = None,
         clock: Clock | None = None,
         state: StateBackend | None = None,
+        kinds: Mapping[str, AdapterKind] = REGISTRY,
     ) -> Runtime:
-        """``state``: the shared state backend (app-wide, built once by make_app), None for memory."""
+        """``state``: the shared state backend (app-wide, built once by make_app), None for memory.
+        ``kinds``: the adapter registry (``demo`` swaps in its simulator builds)."""
         clock = clock or SystemClock()
         adapters: dict[str, Adapter] = {}
         keys: dict[str, KeyPool] = {}
         for name, up in config.upstreams.items():
-            adapters[name] = ADAPTERS[up.kind](up.spec)
+            adapters[name] = kinds[up.kind].build(up.spec)
             policy = config.resilience.policy(name, None)
             keys[name] = KeyPool.build(
                 up, environ, clock.now, clock.sleep, probe_s=policy.key_probe_s, probe_max_s=policy.key_probe_max_s
@@ -69,3 +71,11 @@ class Runtime:
     async def close(self) -> None:
         for adapter in self.adapters.values():
             await adapter.close()
+
+
+@dataclass(slots=True)
+class RuntimeRef:
+    """The current Runtime of an app; reload replaces ``current`` in one assignment."""
+
+    current: Runtime
+    draining: bool = False

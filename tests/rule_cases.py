@@ -1,4 +1,4 @@
-"""Test tables generated from the request rules themselves (proxy/request_rules.py).
+"""Test tables generated from the request rules themselves (gemini_proxy/http/request_rules.py).
 
 Every field the rules know, at any depth, becomes a *site*: its OpenAI ``param`` name, a
 function that plants a value there inside an otherwise valid body, and the field's rule. The

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gemini_proxy.cli import main
-from gemini_proxy.config.model import ConfigError, load
+from gemini_proxy.config import ConfigError, load
 
 ROOT = Path(__file__).resolve().parent.parent
 

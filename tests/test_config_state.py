@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gemini_proxy.config.model import ConfigError
+from gemini_proxy.config import ConfigError
 from gemini_proxy.config.state import StateConfig
 from gemini_proxy.resilience.limits import UpstreamLimits
 from gemini_proxy.runtime import Runtime

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from gemini_proxy.cli import loop
-from gemini_proxy.config.model import ConfigError
+from gemini_proxy.config import ConfigError
 from tests.conftest import config_toml, make_config
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from gemini_proxy.cli import main
-from gemini_proxy.config.model import ConfigError, load
-from gemini_proxy.resilience.keys.sources import hash_client_key, key_id
+from gemini_proxy.config import ConfigError, load
+from gemini_proxy.resilience.keys.sources import key_id
+from gemini_proxy.routing.teams import hash_client_key
 
 ROOT = Path(__file__).resolve().parent.parent
 

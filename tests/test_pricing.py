@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gemini_proxy.adapters.base import Usage
-from gemini_proxy.config.model import ConfigError
+from gemini_proxy.config import ConfigError
 from gemini_proxy.config.pricing import DEFAULT_PRICES, Price, PriceBook
 from tests.conftest import config_toml, make_config
 

@@ -17,7 +17,7 @@ import openai
 import orjson
 import pytest
 
-from gemini_proxy.config.model import load
+from gemini_proxy.config import load
 from gemini_proxy.http.app import make_app
 from gemini_proxy.http.appkeys import RUNTIME
 from gemini_proxy.http.reload import Reloader
@@ -87,7 +87,7 @@ async def test_old_runtime_sessions_close_after_the_grace_period(
     client = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0)
     await client.chat.completions.create(model="pro", messages=HI)
     adapter: Any = app[RUNTIME].current.adapters["google"]
-    session = adapter._session  # the property would reopen a closed session: look at the object itself
+    session = adapter.gemini.http._session  # the property would reopen a closed session: look at the object itself
     assert session is not None and not session.closed
     key_file.write_text(NEW_KEY)
     assert await reloader.reload(app)

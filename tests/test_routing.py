@@ -8,7 +8,7 @@ from typing import Any
 import openai
 import pytest
 
-from gemini_proxy.config.model import Target
+from gemini_proxy.config import Target
 from gemini_proxy.errors import InvalidRequest, NotFound
 from gemini_proxy.routing.resolve import resolve
 from tests.conftest import Proxy, config_toml, make_config

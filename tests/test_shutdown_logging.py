@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from gemini_proxy.observe.telemetry import ACCESS, LOG, setup_logging, stop_logging
+from gemini_proxy.observe.accesslog import ACCESS, LOG, setup_logging, stop_logging
 from tests.conftest import ENV, config_toml
 from tests.fakes.gemini import Delay, FakeGemini, text_answer
 from tests.fakes.openai import FakeOpenAI

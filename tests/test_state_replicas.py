@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from gemini_proxy.resilience.keys.sources import hash_client_key
+from gemini_proxy.routing.teams import hash_client_key
 from gemini_proxy.state.redis import NOW_ENV
 from tests.conftest import ENV, config_toml
 from tests.fakes.gemini import FakeGemini

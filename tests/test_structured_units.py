@@ -12,7 +12,7 @@ import pytest
 
 from gemini_proxy.adapters.base import Completion, Usage
 from gemini_proxy.adapters.gemini.schema import SUPPORTED, dropped_keywords, to_gemini
-from gemini_proxy.config.model import ConfigError, parse
+from gemini_proxy.config import ConfigError, parse
 from gemini_proxy.structured.enforce import as_sse, check, default_completion, with_feedback
 from gemini_proxy.structured.validator import SchemaError, compile_schema, problems, validator_for
 
@@ -250,7 +250,7 @@ def test_bad_schema_config_names_the_key(tmp_path: Path, keys: str, key: str, ne
 
 
 def test_example_config_pins_the_ticket_triage_schema() -> None:
-    from gemini_proxy.config.model import load
+    from gemini_proxy.config import load
 
     pinned = load(Path(__file__).parent.parent / "routing.toml").tasks["ticket_triage"].structured
     assert pinned is not None and set(pinned.schema["required"]) == {"summary", "category", "risk_level", "need_review"}

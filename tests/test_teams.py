@@ -13,9 +13,9 @@ import pytest
 from yarl import URL
 
 from gemini_proxy.adapters.base import Call
-from gemini_proxy.config.model import ConfigError
-from gemini_proxy.resilience.keys.sources import hash_client_key
-from gemini_proxy.routing.meter import METER
+from gemini_proxy.config import ConfigError
+from gemini_proxy.http.appkeys import METER
+from gemini_proxy.routing.teams import hash_client_key
 from tests.conftest import Proxy, config_toml, make_config
 from tests.fakes.gemini import FakeGemini, error, text_answer
 from tests.fakes.openai import FakeOpenAI

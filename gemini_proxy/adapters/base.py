@@ -1,6 +1,6 @@
 """Neutral types shared by every adapter, and the one error every adapter raises.
 
-Adapters never import ``proxy``: the server hands them an :class:`Upstream` (what the config
+Adapters never import the rest of gemini_proxy: the server hands them an :class:`Upstream` (what the config
 says about one upstream), a :class:`Call` (one attempt: model, body, key) and gets back an
 OpenAI-shaped completion or a stream of OpenAI chunk bytes. Whatever goes wrong upstream —
 an HTTP error body, a refused connection, a timeout — leaves the adapter as an
@@ -9,9 +9,9 @@ an HTTP error body, a refused connection, a timeout — leaves the adapter as an
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 
@@ -158,24 +158,6 @@ class Completion:
     finish_reason: str | None = None
     # Passthrough keeps the upstream's bytes so the client gets them unchanged.
     raw: bytes | None = None
-
-
-class Adapter(Protocol):
-    """What the proxy needs from an upstream kind. One instance per configured upstream."""
-
-    upstream: Upstream
-
-    async def complete(self, call: Call) -> Completion: ...
-
-    def stream(self, call: Call, state: StreamState) -> AsyncIterator[bytes]:
-        """Yield OpenAI SSE bytes (``data: {...}\\n\\n``), ending with ``data: [DONE]``.
-
-        Must raise :class:`UpstreamError` before the first yield when the upstream refuses,
-        so the caller can still retry or fall back.
-        """
-        ...
-
-    async def close(self) -> None: ...
 
 
 def make_session(upstream: Upstream) -> aiohttp.ClientSession:

@@ -5,7 +5,8 @@ pins where its data is processed (``location = "europe-west4"`` keeps prompts in
 auth is an OAuth bearer token from Google's application-default credentials (a service account
 on GKE/Cloud Run, ``gcloud auth application-default login`` on a laptop), not an API key.
 
-Translation is exactly Gemini's, so this adapter only changes the URL and the credentials:
+Translation is exactly Gemini's, so a Vertex upstream is the Gemini adapter composed with another
+URL and another credential (:class:`BearerAuth`), no code path of its own:
 
     https://{location}-aiplatform.googleapis.com/v1beta1/projects/{project}/locations/{location}
         /publishers/google/models/{model}:generateContent
@@ -18,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import aiohttp
 
-from gemini_proxy.adapters.base import Call, Completion, StreamState, Upstream, UpstreamError
-from gemini_proxy.adapters.gemini.transport import GeminiAdapter
+from gemini_proxy.adapters.base import Call, Upstream, UpstreamError
+from gemini_proxy.adapters.gemini.adapter import CAPABILITIES as GEMINI
+from gemini_proxy.adapters.gemini.adapter import GeminiAdapter
+from gemini_proxy.adapters.interface import Capabilities, Operation
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 VERSION = "v1beta1"
@@ -48,7 +50,7 @@ class ADCTokenSource:
             return str(self._creds.token)
 
     def _refresh(self) -> None:
-        import google.auth
+        import google.auth  # optional heavy dependency, only for Vertex upstreams: loaded on first use
         import google.auth.exceptions
         import google.auth.transport.requests
 
@@ -71,56 +73,59 @@ def endpoint_root(upstream: Upstream) -> str:
     return f"https://{upstream.location}-aiplatform.googleapis.com"
 
 
-class VertexAdapter(GeminiAdapter):
-    # Config checks these are set (see proxy/config.py), and `base_url` may be left out.
-    required_keys = ("project", "location")
-    base_url_optional = True
+# Vertex serves gemini-embedding-001 through `:predict` with its own instance format, not
+# batchEmbedContents: not mapped yet, so the attempt loop moves on to a fallback that serves it.
+CAPABILITIES = Capabilities(
+    operations=GEMINI.operations - {Operation.EMBED},
     # Credentials come from google-auth, not from api_key_env / api_key_file: key handling must
     # not count this upstream as keyless when it has no key source configured.
-    own_credentials = True
+    own_credentials=True,
+    base_url_optional=True,  # derived from location
+    required_keys=("project", "location"),
+)
 
-    def __init__(
-        self,
-        upstream: Upstream,
-        session: aiohttp.ClientSession | None = None,
-        token_source: TokenSource | None = None,
-    ) -> None:
-        super().__init__(upstream, session)
-        self._base = (
-            f"{endpoint_root(upstream)}/{VERSION}/projects/{upstream.project}/locations/{upstream.location}"
-            "/publishers/google/models/"
-        )
-        self.tokens: TokenSource = token_source or ADCTokenSource()
 
-    def _request_headers(self, call: Call) -> dict[str, str]:
-        headers = dict(self._headers)
-        if call.api_key:
-            headers["Authorization"] = f"Bearer {call.api_key}"
-        return headers
+class BearerAuth:
+    """An OAuth access token per call, from a :class:`TokenSource`, as ``Authorization: Bearer``.
 
-    async def _authorize(self, call: Call) -> Call:
-        # The token rides where an API key would, so every redaction of call.api_key covers it.
+    The token rides where an API key would (``call.api_key``), so every redaction covers it.
+    """
+
+    def __init__(self, tokens: TokenSource, upstream: str) -> None:
+        self.tokens, self.upstream = tokens, upstream
+
+    async def authorize(self, call: Call) -> Call:
         try:
             token = await self.tokens.token()
         except UpstreamError as err:
-            err.upstream = self.upstream.name
+            err.upstream = self.upstream
             raise
         return dataclasses.replace(call, api_key=token)
 
-    async def complete(self, call: Call) -> Completion:
-        return await super().complete(await self._authorize(call))
+    def headers(self, call: Call) -> dict[str, str]:
+        return {"Authorization": f"Bearer {call.api_key}"} if call.api_key else {}
 
-    async def stream(self, call: Call, state: StreamState) -> AsyncIterator[bytes]:
-        call = await self._authorize(call)
-        async for chunk in super().stream(call, state):
-            yield chunk
 
-    async def embed(self, call: Call) -> Completion:
-        # Vertex serves gemini-embedding-001 through `:predict` with its own instance format,
-        # not batchEmbedContents: not mapped yet, so the attempt loop moves on to a fallback.
-        raise UpstreamError(
-            501,
-            f"upstream {self.upstream.name} (Vertex AI) does not serve /v1/embeddings through the proxy yet",
-            upstream=self.upstream.name,
-            code="embeddings_unsupported",
-        )
+def models_url(upstream: Upstream) -> str:
+    return (
+        f"{endpoint_root(upstream)}/{VERSION}/projects/{upstream.project}/locations/{upstream.location}"
+        "/publishers/google/models/"
+    )
+
+
+def vertex_adapter(
+    upstream: Upstream, session: aiohttp.ClientSession | None = None, token_source: TokenSource | None = None
+) -> GeminiAdapter:
+    """A Vertex AI upstream: the Gemini adapter with Vertex's URL and a bearer token."""
+    auth = BearerAuth(token_source or ADCTokenSource(), upstream.name)
+    return GeminiAdapter(upstream, session, auth=auth, models_url=models_url(upstream), capabilities=CAPABILITIES)
+
+
+class StaticToken:
+    """A fixed token: ``demo`` against the simulated Gemini, which checks only that one is sent."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def token(self) -> str:
+        return self._token

@@ -8,10 +8,8 @@ e.g. while debugging a prompt, and the text is then cut to ``content_max_chars``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from gemini_proxy.config.model import _Table
+from gemini_proxy.config.table import Table
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +25,7 @@ class LoggingConfig:
         )
 
 
-def parse_logging(t: _Table) -> LoggingConfig:
+def parse_logging(t: Table) -> LoggingConfig:
     def names(key: str) -> frozenset[str]:
         value = t.pop(key, list, [])
         for i, item in enumerate(value):

@@ -15,7 +15,8 @@ import dataclasses
 import re
 from typing import Any
 
-from gemini_proxy.config.model import Config, ConfigError
+from gemini_proxy.config.errors import ConfigError
+from gemini_proxy.config.model import Config
 
 # Words that name an environment in a variable or path, and the environment they mean.
 _ENV_WORDS = {

@@ -20,12 +20,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 from gemini_proxy.adapters.base import Usage
-
-if TYPE_CHECKING:
-    from gemini_proxy.config.model import _Table
+from gemini_proxy.config.table import Table
 
 PER = 1_000_000.0
 LONG_CONTEXT_TOKENS = 200_000
@@ -102,7 +99,7 @@ class PriceBook:
         return None if price is None else price.cost(usage)
 
 
-def parse_pricing(t: _Table) -> PriceBook:
+def parse_pricing(t: Table) -> PriceBook:
     """``[pricing."MODEL"]`` tables over the defaults; a configured name replaces its default."""
     prices = dict(DEFAULT_PRICES)
     for name in list(t.data):
@@ -111,7 +108,7 @@ def parse_pricing(t: _Table) -> PriceBook:
     return PriceBook(MappingProxyType(prices))
 
 
-def _parse_price(t: _Table) -> Price:
+def _parse_price(t: Table) -> Price:
     def rate(name: str, required: bool = False) -> float | None:
         value: float | None = t.pop(name, float, required=required)
         if value is not None and value < 0:

@@ -1,7 +1,7 @@
 """The resilience sections of routing.toml: ``[retry]``, ``[limits.UPSTREAM]``, ``[lanes.NAME]``.
 
-Kept apart from :mod:`proxy.config` so the retry / limit / lane knobs live next to each other
-and config.py only hooks them in. Everything is parsed once into frozen objects; retry
+Kept apart from :mod:`.parse` so the retry / limit / lane knobs live next to each other
+and parse.py only hooks them in. Everything is parsed once into frozen objects; retry
 policies are merged per (upstream, task) at load time so the hot path only looks one up.
 
     [retry]                      defaults for every attempt loop
@@ -17,14 +17,16 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gemini_proxy.resilience import backoff
-
-if TYPE_CHECKING:
-    from gemini_proxy.config.model import _Table
+from gemini_proxy.config.table import Table
 
 LANES = ("online", "batch")
+
+# Defaults of [retry]'s delays (the README's resilience section); resilience/backoff.py uses them.
+BASE_DELAY_S = 0.5  # first exponential step
+MAX_DELAY_S = 8.0  # cap of our own exponential backoff
+MAX_SERVER_DELAY_S = 30.0  # longest server-requested delay we sit out; longer -> next target
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +37,10 @@ class RetryPolicy:
     rate_limit_retries: int = 2  # per-minute 429s
     timeout_retries: int = 1  # no answer within upstreams.NAME.timeout_s
     connection_retries: int = 1  # refused / reset
-    base_delay_s: float = backoff.BASE_DELAY_S
-    max_delay_s: float = backoff.MAX_DELAY_S
+    base_delay_s: float = BASE_DELAY_S
+    max_delay_s: float = MAX_DELAY_S
     # The longest RetryInfo.retryDelay / Retry-After honoured; a longer ask moves to the next target.
-    max_server_delay_s: float = backoff.MAX_SERVER_DELAY_S
+    max_server_delay_s: float = MAX_SERVER_DELAY_S
     # Circuit breaker per target (upstream:model): this many failed attempts in a row open it.
     breaker_failures: int = 5
     breaker_cooldown_s: float = 30.0
@@ -115,7 +117,7 @@ _RETRY_FLOATS = (
 )
 
 
-def _retry_overrides(t: _Table) -> dict[str, Any]:
+def _retry_overrides(t: Table) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in _RETRY_INTS:
         value = t.pop(name, int)
@@ -130,7 +132,7 @@ def _retry_overrides(t: _Table) -> dict[str, Any]:
     return out
 
 
-def parse(root: _Table, upstreams: Mapping[str, Any], tasks: Mapping[str, Any]) -> ResilienceConfig:
+def parse(root: Table, upstreams: Mapping[str, Any], tasks: Mapping[str, Any]) -> ResilienceConfig:
     """Consume [retry], [limits] and [lanes] from the top-level table."""
     retry_t = root.table("retry")
     per_up_t, per_task_t = retry_t.table("upstreams"), retry_t.table("tasks")
@@ -172,7 +174,7 @@ def parse(root: _Table, upstreams: Mapping[str, Any], tasks: Mapping[str, Any]) 
     )
 
 
-def _overrides_of(t: _Table, name: str, known: Mapping[str, Any], what: str) -> dict[str, Any]:
+def _overrides_of(t: Table, name: str, known: Mapping[str, Any], what: str) -> dict[str, Any]:
     if name not in known:
         raise t.error(name, f"names {what} {name!r}, which is not defined", f"use a defined {what} name")
     sub = t.table(name)
@@ -181,7 +183,7 @@ def _overrides_of(t: _Table, name: str, known: Mapping[str, Any], what: str) -> 
     return over
 
 
-def _parse_lane(t: _Table, d: LaneConfig) -> LaneConfig:
+def _parse_lane(t: Table, d: LaneConfig) -> LaneConfig:
     lane = LaneConfig(
         queue_size=t.positive("queue_size", int, d.queue_size),
         min_concurrency=t.positive("min_concurrency", int, d.min_concurrency),
@@ -199,7 +201,7 @@ def _parse_lane(t: _Table, d: LaneConfig) -> LaneConfig:
     return lane
 
 
-def parse_lane_name(t: _Table, key: str, default: str) -> str:
+def parse_lane_name(t: Table, key: str, default: str) -> str:
     lane = t.pop(key, str, default)
     if lane not in LANES:
         raise t.error(key, f"unknown lane {lane!r}", f"use one of: {', '.join(LANES)}")

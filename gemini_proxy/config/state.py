@@ -18,10 +18,8 @@ Parsed once, like the rest of routing.toml; the URL may carry a password, so it 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from gemini_proxy.config.model import _Table
+from gemini_proxy.config.table import Table
 
 BACKENDS = ("memory", "redis")
 POLICIES = ("local", "reject")
@@ -45,7 +43,7 @@ class StateConfig:
         return f"StateConfig(backend={self.backend!r}, key_prefix={self.key_prefix!r}, replicas={self.replicas})"
 
 
-def parse(t: _Table) -> StateConfig:
+def parse(t: Table) -> StateConfig:
     d = StateConfig()
     cfg = StateConfig(
         backend=t.pop("backend", str, d.backend),

@@ -12,32 +12,19 @@ instead of failing requests. The validator is compiled here, never per request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from gemini_proxy.structured.validator import SchemaError, Validator, compile_schema
-
-if TYPE_CHECKING:
-    from gemini_proxy.config.model import _Table
+from gemini_proxy.config.table import Table
+from gemini_proxy.structured.enforce import TaskSchema
+from gemini_proxy.structured.validator import SchemaError, compile_schema
 
 ON_INVALID = ("error", "default")
 
 
-@dataclass(frozen=True, slots=True)
-class TaskSchema:
-    """A task's pinned output contract."""
-
-    schema: dict[str, Any] | None  # None: the task only sets on_invalid / default
-    validator: Validator | None
-    on_invalid: str = "error"
-    default: Any = None
-    source: str = "inline"  # "inline" or the schema file's path, for `check` and logs
-
-
-def parse(t: _Table) -> TaskSchema | None:
+def parse(t: Table) -> TaskSchema | None:
     """Pop the structured-output keys from a task table; None when the task has none."""
     inline = t.pop("schema", dict)
     file = t.pop("schema_file", str)
@@ -69,7 +56,7 @@ def parse(t: _Table) -> TaskSchema | None:
     return TaskSchema(schema=schema, validator=validator, on_invalid=on_invalid, default=default, source=source)
 
 
-def _load_file(t: _Table, name: str) -> dict[str, Any]:
+def _load_file(t: Table, name: str) -> dict[str, Any]:
     base = Path(t.file).resolve().parent
     path = (base / name).resolve()
     if not path.is_relative_to(base):

@@ -1,4 +1,4 @@
-"""The ``[teams.NAME]`` section and ``allowed_regions`` lists of routing.toml, parsed by proxy/config.py.
+"""The ``[teams.NAME]`` section and ``allowed_regions`` lists of routing.toml (into ``model.TeamConfig``).
 
 A team is who a client key belongs to. Its keys are stored only as SHA-256 hex digests
 (``gemini-proxy hash-key`` prints one), so the config file, a leaked backup or ``check`` output
@@ -9,38 +9,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # config.py imports this module; the names are only needed for typing
-    from gemini_proxy.config.model import ModelAlias, Target, TaskConfig, UpstreamConfig, _Table
+from gemini_proxy.config.model import ModelAlias, Target, TaskConfig, TeamConfig, UpstreamConfig
+from gemini_proxy.config.table import Table, str_list
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _LITERAL_KEY_FIELDS = ("key", "keys", "api_key", "api_keys", "client_key", "client_keys")
 
 
-@dataclass(frozen=True, slots=True)
-class TeamConfig:
-    name: str
-    key_sha256: tuple[str, ...]
-    allowed_tasks: frozenset[str] | None = None  # None: every task
-    allowed_models: frozenset[str] | None = None  # aliases (or literal upstream:model); None: every one
-    rpm: int | None = None  # requests per minute for the whole team
-    daily_budget_usd: float | None = None  # per UTC day
-    allowed_regions: tuple[str, ...] | None = None  # upstream `region` tags; None: anywhere
-
-
-def str_list(t: _Table, name: str) -> tuple[str, ...]:
-    values = t.pop(name, list, [])
-    for i, v in enumerate(values):
-        if not isinstance(v, str) or not v:
-            raise t.error(f"{name}[{i}]", f"must be a non-empty string, got {v!r}")
-    return tuple(values)
-
-
 def parse_regions(
-    t: _Table, upstreams: Mapping[str, UpstreamConfig], targets: tuple[Target, ...] | None = None
+    t: Table, upstreams: Mapping[str, UpstreamConfig], targets: tuple[Target, ...] | None = None
 ) -> tuple[str, ...] | None:
     """``allowed_regions``; for a task, at least one of its targets must be inside them."""
     if "allowed_regions" not in t.data:
@@ -59,7 +39,7 @@ def parse_regions(
 
 def _parse_team(
     name: str,
-    t: _Table,
+    t: Table,
     upstreams: Mapping[str, UpstreamConfig],
     models: Mapping[str, ModelAlias],
     tasks: Mapping[str, TaskConfig],
@@ -97,7 +77,7 @@ def _parse_team(
 
 
 def _names(
-    t: _Table, key: str, known: Mapping[str, Any], where: str, upstreams: Mapping[str, UpstreamConfig] | None = None
+    t: Table, key: str, known: Mapping[str, Any], where: str, upstreams: Mapping[str, UpstreamConfig] | None = None
 ) -> frozenset[str] | None:
     if key not in t.data:
         return None
@@ -110,7 +90,7 @@ def _names(
 
 
 def parse_teams(
-    table: _Table,
+    table: Table,
     upstreams: Mapping[str, UpstreamConfig],
     models: Mapping[str, ModelAlias],
     tasks: Mapping[str, TaskConfig],

@@ -1,20 +1,17 @@
 """Authentication middleware: ``Authorization: Bearer <client key>`` -> the caller's team, or 401.
 
 One concern: who is calling. What the team may do is decided after routing, in
-:func:`proxy.teams.authorize`. With no ``[teams]`` configured auth is off (the demo), and the
-proxy says so at start (proxy/runtime.py).
+:func:`gemini_proxy.routing.teams.authorize`. With no ``[teams]`` configured auth is off (the demo), and the
+proxy says so at start (gemini_proxy/runtime.py).
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from gemini_proxy.config.teams import TeamConfig
 from gemini_proxy.errors import AuthenticationFailed
-from gemini_proxy.http.appkeys import RUNTIME
-from gemini_proxy.http.middleware import LOGGED_PREFIXES, RECORD, Handler
-
-TEAM = web.RequestKey("team", TeamConfig)
+from gemini_proxy.http.appkeys import RECORD, RUNTIME, TEAM
+from gemini_proxy.http.middleware import LOGGED_PREFIXES, Handler
 
 
 @web.middleware

@@ -1,12 +1,12 @@
-"""Per-request resource bounds: body read deadline, message/part counts, stalled stream readers.
+"""Reading a request body within its bounds: read deadline, decoded size, JSON depth, message/part counts.
 
 Why a module of its own: each bound closes one way a single client could pin the proxy's
 memory or a handler (and the upstream connection behind it) for as long as it likes.
 
-- ``max_body_bytes`` is aiohttp's ``client_max_size`` (413, see proxy/app.py) on the bytes sent,
-  and :mod:`proxy.content_encoding`'s limit on the bytes a compressed body decodes to; header
+- ``max_body_bytes`` is aiohttp's ``client_max_size`` (413, see http/app.py) on the bytes sent,
+  and :mod:`.content_encoding`'s limit on the bytes a compressed body decodes to; header
   lines are bounded by the server's ``max_field_size`` / ``max_line_size`` (aiohttp's parser,
-  answered in OpenAI's shape by :mod:`proxy.wire_errors`).
+  answered in OpenAI's shape by :mod:`.wire_errors`).
 - A body trickled in byte by byte would hold a handler forever: :func:`read_body` gives the
   whole upload ``server.body_read_timeout_s`` (408).
 - Thousands of messages or parts cost translation time and memory before an upstream would
@@ -15,10 +15,8 @@ memory or a handler (and the upstream connection behind it) for as long as it li
 - JSON nested deeper than :data:`MAX_DEPTH`: orjson parses up to 1024 levels but serializes
   only ~254, and no real request needs more than a few dozen: :func:`check_depth` refuses it
   (400) instead of failing later while the request is re-encoded for the upstream.
-- A stream reader that stops reading: aiohttp's ``StreamResponse.write`` waits for the socket
-  to drain once its buffer passes the high-water mark, so the proxy stops pulling from the
-  upstream (back-pressure, bounded memory). :func:`write_chunk` bounds that wait by
-  ``server.client_write_timeout_s`` and then drops the connection, so it cannot wait forever.
+- A stream reader that stops reading is the answer's bound, not the body's:
+  :func:`gemini_proxy.http.answer.write_chunk`.
 """
 
 from __future__ import annotations
@@ -26,9 +24,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 from aiohttp import web
 
-from gemini_proxy.config.model import ServerConfig
+from gemini_proxy.config import ServerConfig
 from gemini_proxy.errors import InvalidRequest, ProxyError
 from gemini_proxy.http import content_encoding
 
@@ -46,10 +45,6 @@ def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
         if depth > limit:
             raise InvalidRequest(f"request JSON nests deeper than {limit} levels", code="json_too_deep")
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-
-
-class ClientStalled(ConnectionError):
-    """The client stopped reading a stream for longer than ``client_write_timeout_s``."""
 
 
 async def read_body(request: web.Request, server: ServerConfig) -> bytes:
@@ -92,16 +87,16 @@ def check_native_shape(body: dict[str, Any], server: ServerConfig) -> None:
     _check_shape(body.get("contents"), "parts", "contents", server)
 
 
-async def write_chunk(request: web.Request, resp: web.StreamResponse, chunk: bytes, timeout_s: float) -> None:
-    """``resp.write`` that gives up on a client that has not read for ``timeout_s``.
-
-    The transport is aborted first, so the caller's later writes (error event, EOF) fail at
-    once with a ConnectionError instead of waiting on the same full socket again.
-    """
+async def read_json(request: web.Request, server: ServerConfig) -> dict[str, Any]:
+    """The body as a JSON object within every bound above, or the client's 400."""
+    raw = await read_body(request, server)
+    if not raw:
+        raise InvalidRequest("request body is empty; send a JSON object")
     try:
-        async with asyncio.timeout(timeout_s):
-            await resp.write(chunk)
-    except TimeoutError:
-        if request.transport is not None:
-            request.transport.abort()
-        raise ClientStalled(f"client read nothing for {timeout_s:g}s") from None
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object", code="invalid_json")
+    check_depth(body)
+    return body

@@ -1,6 +1,6 @@
 """Compressed request bodies (``Content-Encoding``), decoded with the size limit on the *decoded* bytes.
 
-Why the proxy decodes them itself (``auto_decompress=False`` in proxy/app.py): aiohttp's own
+Why the proxy decodes them itself (``auto_decompress=False`` in gemini_proxy/http/app.py): aiohttp's own
 decoding raises ``ContentEncodingError`` from deep inside ``request.read()`` on a body that is
 not what its header says, which reached clients as a 500; and the only limit it knows is on the
 bytes it has buffered. Here, each coding is undone by a streaming decompressor that is never

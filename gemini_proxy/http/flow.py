@@ -1,41 +1,40 @@
 """What every API handler shares between "the body is parsed" and "the answer is written".
 
+    route_request   x-task | alias | literal -> Route; the team's allow-lists and quota; the lane
+    deadline        the lane's deadline around everything before the answer's first byte
+    unary / chat / stream   the attempt loop for one operation, its Outcome read into the
+                    request record in one place (:meth:`RequestRecord.apply`), whatever happens
+
 Chat, embeddings and the native Gemini surface differ in their bodies and error shapes, not in
-how a request is routed, admitted to a lane, bounded by its deadline, or how its answer and
-stream are written: those live here once.
+how a request is routed, admitted to a lane, bounded by its deadline, or accounted for.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator, Callable
+import dataclasses
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from gemini_proxy.adapters.base import Completion, RequestError, StreamState, UpstreamError
-from gemini_proxy.errors import InternalError, ProxyError, from_request_error, stream_error_event, to_client
-from gemini_proxy.http import body as bounds
-from gemini_proxy.http.auth import TEAM
-from gemini_proxy.observe.telemetry import RequestRecord
-from gemini_proxy.routing import resolve as routing
-from gemini_proxy.routing import teams
-from gemini_proxy.routing.meter import METER
+from gemini_proxy.adapters.base import Completion, RequestError, StreamState
+from gemini_proxy.adapters.interface import Operation
+from gemini_proxy.errors import ProxyError, from_request_error
+from gemini_proxy.http.appkeys import METER, TEAM
+from gemini_proxy.observe.record import RequestRecord
+from gemini_proxy.resilience import attempts, streams
+from gemini_proxy.resilience.attempts import Job
+from gemini_proxy.resilience.outcome import Outcome
+from gemini_proxy.routing import resolve, teams
 from gemini_proxy.routing.resolve import Route
 from gemini_proxy.runtime import Runtime
-
-log = logging.getLogger("gemini_proxy")
-
-JSON = "application/json"
-SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+from gemini_proxy.structured import enforce
+from gemini_proxy.structured.enforce import Enforcement, SchemaViolation
 
 
 async def route_request(request: web.Request, rt: Runtime, record: RequestRecord, model: str | None) -> Route:
     """Resolve the route (x-task > alias > literal), apply the team's rules, pick the lane."""
-    route = routing.resolve(rt.config, model, request.headers.get("x-task") or None)
+    route = resolve.resolve(rt.config, model, request.headers.get("x-task") or None)
     record.task_type = route.task
     route = await teams.authorize(rt.config, request.get(TEAM), route, request.app[METER])
     record.lane = rt.guard.lane_for(route, request.headers.get("x-lane"))
@@ -75,76 +74,63 @@ class deadline:
         )
 
 
-def answer_headers(record: RequestRecord) -> dict[str, str]:
-    """Which model and upstream really answered, and whether a fallback or a schema default did."""
-    headers = {"x-model-used": record.model_used or "", "x-upstream-used": record.upstream or ""}
-    if record.fallback_used:
-        headers["x-fallback-used"] = "true"
-        headers["x-fallback-reason"] = record.fallback_reason or "unknown"
-    if record.extra.get("schema_default"):
-        headers["x-schema-default"] = "true"
-    return headers
-
-
-def json_answer(record: RequestRecord, result: Completion) -> web.Response:
-    """A non-stream answer: the upstream's own bytes when passed through, else ours."""
-    record.usage, record.finish_reason = result.usage, result.finish_reason
-    raw = result.raw if result.raw is not None else orjson.dumps(result.body)
-    return web.Response(body=raw, content_type=JSON, headers=answer_headers(record))
-
-
-async def relay(
-    request: web.Request,
+def job_of(
     record: RequestRecord,
-    first: bytes,
-    agen: AsyncIterator[bytes],
-    state: StreamState,
-    *,
-    write_timeout_s: float,
-    error_event: Callable[[ProxyError], bytes] = stream_error_event,
-    observe: bool = True,
-) -> web.StreamResponse:
-    """Write a stream as it arrives, never buffered: each chunk the adapter yields (the events one
-    upstream read completed, see adapters/sse.batches) is one write.
+    route: Route,
+    body: dict[str, Any],
+    public_model: str | None = None,
+    include_usage: bool = False,
+) -> Job:
+    """The request as the attempt loop sees it (the record's facts, set by the handler first)."""
+    return Job(
+        route=route,
+        body=body,
+        request_id=record.request_id,
+        lane=record.lane,
+        prompt_chars=record.prompt_chars,
+        public_model=public_model,
+        include_usage=include_usage,
+    )
 
-    Once the 200 and the first bytes are out, nothing can become an HTTP error any more: an
-    upstream failure (or a bug of ours) ends the stream with an error event in the client's
-    dialect (``error_event``), which the SDKs raise. A client that goes away cancels this
-    handler (handler_cancellation); a client that stops reading for ``write_timeout_s`` is
-    dropped (back-pressure holds the upstream meanwhile). Closing the stream closes the upstream
-    response (so the upstream call stops) and frees the lane slot.
-    """
-    resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, **answer_headers(record)})
-    record.status_code = 200
-    failure: ProxyError | None = None
+
+async def unary(rt: Runtime, record: RequestRecord, job: Job, op: Operation) -> Completion:
+    """A non-stream operation (embeddings, native generateContent) within the deadline."""
+    outcome = Outcome()
     try:
-        await resp.prepare(request)
-        await bounds.write_chunk(request, resp, first, write_timeout_s)
-        if observe:
-            record.observe_chunk(first)
-        async for chunk in agen:
-            await bounds.write_chunk(request, resp, chunk, write_timeout_s)
-            if observe:
-                record.observe_chunk(chunk)
-    except UpstreamError as err:
-        failure = to_client(err)
-        log.warning("stream %s interrupted after %d chunks: %s", record.request_id, state.chunks, failure.message)
-    except ConnectionError as exc:  # the client went away between two writes, or stopped reading
-        record.status_code = 499
-        record.error_type = "client_stalled" if isinstance(exc, bounds.ClientStalled) else "client_disconnected"
-    except Exception:
-        log.exception("stream %s failed after %d chunks", record.request_id, state.chunks)
-        failure = InternalError("the proxy hit an internal error mid-stream; it has been logged")
+        async with deadline(rt, record):
+            return await attempts.perform(rt, job, op, outcome)
     finally:
-        aclose: Any = getattr(agen, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        record.usage = state.usage
-        record.finish_reason = state.finish_reason
-    if failure is not None:
-        record.status_code, record.error_type = failure.status, "stream_interrupted:" + (failure.code or "")
-    with contextlib.suppress(ConnectionError):
-        if failure is not None:
-            await resp.write(error_event(failure))
-        await resp.write_eof()
-    return resp
+        record.apply(outcome)
+
+
+async def chat(rt: Runtime, record: RequestRecord, job: Job, enforcement: Enforcement | None) -> Completion:
+    """A chat completion, validated against its schema when one is in force (structured/enforce.py)."""
+    outcome = Outcome()
+
+    async def ask(body: dict[str, Any]) -> Completion:
+        return await attempts.perform(rt, dataclasses.replace(job, body=body), Operation.CHAT, outcome)
+
+    try:
+        async with deadline(rt, record):
+            if enforcement is None:
+                return await ask(job.body)
+            return await enforce.complete(
+                ask, job.body, enforcement, outcome.schema, record.request_id, lambda: outcome.model_used
+            )
+    except SchemaViolation as exc:  # both attempts were billed: the log and the budget see them
+        record.usage, record.finish_reason = exc.spent.usage, exc.spent.finish_reason
+        raise
+    finally:
+        record.apply(outcome)
+
+
+async def stream(
+    rt: Runtime, record: RequestRecord, job: Job, op: Operation
+) -> tuple[bytes, streams.GuardedStream, StreamState]:
+    """A stream's first chunk (retried and failed over until it exists), the rest, and its state."""
+    outcome = Outcome()
+    try:
+        async with deadline(rt, record):
+            return await streams.open_stream(rt, job, op, outcome)
+    finally:
+        record.apply(outcome)

@@ -14,17 +14,14 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gemini_proxy.adapters.unique import unique_hex
-from gemini_proxy.errors import InternalError, InvalidRequest, NotFound, PayloadTooLarge, ProxyError, describe
-from gemini_proxy.http.appkeys import RUNTIME
-from gemini_proxy.observe.telemetry import TELEMETRY, RequestRecord
-from gemini_proxy.routing.meter import METER
+from gemini_proxy.errors import InternalError, InvalidRequest, NotFound, PayloadTooLarge, ProxyError
+from gemini_proxy.http.appkeys import METER, RECORD, REQUEST_ID, RUNTIME, TELEMETRY
+from gemini_proxy.http.errors import describe, error_response
+from gemini_proxy.observe.record import RequestRecord
 
 log = logging.getLogger("gemini_proxy")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-REQUEST_ID = web.RequestKey("request_id", str)
-RECORD = web.RequestKey("record", RequestRecord)
 
 # A client's own id is echoed only when it is short and printable (it lands in logs).
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
@@ -44,12 +41,6 @@ def request_id_of(request: web.Request) -> str:
 
 async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["x-request-id"] = request_id_of(request)
-
-
-def error_response(exc: ProxyError) -> web.Response:
-    return web.Response(
-        status=exc.status, body=exc.body(), content_type="application/json", headers=exc.response_headers()
-    )
 
 
 @web.middleware

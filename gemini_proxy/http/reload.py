@@ -20,12 +20,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gemini_proxy.config.model import ConfigError, load
-from gemini_proxy.http.appkeys import RUNTIME
-from gemini_proxy.routing.meter import METER
+from gemini_proxy.config import ConfigError, load
+from gemini_proxy.http.appkeys import METER, RUNTIME, STATE
 from gemini_proxy.runtime import Runtime
 from gemini_proxy.state.backend import StateBackend
-from gemini_proxy.state.sync import STATE
 
 log = logging.getLogger("gemini_proxy")
 

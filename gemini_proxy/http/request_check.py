@@ -3,7 +3,7 @@
 Why before routing: a body OpenAI itself would answer with a 400 must never reach a paid
 upstream, take a rate-limit slot, or come back as a 500 from a translator that assumed a type.
 
-The rules come from the ``openai`` package (:mod:`proxy.request_rules`). Each endpoint's tree
+The rules come from the ``openai`` package (:mod:`gemini_proxy.http.request_rules`). Each endpoint's tree
 is compiled once, at import, twice over:
 
 - a jsonschema-rs validator of the rules' JSON Schema: the gate every body passes through.

@@ -22,7 +22,7 @@ What the compiler keeps and what it drops, and why:
   ``reasoning_content``) that OpenAI-compatible upstreams read.
 
 The rules are plain frozen data, so tests generate their tables from them and the checker
-(:mod:`proxy.request_check`) compiles them into closures.
+(:mod:`gemini_proxy.http.request_check`) compiles them into closures.
 """
 
 from __future__ import annotations

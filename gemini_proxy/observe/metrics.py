@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from gemini_proxy.observe.telemetry import RequestRecord
+from gemini_proxy.observe.record import RequestRecord
 
 log = logging.getLogger("gemini_proxy")
 
@@ -197,7 +196,7 @@ class Metrics:
             if attempt.status == 429:
                 self._child(self.upstream_429, b("upstream", attempt.upstream), attempt.limit or "unknown").inc()
         if record.status_code == 429:
-            self._child(self.rejected_429, b("limit", record.limit or record.error_type)).inc()
+            self._child(self.rejected_429, b("limit", record.error_type)).inc()
         if record.schema_violations:
             self._child(self.schema_violations, task, model).inc(record.schema_violations)
         if record.queue_wait_ms is not None:

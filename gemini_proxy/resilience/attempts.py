@@ -1,14 +1,14 @@
 """The attempt loop: lane admission, then each target in order with tiered retries, every attempt recorded.
 
     lane slot -> for target in chain (+ degrade_to under 429 pressure, online only):
-        circuit open? skip -> own rpm/tpm/rpd (wait or refuse) -> key -> adapter
+        serves the operation? circuit open? -> key -> own rpm/tpm/rpd (wait or refuse) -> adapter
         -> failure: classify() -> backoff.decide(): retry same after a delay | next target | stop
 
-Every decision comes from :func:`proxy.errors.classify` through :func:`proxy.backoff.decide`,
-and is logged (debug, one line) and stored on the attempt. The request's deadline bounds it
-all: no retry starts that cannot start in time, and each attempt is cut at the deadline.
-A stream is retried or failed over only until its first chunk exists; the handler relays it
-and an error after that ends the stream with an error event (nothing is sent twice).
+Every decision comes from the table in :mod:`.failures` through :func:`.backoff.decide`, and
+is logged (debug, one line) and stored on the attempt. The request's deadline bounds it all: no
+retry starts that cannot start in time, and each attempt is cut at the deadline. The loop
+writes nothing but the :class:`~.outcome.Outcome` it is given (the handler flow reads that into
+the request record). Streams use the same loop until their first chunk exists (:mod:`.streams`).
 """
 
 from __future__ import annotations
@@ -16,66 +16,71 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
-from gemini_proxy.adapters.base import Call, Completion, Progress, RequestError, StreamState, UpstreamError, Usage
-from gemini_proxy.config.model import Target
-from gemini_proxy.errors import CIRCUIT_OPEN, FailureClass, ProxyError, classify, to_client, with_chain
-from gemini_proxy.observe.telemetry import Attempt, RequestRecord
+from gemini_proxy.adapters.base import Call, Completion, Progress, RequestError, UpstreamError, Usage
+from gemini_proxy.adapters.interface import Adapter, Operation
+from gemini_proxy.config import Target
+from gemini_proxy.errors import ProxyError
 from gemini_proxy.resilience import backoff
+from gemini_proxy.resilience.failures import TIERS, Failure, FailureClass, classify, to_client, with_chain
+from gemini_proxy.resilience.guard import Guard
+from gemini_proxy.resilience.keys.pool import KeyPool
 from gemini_proxy.resilience.keys.sources import UpstreamKey
 from gemini_proxy.resilience.limits import estimate_tokens
+from gemini_proxy.resilience.outcome import Attempt, Outcome
+from gemini_proxy.resilience.refusals import CircuitOpen, LimitReached, Refusal, Unsupported
 from gemini_proxy.routing.resolve import Route
-from gemini_proxy.runtime import Runtime
 
 log = logging.getLogger("gemini_proxy.retry")
 
 T = TypeVar("T")
 
-# Failure classes that count against a target's circuit breaker, and those that mean quota pressure.
-# A per-minute 429 is not a broken target: the key rests for exactly the upstream's retryDelay
-# (proxy/key_pool.py) and requests wait for it; opening the circuit on a burst of 429s would
-# refuse the target for breaker_cooldown_s whatever Google said (and fail waiting batch work).
-_BREAKER_FAILURES = frozenset({FailureClass.SERVER, FailureClass.TIMEOUT, FailureClass.CONNECTION})
-_PRESSURE = frozenset({FailureClass.RATE_LIMIT, FailureClass.QUOTA_DAY, FailureClass.LIMITED})
-
-
 _LANE_RANK = {"online": 0, "batch": 1}  # who goes first when requests wait for a resting key
-# Operations whose adapter makes several upstream calls (embeddings: one per 100 inputs) and so
-# takes the upstream's rate limits per call itself (Call.pace), resuming after a retry (Call.progress).
-_SELF_PACED = frozenset({"embed"})
 
 
-class _Run:
-    """One request's walk over its targets."""
+class Resources(Protocol):
+    """What the loop needs of a Runtime (gemini_proxy/runtime.py): its adapters, key pools, guard."""
 
-    def __init__(
-        self,
-        rt: Runtime,
-        route: Route,
-        body: dict[str, Any],
-        record: RequestRecord,
-        public_model: str | None,
-        *,
-        stream: bool,
-        include_usage: bool = False,
-        self_paced: bool = False,
-    ) -> None:
-        self.rt, self.route, self.body, self.record = rt, route, body, record
-        self.public_model, self.stream, self.include_usage = public_model, stream, include_usage
-        self.self_paced = self_paced
+    @property
+    def adapters(self) -> Mapping[str, Adapter]: ...
+    @property
+    def keys(self) -> Mapping[str, KeyPool]: ...
+    @property
+    def guard(self) -> Guard: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One request as the attempt loop sees it."""
+
+    route: Route
+    body: dict[str, Any]
+    request_id: str
+    lane: str = "online"
+    prompt_chars: int = 0
+    public_model: str | None = None  # echoed back as `model` (the name the client used)
+    include_usage: bool = False  # streams: the client's stream_options.include_usage
+
+
+class Run:
+    """One request's walk over its targets for one operation."""
+
+    def __init__(self, rt: Resources, job: Job, op: Operation, outcome: Outcome) -> None:
+        self.rt, self.job, self.op, self.outcome = rt, job, op, outcome
         self.guard = rt.guard
         self.clock = rt.guard.clock
-        self.lane = self.guard.lanes[record.lane]
-        self.deadline_s = self.guard.deadline_s(record.lane)
+        self.lane = self.guard.lanes[job.lane]
+        self.deadline_s = self.guard.deadline_s(job.lane)
         self.deadline_at = self.clock.now() + self.deadline_s
-        self.tokens = estimate_tokens(record.prompt_chars)
+        self.tokens = estimate_tokens(job.prompt_chars)
         # Online before batch, then admission order: the place kept while waiting for a resting key.
-        self.priority = (_LANE_RANK.get(record.lane, len(_LANE_RANK)), next(self.guard.admissions))
+        self.priority = (_LANE_RANK.get(job.lane, len(_LANE_RANK)), next(self.guard.admissions))
         self.admitted = False
         self.pressure = False  # a 429 (theirs or ours) was seen: degrade_to may answer
-        self.tried: list[tuple[Target, UpstreamError]] = []  # every failed attempt, in order
+        self.tried: list[tuple[Target, Failure]] = []  # every failed attempt, in order
 
     def remaining(self) -> float:
         return self.deadline_at - self.clock.now()
@@ -83,7 +88,7 @@ class _Run:
     async def admit(self) -> None:
         waited = await self.lane.enter(self.remaining())
         self.admitted = True
-        self.record.queue_wait_ms = waited * 1000.0
+        self.outcome.queue_wait_ms = waited * 1000.0
 
     def release(self) -> None:
         if self.admitted:
@@ -97,29 +102,23 @@ class _Run:
             limits.settle(self.tokens, usage.input_tokens)
 
     def _chain(self) -> list[tuple[Target, bool]]:
-        chain = [(t, False) for t in self.route.targets]
-        degrade = self.guard.degrade_target(self.route) if self.record.lane == "online" else None
-        if degrade is not None and degrade not in self.route.targets:
+        chain = [(t, False) for t in self.job.route.targets]
+        degrade = self.guard.degrade_target(self.job.route) if self.job.lane == "online" else None
+        if degrade is not None and degrade not in self.job.route.targets:
             chain.append((degrade, True))
         return chain
 
-    async def run(self, do: Callable[[Target, Call], Awaitable[T]]) -> tuple[Target, T]:
+    async def run(self, do: Callable[[Adapter, Call], Awaitable[T]]) -> tuple[Target, T]:
+        """``do`` on each target until one answers; the final failure as the client's error."""
         for target, degraded in self._chain():
             if degraded and not self.pressure:
                 break
             if self.remaining() < backoff.MIN_ATTEMPT_S:
                 break
-            blocked = self.guard.breaker(target).blocked_for()
-            if blocked is not None:
-                err = UpstreamError(
-                    503,
-                    f"{target} is cooling down after repeated failures ({blocked:.0f}s left)",
-                    upstream=target.upstream,
-                    code=CIRCUIT_OPEN,
-                    retry_after_s=blocked,
-                )
-                self._note(target, time.perf_counter(), err, "next: circuit open, target skipped")
-                self.tried.append((target, err))
+            refusal = self._skip(target)
+            if refusal is not None:
+                self._note(target, time.perf_counter(), refusal, f"next: {TIERS[classify(refusal)].why}")
+                self.tried.append((target, refusal))
                 continue
             found, value = await self._target(target, do)
             if found:
@@ -131,6 +130,19 @@ class _Run:
             f"no answer within the request deadline of {self.deadline_s:g}s", code="request_timeout", status=504
         )
 
+    def _skip(self, target: Target) -> Refusal | None:
+        """A target not worth an attempt: its kind does not serve the operation, or its circuit is open."""
+        adapter = self.rt.adapters[target.upstream]
+        if not adapter.capabilities.serves(self.op):
+            kind = adapter.upstream.kind
+            message = f"{target} ({kind}) does not serve {self.op.label}; route it to an upstream that does"
+            return Unsupported(message, upstream=target.upstream)
+        blocked = self.guard.breaker(target).blocked_for()
+        if blocked is not None:
+            message = f"{target} is cooling down after repeated failures ({blocked:.0f}s left)"
+            return CircuitOpen(message, upstream=target.upstream, retry_after_s=blocked)
+        return None
+
     def _final_error(self) -> ProxyError:
         """The last real failure decides the status (a fallback that could not serve the request
         is not the cause); the message names every target's failure, primary first."""
@@ -138,12 +150,12 @@ class _Run:
         final = to_client((real or [err for _, err in self.tried])[-1])
         last_per_target = {str(target): err for target, err in self.tried}  # first-tried order, last failure
         chain = [(target, to_client(err)) for target, err in last_per_target.items()]
-        return with_chain(final, chain, self.route.name)
+        return with_chain(final, chain, self.job.route.name)
 
     async def _key(self, target: Target) -> UpstreamKey:
         """The one place a key is chosen for an attempt: the pool spreads over healthy keys and,
         when every key of the model rests after a 429, this request waits in line for the first
-        one back if that fits the lane's max_wait_s and the deadline (else the pool's error)."""
+        one back if that fits the lane's max_wait_s and the deadline (else the pool's refusal)."""
         started = self.clock.now()
         try:
             key = await self.rt.keys[target.upstream].acquire(
@@ -152,99 +164,100 @@ class _Run:
         finally:
             waited = self.clock.now() - started
             if waited > 0:
-                self.record.queue_wait_ms = (self.record.queue_wait_ms or 0.0) + waited * 1000.0
-        self.record.key_id = key.id
+                self.outcome.queue_wait_ms = (self.outcome.queue_wait_ms or 0.0) + waited * 1000.0
+        self.outcome.key_id = key.id
         return key
 
     def _call(self, target: Target, key: UpstreamKey, progress: Progress | None) -> Call:
         return Call(
             model=target.model,
-            body=self.body,
-            request_id=self.record.request_id,
+            body=self.job.body,
+            request_id=self.job.request_id,
             api_key=key.value,
-            stream=self.stream,
-            include_usage=self.include_usage,
-            public_model=self.public_model,
-            pace=(lambda tokens: self._limit(target, tokens)) if self.self_paced else None,
+            stream=self.op.streams,
+            include_usage=self.job.include_usage,
+            public_model=self.job.public_model,
+            pace=(lambda tokens: self._limit(target, tokens)) if progress is not None else None,
             progress=progress,
         )
 
-    async def _target(self, target: Target, do: Callable[[Target, Call], Awaitable[T]]) -> tuple[bool, Any]:
-        policy = self.guard.policy(target, self.route.task)
+    async def _target(self, target: Target, do: Callable[[Adapter, Call], Awaitable[T]]) -> tuple[bool, Any]:
+        """Attempts on one target until it answers (True, value) or the table says next / stop."""
         pool = self.rt.keys[target.upstream]
         retries: dict[FailureClass, int] = {}
-        progress = Progress() if self.self_paced else None  # a fallback's model starts afresh
+        # Self-paced operations take the limits per upstream call and resume after a retry
+        # (Call.progress); a fallback's model starts afresh.
+        paced = self.op in self.rt.adapters[target.upstream].capabilities.self_paced
+        progress = Progress() if paced else None
         while True:
             started = time.perf_counter()
             call: Call | None = None
             try:
                 # The key first: with none usable, no limiter budget is spent on a call never made.
                 call = self._call(target, await self._key(target), progress)
-                if not self.self_paced:
+                if not paced:
                     await self._limit(target)
                 async with asyncio.timeout(max(0.0, self.remaining())):
-                    value = await do(target, call)
-            except UpstreamError as exc:
-                err = exc
+                    value = await do(self.rt.adapters[target.upstream], call)
+            except (UpstreamError, Refusal) as exc:
+                err: Failure = exc
             except RequestError as exc:
-                if not self.record.attempts:
+                if not self.outcome.attempts:
                     raise  # the first target cannot express the request: the client's 400
                 # A fallback of another kind or family cannot express it (e.g. reasoning_effort on
                 # a model without thinking): that target is skipped, the upstream failure stands.
-                err = UpstreamError(501, f"{target}: {exc.message}", upstream=target.upstream, code=exc.code)
+                err = Unsupported(f"{target}: {exc.message}", upstream=target.upstream, code=exc.code)
             except TimeoutError:
-                err = UpstreamError(
-                    504, f"request deadline of {self.deadline_s:g}s reached", upstream=target.upstream, timeout=True
-                )
+                message = f"request deadline of {self.deadline_s:g}s reached"
+                err = UpstreamError(504, message, upstream=target.upstream, timeout=True)
             else:
                 pool.succeeded(call.api_key, target.model)  # lifts a quarantine this call probed
                 self.guard.breaker(target).success()
                 self.lane.on_success()
                 self._note(target, started, None, None)
                 return True, value
-            cls = classify(err)
-            self._account(target, cls)
-            if call is not None:  # 401/403 quarantines the key, 429 rests it
-                pool.report(call.api_key, err, target.model)
-            done = retries.get(cls, 0)
-            decision = backoff.decide(
-                err,
-                cls,
-                done,
-                policy,
-                self.remaining(),
-                self.guard.rng,
-                other_key=call is not None and pool.usable_besides(call.api_key, target.model),
-                patient=self.lane.cfg.wait_out_rate_limits,
-            )
-            self._log(target, err, cls, decision)
+            decision = self._decide(target, err, call, retries)
             self._note(target, started, err, f"{decision.action}: {decision.why}")
             self.tried.append((target, err))
             if decision.action == "stop":
                 raise to_client(err)
             if decision.action == "next":
                 return False, None
-            retries[cls] = done + 1
+            retries[classify(err)] = retries.get(classify(err), 0) + 1
             await self.clock.sleep(decision.delay_s)
 
-    def _log(self, target: Target, err: UpstreamError, cls: FailureClass, decision: backoff.Decision) -> None:
+    def _decide(
+        self, target: Target, err: Failure, call: Call | None, retries: dict[FailureClass, int]
+    ) -> backoff.Decision:
+        """Feed the failure back (breaker, lane, key pool), then the table's decision for it."""
+        cls = classify(err)
+        self._account(target, cls)
+        pool = self.rt.keys[target.upstream]
+        if call is not None and isinstance(err, UpstreamError):  # 401/403 quarantines the key, 429 rests it
+            pool.report(call.api_key, err, target.model)
+        decision = backoff.decide(
+            err,
+            cls,
+            retries.get(cls, 0),
+            self.guard.policy(target, self.job.route.task),
+            self.remaining(),
+            self.guard.rng,
+            other_key=call is not None and pool.usable_besides(call.api_key, target.model),
+            patient=self.lane.cfg.wait_out_rate_limits,
+        )
+        self._log(target, err, cls, decision)
+        return decision
+
+    def _log(self, target: Target, err: Failure, cls: FailureClass, decision: backoff.Decision) -> None:
+        rid = self.job.request_id
         if cls is FailureClass.TIMEOUT:
             log.warning(
                 "request %s: %s timed out (prompt %d chars, ~%d tokens); %s",
-                self.record.request_id,
-                target,
-                self.record.prompt_chars,
-                self.tokens,
-                decision.action,
+                *(rid, target, self.job.prompt_chars, self.tokens, decision.action),
             )
         log.debug(
             "request %s: %s failed (status %s, %s) -> %s: %s",
-            self.record.request_id,
-            target,
-            err.status,
-            cls.value,
-            decision.action,
-            decision.why,
+            *(rid, target, err.status, cls.value, decision.action, decision.why),
         )
 
     async def _limit(self, target: Target, tokens: int | None = None) -> None:
@@ -257,27 +270,27 @@ class _Run:
             waited_on = await limits.acquire(
                 self.tokens if tokens is None else tokens, budget_s=budget, share=self.lane.cfg.rate_share
             )
-        except UpstreamError as err:
-            self.record.limited_by = f"{(err.code or 'limit_')[6:]}:{target.upstream}"
+        except LimitReached as refusal:
+            self.outcome.limited_by = f"{refusal.limit}:{target.upstream}"
             raise
         if waited_on:
-            self.record.limited_by = f"{waited_on}:{target.upstream}"
+            self.outcome.limited_by = f"{waited_on}:{target.upstream}"
 
     def _account(self, target: Target, cls: FailureClass) -> None:
+        tier = TIERS[cls]
         breaker = self.guard.breaker(target)
-        if cls in _BREAKER_FAILURES:
+        if tier.breaker == "fail":
             breaker.failure()
-        elif cls is FailureClass.QUOTA_DAY:
+        elif tier.breaker == "trip":
             breaker.failure(trip=True)  # done for the day: skip it for the cool-down
-        elif cls is FailureClass.CLIENT:
+        elif tier.breaker == "success":
             breaker.success()  # it answered; the request was wrong
-        if cls in _PRESSURE:
-            self.pressure = True
-            if cls is not FailureClass.LIMITED:
-                self.lane.on_rate_limited()
+        self.pressure = self.pressure or tier.pressure
+        if tier.slows_lane:
+            self.lane.on_rate_limited()
 
-    def _note(self, target: Target, started: float, err: UpstreamError | None, decision: str | None) -> None:
-        self.record.attempts.append(
+    def _note(self, target: Target, started: float, err: Failure | None, decision: str | None) -> None:
+        self.outcome.attempts.append(
             Attempt(
                 upstream=target.upstream,
                 model=target.model,
@@ -285,120 +298,31 @@ class _Run:
                 error_type=(err.code or classify(err).value) if err else None,
                 latency_ms=(time.perf_counter() - started) * 1000.0,
                 decision=decision,
-                limit=err.quota_scope if err else None,
+                limit=err.quota_scope if isinstance(err, UpstreamError) else None,
             )
         )
 
     def _won(self, target: Target, degraded: bool) -> None:
-        record = self.record
-        record.upstream, record.model_used = target.upstream, target.model
-        if target != self.route.targets[0]:
-            record.fallback_used = True
-            first = record.attempts[0].error_type if record.attempts else None
-            record.fallback_reason = ("degraded:" + (first or "rate_limit")) if degraded else first
-        record.degraded = degraded
+        out = self.outcome
+        out.upstream, out.model_used = target.upstream, target.model
+        if target != self.job.route.targets[0]:
+            out.fallback_used = True
+            first = out.attempts[0].error_type if out.attempts else None
+            out.fallback_reason = ("degraded:" + (first or "rate_limit")) if degraded else first
+        out.degraded = degraded
 
 
-# Adapter operations beyond chat, as the client knows them (for the 400 when no target serves one).
-_OPERATIONS = {"native": "the native Gemini API", "native_stream": "the native Gemini API", "embed": "embeddings"}
-
-
-def _operation(rt: Runtime, target: Target, name: str) -> Any:
-    """The adapter method for an operation; 501 when this upstream kind has none (another kind may)."""
-    adapter = rt.adapters[target.upstream]
-    method = getattr(adapter, name, None)
-    if method is None:
-        what = _OPERATIONS.get(name, name)
-        message = f"{target} ({adapter.upstream.kind}) does not serve {what}; route it to an upstream that does"
-        raise UpstreamError(501, message, upstream=target.upstream, code="unsupported_operation")
-    return method
-
-
-async def perform(
-    rt: Runtime,
-    route: Route,
-    body: dict[str, Any],
-    record: RequestRecord,
-    operation: str = "complete",
-    public_model: str | None = None,
-) -> Completion:
-    """Any non-stream adapter operation (``complete``, ``embed``, ``native``) through the same
-    lanes, limits, retries and fallbacks."""
-    run = _Run(rt, route, body, record, public_model, stream=False, self_paced=operation in _SELF_PACED)
+async def perform(rt: Resources, job: Job, op: Operation, outcome: Outcome) -> Completion:
+    """A non-stream operation (chat, embed, native) through the lanes, limits, retries and fallbacks."""
+    run = Run(rt, job, op, outcome)
     await run.admit()
     try:
 
-        async def one(target: Target, sent: Call) -> Completion:
-            result: Completion = await _operation(rt, target, operation)(sent)
-            return result
+        async def one(adapter: Adapter, call: Call) -> Completion:
+            return await adapter.unary(op)(call)
 
         target, result = await run.run(one)
         run.settle(target, result.usage)
         return result
     finally:
         run.release()
-
-
-async def complete(
-    rt: Runtime, route: Route, body: dict[str, Any], record: RequestRecord, public_model: str | None
-) -> Completion:
-    return await perform(rt, route, body, record, "complete", public_model)
-
-
-class _GuardedStream:
-    """The relayed stream; closing it (however the relay ends) frees the lane slot and settles TPM."""
-
-    def __init__(self, agen: AsyncIterator[bytes], on_close: Callable[[], None]) -> None:
-        self._agen, self._on_close, self._closed = agen, on_close, False
-
-    def __aiter__(self) -> _GuardedStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        return await self._agen.__anext__()
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            await self._agen.aclose()  # type: ignore[attr-defined]
-        finally:
-            self._on_close()
-
-
-async def open_stream(
-    rt: Runtime,
-    route: Route,
-    body: dict[str, Any],
-    record: RequestRecord,
-    include_usage: bool,
-    public_model: str | None,
-    operation: str = "stream",
-) -> tuple[bytes, AsyncIterator[bytes], StreamState]:
-    """Start a stream (``stream`` or ``native_stream``) and return its first chunk: until then,
-    failures can still be retried or fail over."""
-    run = _Run(rt, route, body, record, public_model, stream=True, include_usage=include_usage)
-    await run.admit()
-
-    async def one(target: Target, sent: Call) -> tuple[bytes, AsyncIterator[bytes], StreamState]:
-        state = StreamState()
-        agen = _operation(rt, target, operation)(sent, state)
-        try:
-            first = await agen.__anext__()
-        except StopAsyncIteration:
-            raise UpstreamError(502, "upstream ended the stream without data", upstream=target.upstream) from None
-        return first, agen, state
-
-    try:
-        target, (first, agen, state) = await run.run(one)
-    except BaseException:
-        run.release()
-        raise
-    record.ttft_ms = record.elapsed_ms()
-
-    def close() -> None:
-        run.settle(target, state.usage)
-        run.release()
-
-    return first, _GuardedStream(agen, close), state

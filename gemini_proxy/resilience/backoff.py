@@ -1,6 +1,7 @@
 """What to do after a failed attempt, and how long to wait first: one decision per failure.
 
-The action comes from the failure's class (:func:`proxy.errors.classify`); the wait honours the
+The action comes from the failure's class and its tier (gemini_proxy/resilience/failures.py:
+:func:`classify`, :data:`TIERS`); the wait honours the
 server's own delay (Gemini's ``RetryInfo.retryDelay`` or a ``Retry-After`` header) up to a cap,
 else grows exponentially with jitter (the shape openai-python uses). A retry that cannot start
 before the request's deadline is not attempted: the next target gets the time instead.
@@ -10,18 +11,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-from gemini_proxy.adapters.base import UpstreamError
-from gemini_proxy.errors import FailureClass
+from gemini_proxy.config.resilience import RetryPolicy
+from gemini_proxy.resilience.failures import TIERS, Failure, FailureClass
 
-if TYPE_CHECKING:
-    from gemini_proxy.config.resilience import RetryPolicy
-
-# --- constants (defaults of [retry]; see the README's resilience section) ----------------------
-BASE_DELAY_S = 0.5  # first exponential step
-MAX_DELAY_S = 8.0  # cap of our own exponential backoff
-MAX_SERVER_DELAY_S = 30.0  # longest server-requested delay we sit out; longer -> next target
+# --- constants (the delays' defaults are [retry]'s: gemini_proxy/config/resilience.py) ---------
 JITTER = 0.25  # exponential delays are scaled by a random factor in [1 - JITTER, 1]
 MIN_ATTEMPT_S = 0.05  # an attempt needs at least this much of the deadline left to be worth starting
 
@@ -42,30 +37,8 @@ def exponential(retry_no: int, policy: RetryPolicy, rng: random.Random) -> float
     return raw * (1 - JITTER * rng.random())
 
 
-def _allowed(cls: FailureClass, policy: RetryPolicy, patient: bool) -> int:
-    if patient and cls is FailureClass.RATE_LIMIT:
-        return UNLIMITED
-    return {
-        FailureClass.SERVER: policy.server_retries,
-        FailureClass.RATE_LIMIT: policy.rate_limit_retries,
-        FailureClass.TIMEOUT: policy.timeout_retries,
-        FailureClass.CONNECTION: policy.connection_retries,
-    }.get(cls, 0)
-
-
-# Failures another attempt on the same target cannot mend: move to the next target at once.
-_NEXT_AT_ONCE = {
-    FailureClass.AUTH: "the upstream rejected the key and no other key of the pool is usable",
-    FailureClass.QUOTA_DAY: "per-day quota exhausted: it will not recover in seconds",
-    FailureClass.LIMITED: "the proxy's own rate limit for this upstream would outlast the deadline",
-    FailureClass.MODEL_GONE: "the upstream does not know this model: its fallbacks may",
-    FailureClass.UNSUPPORTED: "this upstream kind does not serve the operation",
-    FailureClass.NO_KEY: "no usable key for this upstream (quarantined, resting or missing)",
-}
-
-
 def decide(
-    err: UpstreamError,
+    err: Failure,
     cls: FailureClass,
     retries_done: int,
     policy: RetryPolicy,
@@ -80,13 +53,12 @@ def decide(
     ``other_key``: the pool has another usable key, so a rejected key is rotated out at once.
     ``patient``: the lane waits out per-minute 429s for as long as the deadline allows (batch).
     """
-    if cls is FailureClass.CLIENT:
-        return Decision("stop", why="the request itself was rejected: no other model or key will accept it")
+    tier = TIERS[cls]
     if cls is FailureClass.AUTH and other_key:
         return Decision("retry", why="the upstream rejected the key: the same target on another key of the pool")
-    if cls in _NEXT_AT_ONCE:
-        return Decision("next", why=_NEXT_AT_ONCE[cls])
-    allowed = _allowed(cls, policy, patient)
+    if tier.action != "retry" or tier.retries is None:
+        return Decision(tier.action, why=tier.why)
+    allowed = UNLIMITED if patient and cls is FailureClass.RATE_LIMIT else int(getattr(policy, tier.retries))
     if retries_done >= allowed:
         return Decision("next", why=f"{cls.value}: {allowed} retries used")
     if err.retry_after_s is not None:

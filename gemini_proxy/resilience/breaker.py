@@ -21,7 +21,7 @@ class Breaker:
         self.consecutive = 0
         self.open_until = 0.0
         self.opened = 0
-        # Set with a shared state backend (proxy/state_sync.py): opening (seconds) and closing (None)
+        # Set with a shared state backend (gemini_proxy/state/sync.py): opening (seconds) and closing (None)
         # are told to the other replicas; what they report comes back through apply_shared().
         self.share: Callable[[float | None], None] | None = None
 

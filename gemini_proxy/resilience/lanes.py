@@ -5,7 +5,7 @@ Each lane admits up to ``limit`` requests at once; more wait in a FIFO queue of 
 silently). ``limit`` follows AIMD within [min_concurrency, max_concurrency]: halved when an
 upstream answers 429 (at most once per second, so one burst of 429s counts once), and grown by
 1/limit per success, i.e. about +1 per round of successes. Online traffic gets capacity first
-through the rate limits (see :mod:`proxy.limits`); lanes keep batch from filling the pipes.
+through the rate limits (see :mod:`gemini_proxy.resilience.limits`); lanes keep batch from filling the pipes.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from gemini_proxy.config.model import Target, UpstreamConfig
+from gemini_proxy.config import Target, UpstreamConfig
 from gemini_proxy.errors import PermissionDenied
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gemini_proxy.config.model import Config, Target
+from gemini_proxy.config import Config, Target
 from gemini_proxy.errors import InvalidRequest, NotFound
 
 

@@ -3,7 +3,7 @@
 Client keys are compared as SHA-256 digests with :func:`hmac.compare_digest` against every
 configured hash (no early exit), so neither the key nor which team it belongs to leaks
 through timing. :func:`authorize` is the one place a route is checked for a team: allowed
-tasks / models (403), data residency (403, proxy/residency.py), then RPM and budget (429).
+tasks / models (403), data residency (403, gemini_proxy/routing/residency.py), then RPM and budget (429).
 """
 
 from __future__ import annotations
@@ -14,12 +14,16 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gemini_proxy.config.model import Config
-from gemini_proxy.config.teams import TeamConfig
+from gemini_proxy.config import Config, TeamConfig
 from gemini_proxy.errors import PermissionDenied
 from gemini_proxy.routing import residency
 from gemini_proxy.routing.meter import TeamMeter
 from gemini_proxy.routing.resolve import Route
+
+
+def hash_client_key(key: str) -> str:
+    """The SHA-256 hex digest stored in ``[teams.NAME] key_sha256`` (``gemini-proxy hash-key``)."""
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 ``backend = "memory"`` (the default) has no backend at all: limits, meter, key pools and breakers
 keep their in-process objects, exactly as one replica always did. ``backend = "redis"`` adds a
-:class:`StateBackend` (proxy/state_redis.py) that those objects consult first:
+:class:`StateBackend` (gemini_proxy/state/redis.py) that those objects consult first:
 
 - :meth:`StateBackend.admit` checks and takes several counters in ONE round trip, all or none:
   an admission never half-counts (upstream RPM + TPM + RPD, or team budget + RPM).
@@ -17,7 +17,7 @@ Windows are fixed and keyed by wall time, so every replica lands on the same cou
   counter resets on the minute (a burst of 2x the limit is possible across one boundary, as with
   any fixed window);
 - per day (upstream RPD): the date in America/Los_Angeles, as Google resets RPD at midnight Pacific;
-- per day (team budgets): the UTC date, as proxy/meter.py always did.
+- per day (team budgets): the UTC date, as gemini_proxy/routing/meter.py always did.
 
 Any failure (refused connection, timeout, Redis error) is raised as :class:`StateUnavailable`; the
 caller applies ``[state] on_state_error``.

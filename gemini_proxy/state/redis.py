@@ -1,4 +1,4 @@
-"""The Redis implementation of :class:`proxy.state_backend.StateBackend` (``[state] backend = "redis"``).
+"""The Redis implementation of :class:`gemini_proxy.state.backend.StateBackend` (``[state] backend = "redis"``).
 
 Every Redis call is bounded by ``timeout_s`` (socket and connect timeouts, plus an asyncio
 timeout around the whole call, and no client-side retries), so a slow or dead Redis costs a

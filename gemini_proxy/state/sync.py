@@ -16,20 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING
-
-from aiohttp import web
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 from gemini_proxy.config.state import StateConfig
 from gemini_proxy.state.backend import StateBackend, StateUnavailable
 
-if TYPE_CHECKING:
-    from gemini_proxy.runtime import Runtime
-
 log = logging.getLogger("gemini_proxy.state")
-
-STATE: web.AppKey[StateBackend | None] = web.AppKey("shared_state")
 
 # A key the upstream rejected is skipped by every replica this long (a reload with a new key gives
 # it a new id, so the rotated key is not affected).
@@ -41,7 +34,7 @@ def build(cfg: StateConfig, environ: Mapping[str, str] | None = None) -> StateBa
     """None for ``backend = "memory"``: the in-process objects are the state."""
     if cfg.backend != "redis":
         return None
-    from gemini_proxy.state.redis import RedisState  # imports redis only when it is used
+    from gemini_proxy.state.redis import RedisState  # optional heavy dependency: redis only when it is used
 
     return RedisState.build(cfg, environ)
 
@@ -81,41 +74,31 @@ def _decode(fields: Mapping[str, str], now: float) -> dict[str, tuple[float, str
     return out
 
 
-async def pull_once(state: StateBackend, rt: Runtime) -> None:
-    """Bring what other replicas reported into this Runtime's key pools and breakers (one round trip)."""
-    upstreams = list(rt.keys)
+class KeyHealth(Protocol):
+    """A key pool as the sync sees it (gemini_proxy/resilience/keys/pool.py)."""
+
+    def apply_shared(self, fields: Mapping[str, tuple[float, str]]) -> None: ...
+
+
+async def pull_once(
+    state: StateBackend, pools: Mapping[str, KeyHealth], open_breakers: Callable[[Mapping[str, float]], None]
+) -> None:
+    """Bring what other replicas reported into this replica's key pools and breakers (one round trip)."""
+    upstreams = list(pools)
     tables = await state.pull([f"keys:{u}" for u in upstreams] + ["breakers"])
     now = state.now()
     for u in upstreams:
-        rt.keys[u].apply_shared(_decode(tables[f"keys:{u}"], now))
-    rt.guard.apply_shared_breakers({t: left for t, (left, _) in _decode(tables["breakers"], now).items()})
+        pools[u].apply_shared(_decode(tables[f"keys:{u}"], now))
+    open_breakers({t: left for t, (left, _) in _decode(tables["breakers"], now).items()})
 
 
-async def _sync_forever(app: web.Application, state: StateBackend, every_s: float) -> None:
-    from gemini_proxy.http.appkeys import RUNTIME
-
+async def sync_forever(state: StateBackend, every_s: float, pull: Callable[[], Awaitable[None]]) -> None:
+    """``pull`` every ``every_s`` until cancelled; a failed round is logged and the next one tried."""
     while True:
         try:
-            await pull_once(state, app[RUNTIME].current)
+            await pull()
         except StateUnavailable:
             pass  # logged once by the backend; the next tick tries again
         except Exception:  # a bug here must not stop the sync for good
             log.exception("shared state sync failed")
         await asyncio.sleep(every_s)
-
-
-async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: run the health sync while the app serves, close the backend after."""
-    from gemini_proxy.http.appkeys import RUNTIME
-
-    state = app.get(STATE)
-    if state is None:
-        yield
-        return
-    task = asyncio.create_task(_sync_forever(app, state, app[RUNTIME].current.config.state.sync_s))
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await state.close()

@@ -1,17 +1,19 @@
 """Structured output as a guarantee: validate every answer under a schema, retry once, then decide.
 
-Sits between the handler and :mod:`proxy.retry`:
+Sits between the handler flow and the attempt loop, and knows neither: it is handed ``ask``,
+the function that runs one chat request through the attempt loop (gemini_proxy/http/flow.py):
 
-    prepare(config, task, body)  -> Enforcement | None   (injects a task's pinned schema)
-    complete(rt, route, body, record, public_model, enforcement)
-        answer = retry.complete(...)                      attempt 1
-        invalid? answer = retry.complete(body + the invalid answer + "what was wrong")   attempt 2
-        still invalid? schema_violation warning + counter, then the task's default
+    prepare(pinned, task, body)  -> Enforcement | None   (injects a task's pinned schema)
+    complete(ask, body, enforcement, verdict, ...)
+        answer = await ask(body)                          attempt 1
+        invalid? answer = await ask(body + the invalid answer + "what was wrong")   attempt 2
+        still invalid? schema_violation warning, then the task's default
                        (x-schema-default: true) or 502 schema_validation_failed
+    what it did is noted on the :class:`Verdict`, which the request record reads.
 
 One retry, ever: downstream systems get valid JSON or a clear failure, never a loop. The answer
 is checked against the client's (or task's) *original* schema, whatever subset the upstream was
-sent (adapters/gemini/schema.py). Passthrough upstreams are checked the same way: any model may
+sent (gemini_proxy/adapters/gemini/schema.py). Passthrough upstreams are checked the same way: any model may
 sit behind them. Streams under a schema are buffered: the answer is validated before the first
 byte goes out (streamed bytes cannot be taken back), then sent as SSE chunks in one burst.
 """
@@ -19,18 +21,14 @@ byte goes out (streamed bytes cannot be taken back), then sent as SSE chunks in 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from gemini_proxy.adapters.base import Completion, Usage
-from gemini_proxy.config.model import Config
 from gemini_proxy.errors import InvalidRequest, ProxyError, UpstreamFailed
-from gemini_proxy.observe.telemetry import RequestRecord
-from gemini_proxy.resilience import attempts as retry
-from gemini_proxy.routing.resolve import Route
-from gemini_proxy.runtime import Runtime
 from gemini_proxy.structured.validator import SchemaError, Validator, problems, validator_for
 
 log = logging.getLogger("gemini_proxy")
@@ -44,6 +42,29 @@ FEEDBACK = (
 
 
 @dataclass(frozen=True, slots=True)
+class TaskSchema:
+    """A task's pinned output contract."""
+
+    schema: dict[str, Any] | None  # None: the task only sets on_invalid / default
+    validator: Validator | None
+    on_invalid: str = "error"
+    default: Any = None
+    source: str = "inline"  # "inline" or the schema file's path, for `check` and logs
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What enforcement did to one request's answer; the request record reads it (log + metrics)."""
+
+    retried: bool = False  # the first answer broke the schema: one corrective retry was made
+    violations: int = 0  # answers that still broke it after the retry
+    default_used: bool = False  # the task's default was returned instead (x-schema-default: true)
+
+
+Ask = Callable[[dict[str, Any]], Awaitable[Completion]]
+
+
+@dataclass(frozen=True, slots=True)
 class Enforcement:
     """What one request's answer must be: JSON matching ``validator`` (None: any JSON object)."""
 
@@ -53,10 +74,9 @@ class Enforcement:
     default: Any = None
 
 
-def prepare(config: Config, task: str | None, body: dict[str, Any]) -> Enforcement | None:
-    """The enforcement for this request, or None; a task's pinned schema is injected into ``body``
-    when the client sent no response_format, so every upstream kind is asked for it."""
-    pinned = config.tasks[task].structured if task and task in config.tasks else None
+def prepare(pinned: TaskSchema | None, task: str | None, body: dict[str, Any]) -> Enforcement | None:
+    """The enforcement for this request, or None; a task's pinned schema (``pinned``) is injected
+    into ``body`` when the client sent no response_format, so every upstream kind is asked for it."""
     fmt = body.get("response_format")
     if fmt is None and pinned is not None and pinned.schema is not None:
         body["response_format"] = {
@@ -134,27 +154,28 @@ def with_feedback(body: dict[str, Any], invalid: str | None, errors: list[str]) 
 
 
 async def complete(
-    rt: Runtime,
-    route: Route,
+    ask: Ask,
     body: dict[str, Any],
-    record: RequestRecord,
-    public_model: str | None,
-    enforcement: Enforcement | None,
+    enforcement: Enforcement,
+    verdict: Verdict,
+    request_id: str,
+    model: Callable[[], str | None],
 ) -> Completion:
-    """retry.complete, plus validation and at most one corrective retry when ``enforcement`` is set."""
-    if enforcement is None:
-        return await retry.complete(rt, route, body, record, public_model)
+    """``ask`` (the attempt loop), plus validation and at most one corrective retry.
+
+    ``model`` names the model that answered, for the violation warning.
+    """
     # A buffered stream is fetched whole: a passthrough upstream must not be asked to stream.
     body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
-    first = await retry.complete(rt, route, body, record, public_model)
+    first = await ask(body)
     errors = check(first, enforcement)
     if not errors:
         return first
-    record.extra["schema_retry"] = True
-    log.debug("answer of %s failed its schema, retrying once: %s", record.request_id, errors)
+    verdict.retried = True
+    log.debug("answer of %s failed its schema, retrying once: %s", request_id, errors)
     second: Completion | None = None
     try:
-        second = await retry.complete(rt, route, with_feedback(body, answer_text(first), errors), record, public_model)
+        second = await ask(with_feedback(body, answer_text(first), errors))
     except ProxyError as exc:  # the retry itself failed: the first answer's problems stand
         errors = [*errors, f"the corrective retry failed: {exc.message}"]
     if second is not None:
@@ -163,7 +184,7 @@ async def complete(
         if not retry_errors:
             return second
         errors = retry_errors
-    return _violation(record, enforcement, second or first, errors)
+    return _violation(enforcement, verdict, second or first, errors, request_id, model())
 
 
 def _sum(a: Usage, b: Usage) -> Usage:
@@ -176,38 +197,45 @@ def _sum(a: Usage, b: Usage) -> Usage:
     )
 
 
-def _violation(record: RequestRecord, enforcement: Enforcement, last: Completion, errors: list[str]) -> Completion:
+def _violation(
+    enforcement: Enforcement, verdict: Verdict, last: Completion, errors: list[str], request_id: str, model: str | None
+) -> Completion:
     outcome = "default" if enforcement.on_invalid == "default" else "error"
-    # Both attempts were billed: the log, the cost and the team's budget must see them even when
-    # the answer ends as a 502 (``last`` carries the summed usage of the two attempts).
-    record.usage, record.finish_reason = last.usage, last.finish_reason
-    record.schema_violations += 1  # counted by proxy/metrics.py from the record, like everything else
-    record.extra["schema_violation"] = True
+    verdict.violations += 1  # counted by observe/metrics.py from the record, like everything else
     log.warning(
         "schema_violation task=%s model=%s outcome=%s errors=%s",
         enforcement.task,
-        record.model_used,
+        model,
         outcome,
         "; ".join(errors),
         extra={
             "event": "schema_violation",
-            "request_id": record.request_id,
+            "request_id": request_id,
             "task": enforcement.task,
-            "model": record.model_used,
+            "model": model,
             "outcome": outcome,
             "errors": errors,
         },
     )
     if outcome == "error":
-        raise UpstreamFailed(
+        # Both attempts were billed: the error carries their summed usage (``last``) so the log,
+        # the cost and the team's budget see them even though the answer ends as a 502.
+        raise SchemaViolation(
             "the model's answer did not match the required JSON schema after one corrective retry: "
             + "; ".join(errors),
-            code="schema_validation_failed",
-            status=502,
-            should_retry=False,  # the proxy already retried once; an SDK retry would bill two more calls
+            spent=last,
         )
-    record.extra["schema_default"] = True
+    verdict.default_used = True
     return default_completion(last, enforcement.default)
+
+
+class SchemaViolation(UpstreamFailed):
+    """502 schema_validation_failed; ``spent`` is the last answer, with both attempts' usage."""
+
+    def __init__(self, message: str, spent: Completion) -> None:
+        # The proxy already retried once; an SDK retry would bill two more calls.
+        super().__init__(message, code="schema_validation_failed", status=502, should_retry=False)
+        self.spent = spent
 
 
 def default_completion(last: Completion, default: Any) -> Completion:

@@ -1,5 +1,5 @@
-"""Native Gemini (generativelanguage REST): pure translation plus a thin transport."""
+"""Native Gemini (generativelanguage REST, and Vertex AI's form of it): pure translation plus a thin transport."""
 
-from gemini_proxy.adapters.gemini.transport import GeminiAdapter
+from gemini_proxy.adapters.gemini.adapter import CAPABILITIES, GeminiAdapter
 
-__all__ = ["GeminiAdapter"]
+__all__ = ["CAPABILITIES", "GeminiAdapter"]

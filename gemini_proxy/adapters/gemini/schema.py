@@ -11,7 +11,7 @@ Anything else is ignored at best and an INVALID_ARGUMENT at worst, so this modul
 what has a faithful (or looser) equivalent and drops the rest, per the tables below.
 
 Dropping only loosens what Gemini is asked for; the proxy still validates every answer
-against the client's *original* schema (proxy/structured.py), so nothing is lost but a hint.
+against the client's *original* schema (gemini_proxy/structured/enforce.py), so nothing is lost but a hint.
 Pure functions: a dict in, a new dict out; the input is never mutated.
 """
 

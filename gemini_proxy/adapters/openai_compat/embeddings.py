@@ -10,27 +10,19 @@ from __future__ import annotations
 import orjson
 
 from gemini_proxy.adapters.base import Call, Completion, Usage
-from gemini_proxy.adapters.http import HttpAdapter
+from gemini_proxy.adapters.http import HttpTransport
 
 
-class OpenAISurface(HttpAdapter):
-    """Mixin base of :class:`OpenAIAdapter`: needs ``_headers`` and ``raise_for``."""
-
-    _headers: dict[str, str]
-
-    async def embed(self, call: Call) -> Completion:
-        body = dict(call.body)
-        body["model"] = call.model
-        headers = dict(self._headers)
-        if call.api_key:
-            headers["Authorization"] = f"Bearer {call.api_key}"
-        url = f"{self.upstream.base_url.rstrip('/')}/embeddings"
-        if call.pace is not None:  # one upstream call: the upstream's rpm/tpm taken once
-            await call.pace(sum(len(str(t)) for t in _texts(body.get("input"))) // 4 + 1)
-        data, raw = await self.post_json(call, url, orjson.dumps(body), headers)
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
-        tokens = int(usage.get("prompt_tokens") or 0) if usage else 0
-        return Completion(body=data, usage=Usage(input_tokens=tokens, estimated=usage is None), raw=raw)
+async def embed(http: HttpTransport, call: Call, headers: dict[str, str]) -> Completion:
+    body = dict(call.body)
+    body["model"] = call.model
+    url = f"{http.upstream.base_url.rstrip('/')}/embeddings"
+    if call.pace is not None:  # one upstream call: the upstream's rpm/tpm taken once
+        await call.pace(sum(len(str(t)) for t in _texts(body.get("input"))) // 4 + 1)
+    data, raw = await http.post_json(call, url, orjson.dumps(body), headers)
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
+    tokens = int(usage.get("prompt_tokens") or 0) if usage else 0
+    return Completion(body=data, usage=Usage(input_tokens=tokens, estimated=usage is None), raw=raw)
 
 
 def _texts(raw: object) -> list[object]:

@@ -18,8 +18,9 @@ import orjson
 
 from gemini_proxy.adapters import sse
 from gemini_proxy.adapters.base import Call, Completion, StreamState, Upstream, UpstreamError, Usage
-from gemini_proxy.adapters.openai_compat.embeddings import OpenAISurface
-from gemini_proxy.adapters.redact import redact
+from gemini_proxy.adapters.http import HttpTransport, joined
+from gemini_proxy.adapters.interface import Capabilities, Operation, OperationTable
+from gemini_proxy.adapters.openai_compat import embeddings
 
 # The events worth parsing in a relayed stream: usage (to log it, and to drop the usage-only
 # chunk), a finish reason, or an error. Gateways differ in JSON spacing (`"usage": {` from
@@ -62,44 +63,39 @@ def error_from(status: int, body: Any, upstream: str, retry_after: str | None) -
     return UpstreamError(status, message, upstream=upstream, code=code, retry_after_s=delay)
 
 
-class OpenAIAdapter(OpenAISurface):  # embeddings passthrough: adapters/openai_compat/surface.py
-    def __init__(self, upstream: Upstream, session: aiohttp.ClientSession | None = None) -> None:
-        super().__init__(upstream, session)
-        self._url = f"{upstream.base_url.rstrip('/')}/chat/completions"
-        self._headers = {"Content-Type": "application/json", **upstream.headers}
+CAPABILITIES = Capabilities(
+    operations=frozenset({Operation.CHAT, Operation.CHAT_STREAM, Operation.EMBED}),
+    self_paced=frozenset({Operation.EMBED}),
+)
 
-    def _request(self, call: Call) -> tuple[bytes, dict[str, str]]:
-        body = dict(call.body)
-        body["model"] = call.model
-        if call.stream:
-            options = dict(body.get("stream_options") or {})
-            options["include_usage"] = True
-            body["stream_options"] = options
-        headers = dict(self._headers)
-        if call.api_key:
-            headers["Authorization"] = f"Bearer {call.api_key}"
-        return orjson.dumps(body), headers
 
-    async def raise_for(self, resp: aiohttp.ClientResponse, call: Call) -> None:
-        body = await self.error_body(resp)
-        err = error_from(resp.status, body, self.upstream.name, resp.headers.get("Retry-After"))
-        err.message = redact(err.message, (call.api_key or "",))
-        raise err
+class PassthroughEvents:
+    """A gateway's own chunks relayed as bytes (an EventTranslator for gemini_proxy/adapters/http.py).
 
-    async def complete(self, call: Call) -> Completion:
-        payload, headers = self._request(call)
-        data, raw = await self.post_json(call, self._url, payload, headers)
-        choices = data.get("choices")
-        first = choices[0] if isinstance(choices, list) and choices else None
-        reason = first.get("finish_reason") if isinstance(first, dict) else None
-        usage = usage_from(data.get("usage")) or Usage(estimated=True)
-        return Completion(body=data, usage=usage, finish_reason=reason, raw=raw)
+    Only the few events that carry what we log are parsed; the rest are relayed as they came.
+    """
 
-    def _inspect(self, data: bytes, call: Call, state: StreamState, started: bool) -> bool:
-        """Note usage / finish reason from an event worth parsing; False for one not to relay.
+    def __init__(self, call: Call, state: StreamState, http: HttpTransport) -> None:
+        self.call, self.state, self.http = call, state, http
+        self.done = False
+        self.relayed = False
 
-        Only the few events that carry what we log are parsed; the rest are relayed as bytes.
-        """
+    def feed(self, data: bytes) -> list[bytes]:
+        if data == b"[DONE]":
+            self.done = True
+            return []
+        if not self._keep(data):
+            return []
+        self.relayed = True
+        return [sse.frame(data)]
+
+    def end(self, started: bool) -> list[bytes]:
+        if not started:  # e.g. a gateway that ignored stream: true: fail over, never an empty 200
+            raise self.http.invalid("an empty stream (no event before [DONE])" if self.done else "no stream events")
+        return [_DONE]
+
+    def _keep(self, data: bytes) -> bool:
+        """Note usage / finish reason from an event worth parsing; False for one not to relay."""
         if not data.strip():  # an empty data event: SDKs would fail to parse it, and it says nothing
             return False
         if not _WORTH_PARSING.search(data):
@@ -111,59 +107,64 @@ class OpenAIAdapter(OpenAISurface):  # embeddings passthrough: adapters/openai_c
         if not isinstance(event, dict):
             return True
         if "error" in event:
-            # Before the first byte this can still fail over; after it, the proxy
-            # ends the stream with its own error event and logs the interruption.
+            # Before the first byte this can still fail over; after it, the proxy ends the
+            # stream with its own error event and logs the interruption (the loop marks which).
             err = event["error"] if isinstance(event["error"], dict) else {}
             code = str(err.get("code", ""))
             raise UpstreamError(
                 int(code) if code.isdigit() and 400 <= int(code) < 600 else 502,
-                redact(str(err.get("message", "stream error")), (call.api_key or "",)),
-                upstream=self.upstream.name,
-                mid_stream=started,
+                str(err.get("message", "stream error")),
+                upstream=self.http.upstream.name,
             )
         usage = usage_from(event.get("usage"))
         if usage is not None:
-            state.usage = usage
+            self.state.usage = usage
         for choice in event.get("choices") or ():
             if isinstance(choice, dict) and choice.get("finish_reason"):
-                state.finish_reason = state.finish_reason or choice["finish_reason"]
+                self.state.finish_reason = self.state.finish_reason or choice["finish_reason"]
         # The usage-only chunk the client did not ask for is dropped.
-        return call.include_usage or usage is None or bool(event.get("choices"))
+        return self.call.include_usage or usage is None or bool(event.get("choices"))
 
-    async def stream(self, call: Call, state: StreamState) -> AsyncIterator[bytes]:
-        payload, headers = self._request(call)
-        started = done = False
-        try:
-            async with self.session.post(self._url, data=payload, headers=headers, timeout=self.stream_timeout) as resp:
-                if resp.status != 200:
-                    await self.raise_for(resp, call)
-                async for batch in sse.batches(resp):
-                    # Everything one upstream read completed goes out in one write (see sse.batches).
-                    out: list[bytes] = []
-                    try:
-                        for data in batch:
-                            if data == b"[DONE]":
-                                done = True
-                                break
-                            if self._inspect(data, call, state, started or bool(out)):
-                                out.append(sse.frame(data))
-                    except Exception:
-                        if out:  # the events before an error (or a bug of ours) still reach the client, first
-                            state.chunks += len(out)
-                            yield b"".join(out)
-                        raise
-                    if done:
-                        if not started and not out:
-                            raise self.invalid("an empty stream (no event before [DONE])")
-                        out.append(_DONE)
-                    if out:
-                        state.chunks += len(out) - done
-                        started = True
-                        yield b"".join(out)
-                    if done:
-                        return
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self.wrap(exc, call, mid_stream=started) from None
-        if not started:  # e.g. a gateway that ignored stream: true: fail over, never an empty 200
-            raise self.invalid("no stream events")
-        yield _DONE
+
+class OpenAIAdapter(OperationTable):
+    def __init__(self, upstream: Upstream, session: aiohttp.ClientSession | None = None) -> None:
+        self.upstream, self.capabilities = upstream, CAPABILITIES
+        self.http = HttpTransport(upstream, error_from, session)
+        self._url = f"{upstream.base_url.rstrip('/')}/chat/completions"
+        self._headers = {"Content-Type": "application/json", **upstream.headers}
+        self._unary = {Operation.CHAT: self.complete, Operation.EMBED: self.embed}
+        self._streaming = {Operation.CHAT_STREAM: self.stream}
+
+    def headers(self, call: Call) -> dict[str, str]:
+        headers = dict(self._headers)
+        if call.api_key:
+            headers["Authorization"] = f"Bearer {call.api_key}"
+        return headers
+
+    def _request(self, call: Call) -> bytes:
+        body = dict(call.body)
+        body["model"] = call.model
+        if call.stream:
+            options = dict(body.get("stream_options") or {})
+            options["include_usage"] = True
+            body["stream_options"] = options
+        return orjson.dumps(body)
+
+    async def complete(self, call: Call) -> Completion:
+        data, raw = await self.http.post_json(call, self._url, self._request(call), self.headers(call))
+        choices = data.get("choices")
+        first = choices[0] if isinstance(choices, list) and choices else None
+        reason = first.get("finish_reason") if isinstance(first, dict) else None
+        usage = usage_from(data.get("usage")) or Usage(estimated=True)
+        return Completion(body=data, usage=usage, finish_reason=reason, raw=raw)
+
+    def stream(self, call: Call, state: StreamState) -> AsyncIterator[bytes]:
+        """The gateway's SSE relayed as it arrives: the events of one upstream read in one write."""
+        tr = PassthroughEvents(call, state, self.http)
+        return joined(self.http.event_batches(call, self._url, self._request(call), self.headers(call), state, tr))
+
+    async def embed(self, call: Call) -> Completion:
+        return await embeddings.embed(self.http, call, self.headers(call))
+
+    async def close(self) -> None:
+        await self.http.close()

@@ -14,49 +14,20 @@ import logging
 import orjson
 from aiohttp import web
 
-from gemini_proxy.errors import InvalidRequest, NotFound, ProxyError, describe
-from gemini_proxy.http import body as bounds
-from gemini_proxy.http.appkeys import RUNTIME
-from gemini_proxy.http.flow import deadline, json_answer, relay, route_request
-from gemini_proxy.http.handlers.chat import read_json
-from gemini_proxy.http.middleware import RECORD
-from gemini_proxy.observe.telemetry import RequestRecord
-from gemini_proxy.resilience import attempts as retry
+from gemini_proxy.adapters.interface import Operation
+from gemini_proxy.errors import InvalidRequest, NotFound, ProxyError
+from gemini_proxy.http import flow
+from gemini_proxy.http.answer import json_answer, relay
+from gemini_proxy.http.appkeys import RECORD, RUNTIME
+from gemini_proxy.http.body import check_native_shape, read_json
+from gemini_proxy.http.errors import describe, google_error_event, google_error_response
+from gemini_proxy.observe.record import RequestRecord
 from gemini_proxy.runtime import Runtime
 
 log = logging.getLogger("gemini_proxy")
 
 PATHS = ("/v1beta/models/{call}", "/v1/models/{call}")
 _METHODS = ("generateContent", "streamGenerateContent")
-
-# HTTP status -> google.rpc status name, for the error body google-genai reads.
-_GRPC = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    413: "INVALID_ARGUMENT",
-    415: "INVALID_ARGUMENT",  # a Content-Encoding the proxy does not decode
-    429: "RESOURCE_EXHAUSTED",
-    499: "CANCELLED",
-    500: "INTERNAL",
-    502: "UNAVAILABLE",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
-
-
-def google_error(exc: ProxyError) -> bytes:
-    return orjson.dumps(
-        {
-            "error": {
-                "code": exc.status,
-                "message": exc.message,
-                "status": _GRPC.get(exc.status, "UNKNOWN"),
-                "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": exc.code or exc.type}],
-            }
-        }
-    )
 
 
 async def generate(request: web.Request) -> web.StreamResponse:
@@ -66,9 +37,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
     except ProxyError as exc:
         fields = describe(exc)
         record.error_type, record.status_code = fields["error_type"], fields["status_code"]
-        return web.Response(
-            status=exc.status, body=google_error(exc), content_type="application/json", headers=exc.response_headers()
-        )
+        return google_error_response(exc)
 
 
 async def _generate(request: web.Request, record: RequestRecord) -> web.StreamResponse:
@@ -78,21 +47,18 @@ async def _generate(request: web.Request, record: RequestRecord) -> web.StreamRe
         raise NotFound(
             f"unknown method {request.match_info['call']!r}; use models/ALIAS:generateContent or :streamGenerateContent"
         )
-    body = await read_json(request)
+    body = await read_json(request, rt.config.server)
     if not isinstance(body.get("contents"), list):
         raise InvalidRequest("'contents' is required and must be a list", param="contents")
-    bounds.check_native_shape(body, rt.config.server)
+    check_native_shape(body, rt.config.server)
     stream = method == "streamGenerateContent"
     record.model_requested, record.stream = alias, stream
-    route = await route_request(request, rt, record, alias)
+    route = await flow.route_request(request, rt, record, alias)
     record.prompt_chars = len(orjson.dumps(body["contents"]))
+    job = flow.job_of(record, route, body, public_model=alias)
     if not stream:
-        async with deadline(rt, record):
-            result = await retry.perform(rt, route, body, record, "native", alias)
-        return json_answer(record, result)
-    async with deadline(rt, record):
-        first, agen, state = await retry.open_stream(rt, route, body, record, False, alias, "native_stream")
-    # Gemini's own way to fail after the first event: a data event holding `error`.
+        return json_answer(record, await flow.unary(rt, record, job, Operation.NATIVE))
+    first, agen, state = await flow.stream(rt, record, job, Operation.NATIVE_STREAM)
     return await relay(
         request,
         record,
@@ -100,10 +66,6 @@ async def _generate(request: web.Request, record: RequestRecord) -> web.StreamRe
         agen,
         state,
         write_timeout_s=rt.config.server.client_write_timeout_s,
-        error_event=_google_event,
+        error_event=google_error_event,  # Gemini's own way to fail after the first event
         observe=False,
     )
-
-
-def _google_event(failure: ProxyError) -> bytes:
-    return b"data: " + google_error(failure) + b"\r\n\r\n"

@@ -29,12 +29,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from gemini_proxy.adapters import ADAPTERS
+from gemini_proxy.adapters import REGISTRY
 from gemini_proxy.adapters.base import UpstreamError
-from gemini_proxy.config.model import UpstreamConfig
-from gemini_proxy.errors import FailureClass, classify
+from gemini_proxy.config import UpstreamConfig
+from gemini_proxy.resilience.failures import FailureClass, classify
 from gemini_proxy.resilience.keys.gate import KeyGate, NoKeyComing, Priority
 from gemini_proxy.resilience.keys.sources import UpstreamKey, read_keys
+from gemini_proxy.resilience.refusals import NoKey
 
 log = logging.getLogger("gemini_proxy")
 
@@ -102,7 +103,7 @@ class KeyPool:
     probe_max_s: float = 1800.0  # the wait doubles per failed probe up to this
     _turn: itertools.count[int] = field(default_factory=itertools.count)
     _gates: dict[str, KeyGate] = field(default_factory=dict)
-    # Set with a shared state backend (proxy/state_sync.py): (field, seconds it holds or None to
+    # Set with a shared state backend (gemini_proxy/state/sync.py): (field, seconds it holds or None to
     # lift it, why) goes to the other replicas; what they report comes back through apply_shared().
     share: Callable[[str, float | None, str], None] | None = None
     # Health events since this pool was built, exported by /metrics (see gauges()).
@@ -124,7 +125,7 @@ class KeyPool:
     ) -> KeyPool:
         """Read the upstream's key sources (blocking: files) into a pool."""
         keys = read_keys(upstream, environ)
-        if not keys and getattr(ADAPTERS.get(upstream.kind), "own_credentials", False):
+        if not keys and upstream.kind in REGISTRY and REGISTRY[upstream.kind].capabilities.own_credentials:
             # e.g. Vertex AI: the adapter fetches its own OAuth token (application-default credentials).
             keys = [UpstreamKey(None, "adapter-credentials")]
         return cls.of(
@@ -172,7 +173,7 @@ class KeyPool:
 
     def pick(self, model: str | None = None) -> UpstreamKey:
         """A key for ``model`` now: a quarantined key whose probe is due (one request per
-        interval), else the next healthy key round-robin; raises UpstreamError naming why none is."""
+        interval), else the next healthy key round-robin; raises the NoKey refusal naming why none is."""
         now = self.clock()
         probe = self._due_probe(model, now)
         if probe is not None:
@@ -212,12 +213,12 @@ class KeyPool:
 
     async def acquire(self, model: str, budget_s: float, priority: Priority) -> UpstreamKey:
         """A key for ``model``, waiting in line for a resting one when it comes back within
-        ``budget_s``; raises the pool's UpstreamError when that cannot be."""
+        ``budget_s``; raises the pool's NoKey refusal when that cannot be."""
         gate = self._gates.get(model)
         if gate is None or not gate.waiting:  # nobody in line: the common case costs one pick()
             try:
                 return self.pick(model)
-            except UpstreamError:
+            except NoKey:
                 pass
         deadline = self.clock() + budget_s
         while True:
@@ -234,13 +235,13 @@ class KeyPool:
             if self.ready(model) == 0.0:
                 return self.pick(model)
 
-    def _exhausted(self, now: float, model: str | None = None) -> UpstreamError:
+    def _exhausted(self, now: float, model: str | None = None) -> NoKey:
         if not self.slots:
-            return UpstreamError(
-                503,
+            return NoKey(
                 f"no key for upstream {self.upstream}: {self.problem}",
                 upstream=self.upstream,
                 code="upstream_key_missing",
+                status=503,
             )
         out = [(s, q) for s in self.slots if (q := s.blocked(model)) is not None]
         why = [f"{s.key.id} quarantined ({q.why}; next probe in {max(0.0, q.probe_at - now):.0f}s)" for s, q in out]
@@ -248,19 +249,19 @@ class KeyPool:
         if resting:
             wait = min(resting)
             why.append(f"{len(resting)} cooling down after 429 (next usable in {wait:.1f}s)")
-            return UpstreamError(
-                429,
+            return NoKey(
                 f"every key of upstream {self.upstream} is out: {'; '.join(why)}",
                 upstream=self.upstream,
                 code="keys_exhausted",
+                status=429,
                 retry_after_s=wait,
             )
         probe = min(q.probe_at for _, q in out) - now
-        return UpstreamError(
-            503,
+        return NoKey(
             f"every key of upstream {self.upstream} is out: {'; '.join(why)}; fix or rotate them, then reload",
             upstream=self.upstream,
             code="keys_exhausted",
+            status=503,
             retry_after_s=max(1.0, probe),
         )
 
@@ -269,7 +270,7 @@ class KeyPool:
     def report(self, key: str | None, err: UpstreamError | None, model: str = "") -> None:
         """Feed a failed attempt back: a bad key is quarantined, a per-minute 429 rests it.
 
-        A per-day 429 does not rest the key: the circuit breaker of that target (proxy/breaker.py)
+        A per-day 429 does not rest the key: the circuit breaker of that target (gemini_proxy/resilience/breaker.py)
         already skips it, and resting the key would block the project's other models too.
         """
         slot = self._slot(key)

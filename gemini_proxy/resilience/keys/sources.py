@@ -1,9 +1,10 @@
-"""Credentials: where upstream keys are read from (env or files, never config), and client key hashing.
+"""Upstream keys: where they are read from (env or files, never config), and how they are named in logs.
 
 Keys are read when a Runtime is built (start and every reload), so a rotated secret file or env
 variable is picked up by ``SIGHUP`` without a restart. A key is only ever shown as
 :func:`key_id`, a short non-reversible hash: ``repr`` of every object here omits the value.
-How a pool of keys is used (spread, rest, quarantine, recover) is :mod:`proxy.key_pool`.
+How a pool of keys is used (spread, rest, quarantine, recover) is :mod:`.pool`; client keys
+(teams) are hashed by :func:`gemini_proxy.routing.teams.hash_client_key`.
 """
 
 from __future__ import annotations
@@ -13,17 +14,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from gemini_proxy.config.model import UpstreamConfig
+from gemini_proxy.config import UpstreamConfig
 
 
 def key_id(key: str) -> str:
     """A short, stable, non-reversible id for logs, ``check`` output and metrics."""
     return "k_" + hashlib.sha256(key.encode()).hexdigest()[:8]
-
-
-def hash_client_key(key: str) -> str:
-    """The SHA-256 hex digest stored in ``[teams.NAME] key_sha256`` (``gemini-proxy hash-key``)."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
