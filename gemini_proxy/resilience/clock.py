@@ -1,8 +1,9 @@
 """The time source of the resilience code, injectable so tests can assert the waits asked for.
 
-Backoff sleeps, deadlines and circuit-breaker cool-downs read this clock; tests pass a fake one
-whose ``sleep`` records the request and returns at once. (aiolimiter keeps its own loop-time
-clock: limit waits are real, and tests keep them short or assert on the refusal instead.)
+Backoff sleeps, deadlines, circuit-breaker cool-downs, key rests and the upstream rate limits
+(resilience/limits.py) read this clock; tests pass a fake one (tests/fakes/clock.py) whose
+``sleep`` records the request and advances its time at once, so no test depends on how fast
+real time runs on a loaded machine.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from gemini_proxy.config.model import Config, Target
+from gemini_proxy.config import Config, Target
 from gemini_proxy.config.resilience import LANES, RetryPolicy
 from gemini_proxy.errors import InvalidRequest
 from gemini_proxy.resilience.breaker import Breaker
@@ -42,12 +42,14 @@ class Guard:
         self.state = state  # None: limits and breakers are this process's alone
         self.keys = keys or {}  # shown by snapshot() when their health is shared
         self.limits: dict[str, UpstreamLimits | SharedLimits] = {
-            name: UpstreamLimits(name, cfg) if state is None else SharedLimits(name, cfg, state, config.state.replicas)
+            name: UpstreamLimits(name, cfg, self.clock)
+            if state is None
+            else SharedLimits(name, cfg, state, config.state.replicas, self.clock)
             for name, cfg in self.res.limits.items()
         }
         self.lanes = {name: Lane(name, self.res.lanes[name], self.clock) for name in LANES}
         self._breakers: dict[Target, Breaker] = {}
-        self.admissions = itertools.count()  # a request's place in line (proxy/key_gate.py)
+        self.admissions = itertools.count()  # a request's place in line (gemini_proxy/resilience/keys/gate.py)
 
     def adopt(self, old: Guard) -> None:
         """Carry live state across a reload: limiter budgets, lane slots and open circuits whose

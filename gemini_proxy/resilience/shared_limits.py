@@ -1,8 +1,8 @@
 """Per-upstream RPM / TPM / RPD shared by every replica through the state backend.
 
-Same contract as :class:`proxy.limits.UpstreamLimits` (acquire / settle / snapshot), so the
+Same contract as :class:`gemini_proxy.resilience.limits.UpstreamLimits` (acquire / settle / snapshot), so the
 retry loop cannot tell them apart. One admission is one :meth:`StateBackend.admit`: RPM, TPM and
-RPD are checked and taken together, atomically (see proxy/state_backend.py for the windows).
+RPD are checked and taken together, atomically (see gemini_proxy/state/backend.py for the windows).
 
 A refused admission waits for the window to end when that fits the request's budget, else it is
 refused at once with the wait as ``Retry-After``, like the in-process limiter. A lane with
@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from gemini_proxy.config.resilience import RateLimits
+from gemini_proxy.resilience.clock import Clock
 from gemini_proxy.resilience.limits import UpstreamLimits
 from gemini_proxy.state.backend import (
     PACIFIC,
@@ -47,9 +48,12 @@ def divided(cfg: RateLimits, replicas: int) -> RateLimits:
 
 
 class SharedLimits:
-    def __init__(self, upstream: str, cfg: RateLimits, state: StateBackend, replicas: int) -> None:
+    def __init__(
+        self, upstream: str, cfg: RateLimits, state: StateBackend, replicas: int, clock: Clock | None = None
+    ) -> None:
         self.upstream, self.cfg, self.state = upstream, cfg, state
-        self.local = UpstreamLimits(upstream, divided(cfg, replicas))  # the "local" fallback
+        # The "local" fallback. The shared windows themselves run on Redis time, not ``clock``.
+        self.local = UpstreamLimits(upstream, divided(cfg, replicas), clock)
         self.token_debt = 0
         self.fallbacks = 0
 

@@ -1,8 +1,8 @@
-"""Per-team quotas: requests per minute (aiolimiter) and a daily USD budget (a spend ledger).
+"""Per-team quotas: requests per minute (a leaky bucket) and a daily USD budget (a spend ledger).
 
 The meter lives on the Application, not on a Runtime, so a reload keeps what each team has
 spent today and its place in the RPM window. Spend is charged once per request, after the
-response, from the access log (proxy/middleware.py), using the record's ``cost_usd``.
+response, from the access log (gemini_proxy/http/middleware.py), using the record's ``cost_usd``.
 Days are UTC days: a budget resets at 00:00 UTC, and the 429 says when.
 
 With a shared state backend (``[state] backend = "redis"``) the budget check and the RPM take are
@@ -14,15 +14,14 @@ the background, after the response). Local spend is always kept as well: it is w
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiohttp import web
-from aiolimiter import AsyncLimiter
-
-from gemini_proxy.config.teams import TeamConfig
+from gemini_proxy.config import TeamConfig
 from gemini_proxy.errors import RateLimited
 from gemini_proxy.state.backend import Check, StateBackend, StateUnavailable, minute_check, reject_error
+from gemini_proxy.state.bucket import Bucket
 
 
 def _utc_now() -> dt.datetime:
@@ -33,7 +32,8 @@ def _utc_now() -> dt.datetime:
 class TeamMeter:
     clock: Callable[[], dt.datetime] = _utc_now
     _spend: dict[str, tuple[dt.date, float]] = field(default_factory=dict)
-    _limiters: dict[str, tuple[int, AsyncLimiter]] = field(default_factory=dict)
+    _limiters: dict[str, tuple[int, Bucket]] = field(default_factory=dict)
+    monotonic: Callable[[], float] = time.monotonic  # the rpm buckets' clock
     state: StateBackend | None = None  # shared across replicas when set
     replicas: int = 1  # local fallback: each replica gets budget / replicas and rpm / replicas
 
@@ -95,10 +95,11 @@ class TeamMeter:
                 raise self._over_budget(team, spent, budget)
         if team.rpm is not None:
             rpm = max(1, team.rpm // replicas)
-            limiter = self._limiter(team.name, rpm)
-            if not limiter.has_capacity():
-                raise self._over_rpm(team, rpm, 60 / rpm)
-            await limiter.acquire()  # has capacity: returns at once
+            bucket = self._bucket(team.name, rpm)
+            wait = bucket.wait_s(1)
+            if wait > 0:
+                raise self._over_rpm(team, rpm, wait)
+            bucket.take(1)
 
     def _over_budget(self, team: TeamConfig, spent: float, budget: float) -> RateLimited:
         reset = self.reset_at()
@@ -119,12 +120,9 @@ class TeamMeter:
             headers={"Retry-After": str(max(1, round(wait_s)))},
         )
 
-    def _limiter(self, team: str, rpm: int) -> AsyncLimiter:
+    def _bucket(self, team: str, rpm: int) -> Bucket:
         held = self._limiters.get(team)
         if held is None or held[0] != rpm:  # a reload changed the rate: start a fresh window
-            held = (rpm, AsyncLimiter(rpm, 60))
+            held = (rpm, Bucket(rpm, 60, self.monotonic))
             self._limiters[team] = held
         return held[1]
-
-
-METER = web.AppKey("team_meter", TeamMeter)
