@@ -86,6 +86,54 @@ async def test_demo_serves_a_real_answer_to_the_sdk(stream: bool) -> None:
         assert await _stop(proc) == 0
 
 
+EVERY_KIND = """
+[upstreams.google]
+kind = "gemini"
+base_url = "https://generativelanguage.googleapis.com"
+api_key_env = "GEMINI_API_KEY"
+
+[upstreams.gateway]
+kind = "openai"
+base_url = "https://gateway.example.invalid/v1"
+api_key_env = "GATEWAY_KEY"
+
+[upstreams.eu]
+kind = "vertex"
+project = "demo-project"
+location = "europe-west4"
+
+[models.fast]
+target = "google:gemini-2.5-flash"
+
+[models.cn]
+target = "gateway:gemini-2.5-flash"
+
+[models.eu]
+target = "eu:gemini-2.5-flash"
+"""
+
+
+async def test_demo_starts_with_every_upstream_kind_and_each_answers(tmp_path: Path) -> None:
+    # Every kind of the adapter registry has a simulator demo starts; a vertex upstream used to
+    # crash demo with KeyError: 'vertex'. No Google credentials here: demo gives Vertex a token.
+    config = tmp_path / "routing.toml"
+    config.write_text(EVERY_KIND, encoding="utf-8")
+    proc, port = await _start("demo", "--config", str(config), "--port", "0")
+    try:
+        client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=20)
+        for model in ("fast", "cn", "eu"):
+            reply = await client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}])
+            assert reply.choices[0].message.content, model
+    finally:
+        assert await _stop(proc) == 0
+
+
+def test_every_registered_kind_has_a_simulator_for_demo() -> None:
+    from gemini_proxy.adapters import REGISTRY
+
+    assert {kind for kind, entry in REGISTRY.items() if entry.simulator is None} == set()
+
+
 async def test_serve_runs_a_config_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     config = tmp_path / "routing.toml"
     config.write_text(

@@ -114,21 +114,8 @@ def _parse_upstream(name: str, t: Table) -> UpstreamConfig:
         )
     if "key=" in base_url:
         raise t.error("base_url", "must not carry a key (?key=...)", "use api_key_env or api_key_file")
-    api_key_env = t.pop("api_key_env", str)
-    api_keys_env = str_list(t, "api_keys_env")
-    for i, env_name in enumerate(((api_key_env,) if api_key_env else ()) + api_keys_env):
-        if _looks_like_key(env_name):
-            raise t.error(
-                "api_key_env" if api_key_env and i == 0 else "api_keys_env",
-                "must be the NAME of an environment variable, not a key",
-                'write e.g. api_key_env = "GEMINI_API_KEY"',
-            )
-    headers = t.pop("headers", dict, {})
-    for hk, hv in headers.items():
-        if not isinstance(hv, str):
-            raise t.error(f"headers.{hk}", "header values must be strings", f'quote the value: {hk} = "..."')
-        if hk.lower() in ("authorization", "x-goog-api-key", "api-key"):
-            raise t.error(f"headers.{hk}", "credentials are not allowed in headers", "use api_key_env or api_key_file")
+    api_key_env, api_keys_env = _key_variables(t)
+    headers = _headers(t)
     spec = Upstream(
         name=name,
         kind=kind,
@@ -151,6 +138,31 @@ def _parse_upstream(name: str, t: Table) -> UpstreamConfig:
     )
     t.done()
     return upstream
+
+
+def _key_variables(t: Table) -> tuple[str | None, tuple[str, ...]]:
+    """``api_key_env`` and ``api_keys_env``: names of variables, never a pasted key."""
+    api_key_env = t.pop("api_key_env", str)
+    api_keys_env = str_list(t, "api_keys_env")
+    for i, env_name in enumerate(((api_key_env,) if api_key_env else ()) + api_keys_env):
+        if _looks_like_key(env_name):
+            raise t.error(
+                "api_key_env" if api_key_env and i == 0 else "api_keys_env",
+                "must be the NAME of an environment variable, not a key",
+                'write e.g. api_key_env = "GEMINI_API_KEY"',
+            )
+    return api_key_env, api_keys_env
+
+
+def _headers(t: Table) -> dict[str, str]:
+    """Extra upstream headers: strings, and never a credential (keys come from key sources)."""
+    headers = t.pop("headers", dict, {})
+    for hk, hv in headers.items():
+        if not isinstance(hv, str):
+            raise t.error(f"headers.{hk}", "header values must be strings", f'quote the value: {hk} = "..."')
+        if hk.lower() in ("authorization", "x-goog-api-key", "api-key"):
+            raise t.error(f"headers.{hk}", "credentials are not allowed in headers", "use api_key_env or api_key_file")
+    return dict(headers)
 
 
 def _parse_alias(name: str, t: Table, upstreams: Mapping[str, UpstreamConfig]) -> ModelAlias:

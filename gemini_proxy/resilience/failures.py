@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from gemini_proxy.adapters.base import UpstreamError
+from gemini_proxy.config.resilience import RetryPolicy
 from gemini_proxy.errors import InvalidRequest, NotFound, ProxyError, RateLimited, UpstreamFailed
 from gemini_proxy.resilience.refusals import CircuitOpen, LimitReached, NoKey, Refusal, Unsupported
 
@@ -66,6 +67,8 @@ class Rule:
     client: str  # when no other target answers
 
 
+_D = RetryPolicy()  # the defaults the README quotes
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "every key of the model resting after a 429",
@@ -108,14 +111,14 @@ RULES: tuple[Rule, ...] = (
         "timeout (`upstreams.X.timeout_s`)",
         _upstream(lambda e: e.timeout),
         FailureClass.TIMEOUT,
-        "logged with model and prompt size, `timeout_retries` (1) retry; then next target",
+        f"logged with model and prompt size, `timeout_retries` ({_D.timeout_retries}) retry; then next target",
         "504 `upstream_timeout`",
     ),
     Rule(
         "connection refused / reset",
         _upstream(lambda e: e.connection),
         FailureClass.CONNECTION,
-        "`connection_retries` (1) short retry; then next target",
+        f"`connection_retries` ({_D.connection_retries}) short retry; then next target",
         "502 `upstream_unreachable`",
     ),
     Rule(
@@ -137,10 +140,10 @@ RULES: tuple[Rule, ...] = (
         "429 per-minute",
         _upstream(lambda e: e.status == 429),
         FailureClass.RATE_LIMIT,
-        "`rate_limit_retries` (2) retries, waiting `RetryInfo.retryDelay` / `Retry-After` when given (up to "
-        "`max_server_delay_s`, else next target at once), exponential + jitter otherwise; then next target. In a "
-        "lane with `wait_out_rate_limits` (batch by default): retried for as long as the deadline allows, "
-        "whatever the delay",
+        f"`rate_limit_retries` ({_D.rate_limit_retries}) retries, waiting `RetryInfo.retryDelay` / "
+        "`Retry-After` when given (up to `max_server_delay_s`, else next target at once), "
+        "exponential + jitter otherwise; then next target. In a lane with `wait_out_rate_limits` "
+        "(batch by default): retried for as long as the deadline allows, whatever the delay",
         "429 `rate_limit_exceeded` with `Retry-After`",
     ),
     Rule(
@@ -163,7 +166,7 @@ RULES: tuple[Rule, ...] = (
         "500 / 502 / 503 / 504",
         lambda f: True,
         FailureClass.SERVER,
-        "`server_retries` (2) short retries, exponential + jitter; then next target",
+        f"`server_retries` ({_D.server_retries}) short retries, exponential + jitter; then next target",
         "502 (503 for a 503) `upstream_error`",
     ),
 )

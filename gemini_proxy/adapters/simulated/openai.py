@@ -79,31 +79,38 @@ class SimulatedOpenAI:
                     ],
                 }
             )
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        words = text.split(" ")
-        for i, word in enumerate(words):
-            delta = {"content": (" " if i else "") + word}
-            if i == 0:
-                delta["role"] = "assistant"
-            chunk = {
-                **base,
-                "object": "chat.completion.chunk",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
-            }
-            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-        last = {
+        return await _stream(request, base, text, usage, body)
+
+
+async def _stream(
+    request: web.Request, base: dict[str, Any], text: str, usage: dict[str, int], body: dict[str, Any]
+) -> web.StreamResponse:
+    """The answer as OpenAI chunks, word by word, then the usage chunk when asked, then [DONE]."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    words = text.split(" ")
+    for i, word in enumerate(words):
+        delta = {"content": (" " if i else "") + word}
+        if i == 0:
+            delta["role"] = "assistant"
+        chunk = {
             **base,
             "object": "chat.completion.chunk",
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
         }
-        await resp.write(b"data: " + orjson.dumps(last) + b"\n\n")
-        if (body.get("stream_options") or {}).get("include_usage"):
-            await resp.write(
-                b"data: "
-                + orjson.dumps({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
-                + b"\n\n"
-            )
-        await resp.write(b"data: [DONE]\n\n")
-        await resp.write_eof()
-        return resp
+        await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+    last = {
+        **base,
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+    }
+    await resp.write(b"data: " + orjson.dumps(last) + b"\n\n")
+    if (body.get("stream_options") or {}).get("include_usage"):
+        await resp.write(
+            b"data: "
+            + orjson.dumps({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+            + b"\n\n"
+        )
+    await resp.write(b"data: [DONE]\n\n")
+    await resp.write_eof()
+    return resp
