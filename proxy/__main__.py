@@ -28,6 +28,7 @@ from adapters.simulated import SimulatedGemini, SimulatedOpenAI
 from proxy import loop
 from proxy.app import make_app
 from proxy.config import Config, ConfigError, load
+from proxy.examples import example_config
 from proxy.keys import KeyPool, hash_client_key, read_keys
 from proxy.reload import Reloader
 from proxy.report import BY, FORMATS, aggregate, parse_since, read_lines
@@ -39,12 +40,11 @@ _DEFAULT_CONFIG = "routing.toml"
 
 
 def _find_config(path: str) -> Path:
-    """The given path, or the example routing.toml beside the package when run from elsewhere."""
+    """The given path; without --config and no ./routing.toml, the example shipped in the package."""
     candidate = Path(path)
     if candidate.exists() or path != _DEFAULT_CONFIG:
         return candidate
-    bundled = Path(__file__).resolve().parent.parent / _DEFAULT_CONFIG
-    return bundled if bundled.exists() else candidate
+    return example_config()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -224,6 +224,7 @@ def _demo_config(config: Config, urls: Mapping[str, str]) -> tuple[Config, Mappi
 
 _SNIPPET = """
 gemini-proxy demo is serving {routes} against the built-in simulated Gemini (no key, no network).
+Config: {path}
 
 Try it with the OpenAI SDK (pip install openai):
 
@@ -259,7 +260,11 @@ async def _demo(config: Config, host: str, port: int) -> None:
         bound = await _started(server, started)
         model = next(iter(config.models), "fast")
         routes = f"{len(config.models)} model aliases and {len(config.tasks)} tasks"
-        print(_SNIPPET.format(routes=routes, host=host, port=bound, model=model), file=sys.stderr, flush=True)
+        print(
+            _SNIPPET.format(routes=routes, path=config.path, host=host, port=bound, model=model),
+            file=sys.stderr,
+            flush=True,
+        )
         await server
     finally:
         for runner in sims:
@@ -285,7 +290,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     listener = setup_logging(file=args.log_file)
     host, port = args.host or "127.0.0.1", 8080 if args.port is None else args.port
     try:
-        asyncio.run(_demo(config, host, port))
+        with loop.runner(config.server.event_loop) as runner:  # the same loop as serve: uvloop by default
+            runner.run(_demo(config, host, port))
     except OSError as exc:
         print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc} (try --port 0)", file=sys.stderr)
         return 1
