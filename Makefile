@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUNTIME := $(VENV)/.runtime
 PIP := $(BIN)/pip --quiet --disable-pip-version-check
+# Errors only, for the demo's install: a first `make demo` prints its own lines, not pip's.
+PIP_QUIETER := $(PIP) --quiet
 
 .PHONY: demo test lint typecheck bench lock wheel-check clean
 
@@ -17,7 +19,7 @@ $(BIN)/python:
 # What the demo needs: the package and its runtime dependencies, nothing from the dev toolchain.
 $(RUNTIME): pyproject.toml | $(BIN)/python
 	@echo "installing gemini-proxy into $(VENV) (first run only)..."
-	@$(PIP) install -e .
+	@$(PIP_QUIETER) install -e .
 	@touch $@
 
 # Tests, lint and type checks: the runtime plus the dev extras (SDKs, pytest, ruff, mypy).
