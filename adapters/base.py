@@ -9,7 +9,7 @@ an HTTP error body, a refused connection, a timeout — leaves the adapter as an
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -73,6 +73,19 @@ class Call:
     # The name the client used ("fast", "summary"...); echoed back as `model` when set, so the
     # client sees the name it asked for while x-model-used says what really answered.
     public_model: str | None = None
+    # Operations made of several upstream calls (embeddings: one per 100 inputs) take the
+    # upstream's rate limits per call through ``pace(input_tokens)``, and keep what already
+    # succeeded in ``progress``, so a retry of the same target resumes at the call that failed.
+    pace: Callable[[int], Awaitable[None]] | None = field(default=None, repr=False)
+    progress: Progress | None = None
+
+
+@dataclass(slots=True)
+class Progress:
+    """The finished part of a multi-call operation, kept across retries of one target."""
+
+    parts: list[Any] = field(default_factory=list)  # one entry per finished upstream call, in order
+    tokens: int | None = 0  # input tokens the upstream reported so far (None: it reported none)
 
 
 @dataclass(slots=True)

@@ -2,6 +2,8 @@
 
     python -m bench.soak                      # 120 s at 20 req/s (the README's numbers)
     python -m bench.soak --duration 600 --rate 40
+    python -m bench.soak --scenario pressure --duration 60 --rate 20   # issue 16: bench/soak_pressure.py
+    python -m bench.soak --scenario batch-pressure                     # issue 16: bench/soak_batch.py
 
 Everything runs on loopback. The fake upstream injects, by the prompt's fault tag: 429s with a
 RetryInfo.retryDelay (once, or on every attempt), 500/503s (once, or always), an attempt that
@@ -21,11 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
-import signal
 import statistics
-import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,10 +33,8 @@ import orjson
 from aiohttp import web
 
 from adapters.simulated import default_answer, error_body, split_stream
+from bench.soak_harness import KEY, KEY_ENV, Serving, check_access_log, serving, upstream, workspace
 
-ROOT = Path(__file__).resolve().parent.parent
-KEY_ENV = "SOAK_GEMINI_KEY"
-KEY = "soak-gemini-key-not-real"  # made up: the fake accepts any key
 UPSTREAM_TIMEOUT_S = 0.5
 
 # fault tag -> (stream?, expected client status, expected ending). The retry policy below gives
@@ -205,99 +201,49 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-async def _read_port(stdout: asyncio.StreamReader) -> int:
-    for _ in range(50):
-        line = await asyncio.wait_for(stdout.readline(), 15)
-        if not line:
-            break
-        event = orjson.loads(line)
-        if event.get("message") == "listening":
-            return int(event["port"])
-    raise RuntimeError("the proxy never logged that it was listening")
-
-
 async def run(duration_s: float = 120.0, rate: float = 20.0, workdir: Path | None = None) -> Result:
     """Run the soak; returns the counts (the caller decides what to assert or print)."""
     fake = FaultyGemini()
-    runner = web.AppRunner(fake.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    upstream = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    tmp = tempfile.TemporaryDirectory() if workdir is None else None
-    work = Path(tmp.name) if tmp is not None else workdir
-    assert work is not None
-    config, log_file = work / "soak.toml", work / "soak.log"
-    config.write_text(CONFIG.format(url=upstream, env=KEY_ENV, timeout=UPSTREAM_TIMEOUT_S))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "proxy", "serve", "--config", str(config), "--port", "0", "--log-file", str(log_file)),
-        cwd=ROOT,
-        env={**os.environ, KEY_ENV: KEY},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
     result = Result()
-    try:
-        assert proc.stdout is not None
-        port = await _read_port(proc.stdout)
-        drain_stdout = asyncio.create_task(_discard(proc.stdout))
-        url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        tasks: set[asyncio.Task[None]] = set()
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
-            faults = itertools.cycle(MIX)
-            next_sample = 0.0
-            for n in itertools.count():
-                due = start + n / rate
-                if due - start >= duration_s:
-                    break
-                await asyncio.sleep(max(0.0, due - loop.time()))
-                task = asyncio.create_task(_one(session, url, n, next(faults), result))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                result.requests += 1
-                elapsed = loop.time() - start
-                if elapsed >= next_sample:
-                    result.rss_kb.append((elapsed, _rss_kb(proc.pid)))
-                    next_sample = elapsed + max(0.5, duration_s / 60)
-            if tasks:
-                await asyncio.wait_for(asyncio.gather(*tasks), 60)
-        result.rss_kb.append((loop.time() - start, _rss_kb(proc.pid)))
-        proc.send_signal(signal.SIGTERM)
-        result.exit_code = await asyncio.wait_for(proc.wait(), 30)
-        drain_stdout.cancel()
-        _check_log(log_file.read_text(), result)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        await runner.cleanup()
-        if tmp is not None:
-            tmp.cleanup()
+    with workspace(workdir) as work:
+        async with upstream(fake.app()) as url_up:
+            config = CONFIG.format(url=url_up, env=KEY_ENV, timeout=UPSTREAM_TIMEOUT_S)
+            async with serving(config, work, {KEY_ENV: KEY}) as srv:
+                await _load(srv, duration_s, rate, result)
+            result.exit_code = srv.exit_code
+            _check_log(srv.log_file.read_text(), result)
     return result
 
 
-async def _discard(stdout: asyncio.StreamReader) -> None:
-    """serve also logs to stdout; read it so a full pipe never blocks the proxy."""
-    while await stdout.read(65536):
-        pass
+async def _load(srv: Serving, duration_s: float, rate: float, result: Result) -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    tasks: set[asyncio.Task[None]] = set()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        faults = itertools.cycle(MIX)
+        next_sample = 0.0
+        for n in itertools.count():
+            due = start + n / rate
+            if due - start >= duration_s:
+                break
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            task = asyncio.create_task(_one(session, srv.chat_url, n, next(faults), result))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            result.requests += 1
+            elapsed = loop.time() - start
+            if elapsed >= next_sample:
+                result.rss_kb.append((elapsed, _rss_kb(srv.pid)))
+                next_sample = elapsed + max(0.5, duration_s / 60)
+        if tasks:
+            await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    result.rss_kb.append((loop.time() - start, _rss_kb(srv.pid)))
 
 
 def _check_log(text: str, result: Result) -> None:
-    lines = [orjson.loads(line) for line in text.splitlines() if line.strip()]
-    access = [line for line in lines if line.get("logger") == "gemini_proxy.access"]
+    access, result.log_mismatches = check_access_log(text, result.statuses)
     result.log_lines = len(access)
-    for line in access:
-        seen = result.statuses.get(line["request_id"])
-        logged = line["status_code"]
-        # A stream that ends in an error event was a 200 on the wire; the log says what failed.
-        if seen is None or (
-            seen != logged and not (seen == 200 and str(line.get("error_type", "")).startswith("stream"))
-        ):
-            result.log_mismatches.append(f"{line['request_id']}: client saw {seen}, log says {logged}")
 
 
 def report(result: Result, duration_s: float, rate: float, warmup_s: float) -> str:
@@ -317,15 +263,39 @@ def report(result: Result, duration_s: float, rate: float, warmup_s: float) -> s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--scenario",
+        choices=("faults", "pressure", "batch-pressure"),
+        default="faults",
+        help="faults: every fault class by prompt tag (default); pressure / batch-pressure: issue 16's "
+        "429 pressure on one key with default [retry] and [lanes] (bench/soak_pressure.py, bench/soak_batch.py)",
+    )
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of load (default 120)")
     parser.add_argument("--rate", type=float, default=20.0, help="requests per second (default 20)")
     parser.add_argument("--warmup", type=float, default=None, help="seconds before RSS counts (default 25%%)")
     args = parser.parse_args(argv)
+    if args.scenario != "faults":
+        return _pressure_main(args.scenario, args.duration, args.rate)
     warmup = args.warmup if args.warmup is not None else args.duration / 4
     result = asyncio.run(run(args.duration, args.rate))
     print(report(result, args.duration, args.rate, warmup))
     growth = result.rss_growth_pct(warmup)
     return 0 if result.ok and (growth is None or growth < 5.0) else 1
+
+
+def _pressure_main(scenario: str, duration_s: float, rate: float) -> int:
+    """Exit status 0 when issue 16's acceptance holds, 1 otherwise (the report says which part broke)."""
+    if scenario == "pressure":
+        from bench import soak_pressure  # imports this module: not at the top
+
+        pressure = asyncio.run(soak_pressure.run_pressure(duration_s, rate))
+        print(soak_pressure.report_pressure(pressure))
+        return 0 if soak_pressure.accepted(pressure) else 1
+    from bench import soak_batch
+
+    batch = asyncio.run(soak_batch.run_batch())
+    print(soak_batch.report_batch(batch))
+    return 0 if soak_batch.accepted(batch) else 1
 
 
 if __name__ == "__main__":

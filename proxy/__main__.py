@@ -29,7 +29,8 @@ from proxy import loop
 from proxy.app import make_app
 from proxy.config import Config, ConfigError, load
 from proxy.examples import example_config
-from proxy.keys import KeyPool, hash_client_key, read_keys
+from proxy.key_pool import KeyPool
+from proxy.keys import hash_client_key, read_keys
 from proxy.reload import Reloader
 from proxy.report import BY, FORMATS, aggregate, parse_since, read_lines
 from proxy.runtime import blocking_key_problems

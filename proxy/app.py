@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
-from proxy import embeddings, handlers, keys, native, state_sync
+from proxy import embeddings, handlers, key_pool, native, state_sync, wire_errors
 from proxy.auth import auth
 from proxy.clock import Clock
 from proxy.config import Config
@@ -27,8 +27,16 @@ def make_app(
         client_max_size=config.server.max_body_bytes,
         # handler_cancellation: a client that disconnects cancels its handler, and so the
         # upstream call it is waiting on (aiohttp leaves handlers running by default).
-        handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024, "handler_cancellation": True},
+        # auto_decompress off: proxy/content_encoding.py decodes bodies with the limit on the
+        # decoded size and answers bad encodings with a 400/415 instead of aiohttp's 500.
+        handler_args={
+            "max_field_size": 16 * 1024,
+            "max_line_size": 16 * 1024,
+            "handler_cancellation": True,
+            "auto_decompress": False,
+        },
     )
+    wire_errors.install(app)  # aiohttp's parser errors (header too large...) as OpenAI error objects
     state = state_sync.build(config.state, environ)  # None: memory; [state] changes need a restart
     app[state_sync.STATE] = state
     app[RUNTIME] = RuntimeRef(Runtime.build(config, environ, clock, state))
@@ -37,7 +45,7 @@ def make_app(
     # Live lane state, read at each scrape from whichever Runtime is current (reload swaps it).
     app[TELEMETRY].metrics.register_source("lane", lambda: app[RUNTIME].current.guard.lane_gauges(), label="lane")
     app[TELEMETRY].metrics.register_source(
-        "upstream_keys", lambda: keys.gauges(app[RUNTIME].current.keys), label="upstream"
+        "upstream_keys", lambda: key_pool.gauges(app[RUNTIME].current.keys), label="upstream"
     )
     app.on_response_prepare.append(on_response_prepare)
     app.cleanup_ctx.append(_runtime_lifecycle)

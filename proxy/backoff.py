@@ -26,6 +26,7 @@ JITTER = 0.25  # exponential delays are scaled by a random factor in [1 - JITTER
 MIN_ATTEMPT_S = 0.05  # an attempt needs at least this much of the deadline left to be worth starting
 
 Action = Literal["retry", "next", "stop"]
+UNLIMITED = 1 << 30  # "as many retries as the deadline allows"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,9 @@ def exponential(retry_no: int, policy: RetryPolicy, rng: random.Random) -> float
     return raw * (1 - JITTER * rng.random())
 
 
-def _allowed(cls: FailureClass, policy: RetryPolicy) -> int:
+def _allowed(cls: FailureClass, policy: RetryPolicy, patient: bool) -> int:
+    if patient and cls is FailureClass.RATE_LIMIT:
+        return UNLIMITED
     return {
         FailureClass.SERVER: policy.server_retries,
         FailureClass.RATE_LIMIT: policy.rate_limit_retries,
@@ -52,7 +55,7 @@ def _allowed(cls: FailureClass, policy: RetryPolicy) -> int:
 
 # Failures another attempt on the same target cannot mend: move to the next target at once.
 _NEXT_AT_ONCE = {
-    FailureClass.AUTH: "the upstream rejected the key: never retried on that key",
+    FailureClass.AUTH: "the upstream rejected the key and no other key of the pool is usable",
     FailureClass.QUOTA_DAY: "per-day quota exhausted: it will not recover in seconds",
     FailureClass.LIMITED: "the proxy's own rate limit for this upstream would outlast the deadline",
     FailureClass.MODEL_GONE: "the upstream does not know this model: its fallbacks may",
@@ -68,17 +71,26 @@ def decide(
     policy: RetryPolicy,
     remaining_s: float,
     rng: random.Random,
+    *,
+    other_key: bool = False,
+    patient: bool = False,
 ) -> Decision:
-    """Retry the same target (after a delay), move to the next target, or stop."""
+    """Retry the same target (after a delay), move to the next target, or stop.
+
+    ``other_key``: the pool has another usable key, so a rejected key is rotated out at once.
+    ``patient``: the lane waits out per-minute 429s for as long as the deadline allows (batch).
+    """
     if cls is FailureClass.CLIENT:
         return Decision("stop", why="the request itself was rejected: no other model or key will accept it")
+    if cls is FailureClass.AUTH and other_key:
+        return Decision("retry", why="the upstream rejected the key: the same target on another key of the pool")
     if cls in _NEXT_AT_ONCE:
         return Decision("next", why=_NEXT_AT_ONCE[cls])
-    allowed = _allowed(cls, policy)
+    allowed = _allowed(cls, policy, patient)
     if retries_done >= allowed:
         return Decision("next", why=f"{cls.value}: {allowed} retries used")
     if err.retry_after_s is not None:
-        if err.retry_after_s > policy.max_server_delay_s:
+        if err.retry_after_s > policy.max_server_delay_s and not (patient and cls is FailureClass.RATE_LIMIT):
             return Decision(
                 "next",
                 why=f"server asks for {err.retry_after_s:g}s, over max_server_delay_s={policy.max_server_delay_s:g}",
@@ -89,4 +101,5 @@ def decide(
         how = f"exponential backoff {delay:.3f}s"
     if delay + MIN_ATTEMPT_S > remaining_s:
         return Decision("next", why=f"a retry after {delay:.3f}s would not start before the deadline")
-    return Decision("retry", delay, f"{cls.value}: retry {retries_done + 1}/{allowed}, {how}")
+    of = f"/{allowed}" if allowed != UNLIMITED else " (the lane waits out rate limits until its deadline)"
+    return Decision("retry", delay, f"{cls.value}: retry {retries_done + 1}{of}, {how}")

@@ -3,8 +3,10 @@
 Why a module of its own: each bound closes one way a single client could pin the proxy's
 memory or a handler (and the upstream connection behind it) for as long as it likes.
 
-- ``max_body_bytes`` is aiohttp's ``client_max_size`` (413, see proxy/app.py); header lines are
-  bounded by the server's ``max_field_size`` / ``max_line_size`` (431/400 from aiohttp itself).
+- ``max_body_bytes`` is aiohttp's ``client_max_size`` (413, see proxy/app.py) on the bytes sent,
+  and :mod:`proxy.content_encoding`'s limit on the bytes a compressed body decodes to; header
+  lines are bounded by the server's ``max_field_size`` / ``max_line_size`` (aiohttp's parser,
+  answered in OpenAI's shape by :mod:`proxy.wire_errors`).
 - A body trickled in byte by byte would hold a handler forever: :func:`read_body` gives the
   whole upload ``server.body_read_timeout_s`` (408).
 - Thousands of messages or parts cost translation time and memory before an upstream would
@@ -26,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from proxy import content_encoding
 from proxy.config import ServerConfig
 from proxy.errors import InvalidRequest, ProxyError
 
@@ -50,15 +53,17 @@ class ClientStalled(ConnectionError):
 
 
 async def read_body(request: web.Request, server: ServerConfig) -> bytes:
+    """The whole body, decoded per ``Content-Encoding`` with ``max_body_bytes`` on the decoded size."""
     try:
         async with asyncio.timeout(server.body_read_timeout_s):
-            return await request.read()
+            raw = await request.read()
     except TimeoutError:
         raise ProxyError(
             f"the request body did not arrive within {server.body_read_timeout_s:g}s (server.body_read_timeout_s)",
             code="body_timeout",
             status=408,
         ) from None
+    return content_encoding.decode(raw, request.headers.get("Content-Encoding"), server.max_body_bytes)
 
 
 def _too_many(what: str, count: int, limit: int, key: str, param: str) -> InvalidRequest:

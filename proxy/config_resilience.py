@@ -42,6 +42,10 @@ class RetryPolicy:
     # Circuit breaker per target (upstream:model): this many failed attempts in a row open it.
     breaker_failures: int = 5
     breaker_cooldown_s: float = 30.0
+    # A quarantined key (401, API_KEY_INVALID; a 403 for one model) gets one real request (a
+    # probe) after this long; each rejected probe doubles the wait, up to key_probe_max_s.
+    key_probe_s: float = 30.0
+    key_probe_max_s: float = 1800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,10 @@ class LaneConfig:
     max_wait_s: float  # the longest a request waits for a slot or a rate limit before 429
     deadline_s: float | None  # whole-request deadline; None = [server].request_timeout_s
     rate_share: float  # share of each rate limit this lane may use (online keeps the rest)
+    # An upstream per-minute 429 is waited out for as long as the deadline allows (any number of
+    # retries, any retryDelay that fits) instead of rate_limit_retries / max_server_delay_s: batch
+    # work queues through a rate-limit spike rather than failing.
+    wait_out_rate_limits: bool = False
 
 
 DEFAULT_LANES = MappingProxyType(
@@ -70,7 +78,13 @@ DEFAULT_LANES = MappingProxyType(
             queue_size=256, min_concurrency=4, max_concurrency=128, max_wait_s=10.0, deadline_s=None, rate_share=1.0
         ),
         "batch": LaneConfig(
-            queue_size=1024, min_concurrency=1, max_concurrency=16, max_wait_s=600.0, deadline_s=1800.0, rate_share=0.8
+            queue_size=1024,
+            min_concurrency=1,
+            max_concurrency=16,
+            max_wait_s=600.0,
+            deadline_s=1800.0,
+            rate_share=0.8,
+            wait_out_rate_limits=True,
         ),
     }
 )
@@ -91,7 +105,14 @@ class ResilienceConfig:
 
 
 _RETRY_INTS = ("server_retries", "rate_limit_retries", "timeout_retries", "connection_retries", "breaker_failures")
-_RETRY_FLOATS = ("base_delay_s", "max_delay_s", "max_server_delay_s", "breaker_cooldown_s")
+_RETRY_FLOATS = (
+    "base_delay_s",
+    "max_delay_s",
+    "max_server_delay_s",
+    "breaker_cooldown_s",
+    "key_probe_s",
+    "key_probe_max_s",
+)
 
 
 def _retry_overrides(t: _Table) -> dict[str, Any]:
@@ -168,6 +189,7 @@ def _parse_lane(t: _Table, d: LaneConfig) -> LaneConfig:
         max_wait_s=t.positive("max_wait_s", float, d.max_wait_s),
         deadline_s=t.positive("deadline_s", float, d.deadline_s),
         rate_share=t.positive("rate_share", float, d.rate_share),
+        wait_out_rate_limits=t.pop("wait_out_rate_limits", bool, d.wait_out_rate_limits),
     )
     if lane.min_concurrency > lane.max_concurrency:
         raise t.error("min_concurrency", f"{lane.min_concurrency} is above max_concurrency {lane.max_concurrency}")

@@ -12,8 +12,8 @@ from aiohttp import web
 
 from adapters.base import RequestError
 from adapters.gemini import embed
-from proxy import retry
-from proxy.errors import InvalidRequest, from_request_error
+from proxy import request_check, retry
+from proxy.errors import from_request_error
 from proxy.handlers import read_json
 from proxy.middleware import RECORD
 from proxy.responses import deadline, json_answer, route_request
@@ -27,9 +27,8 @@ async def embeddings(request: web.Request) -> web.Response:
     record: RequestRecord = request[RECORD]
     body = await read_json(request)
     model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise InvalidRequest("'model' must be a string", param="model")
-    record.model_requested = model
+    record.model_requested = model if isinstance(model, str) else None
+    request_check.check("/v1/embeddings", body)
     try:
         texts = embed.inputs_of(body)  # checked once here: every upstream kind needs the same
         embed.encoding_of(body)

@@ -38,6 +38,7 @@ class ProxyError(Exception):
         param: str | None = None,
         headers: Mapping[str, str] | None = None,
         status: int | None = None,
+        should_retry: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -47,9 +48,20 @@ class ProxyError(Exception):
             self.status = status
         self.param = param
         self.headers = dict(headers or {})
+        # The OpenAI SDKs (and LangChain through them) obey `x-should-retry` over their own status
+        # rules: False where a client retry cannot help (it would only bill more model calls),
+        # True where waiting does (a Retry-After says how long); None leaves the SDK's default.
+        if should_retry is None and "Retry-After" in self.headers:
+            should_retry = True
+        self.should_retry = should_retry
 
     def body(self) -> bytes:
         return envelope(self.message, self.type, self.code, self.param)
+
+    def response_headers(self) -> dict[str, str]:
+        if self.should_retry is None:
+            return self.headers
+        return {**self.headers, "x-should-retry": "true" if self.should_retry else "false"}
 
 
 class InvalidRequest(ProxyError):
@@ -175,8 +187,10 @@ def to_client(err: UpstreamError) -> ProxyError:
     headers: dict[str, str] = {}
     if err.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, round(err.retry_after_s)))
-    if cls is FailureClass.AUTH:
-        return UpstreamFailed(f"{where} rejected the proxy's credentials", code="upstream_auth_failed")
+    if cls is FailureClass.AUTH:  # an operator must fix or rotate the key: a client retry cannot
+        return UpstreamFailed(
+            f"{where} rejected the proxy's credentials", code="upstream_auth_failed", should_retry=False
+        )
     if cls is FailureClass.LIMITED:  # the message names the limit (rpm/tpm/rpd of upstream X)
         return RateLimited(err.message, code="rate_limit_exceeded", headers=headers)
     if cls is FailureClass.UNSUPPORTED:  # no target of the route can serve this endpoint
@@ -184,10 +198,19 @@ def to_client(err: UpstreamError) -> ProxyError:
     if cls is FailureClass.NO_KEY:  # resting keys recover (429 + Retry-After); quarantined ones need an operator
         if err.status == 429:
             return RateLimited(err.message, code=err.code, headers=headers)
-        return UpstreamFailed(err.message, code=err.code, status=503, headers=headers)
+        missing = err.code == "upstream_key_missing"  # until an operator sets the key
+        return UpstreamFailed(
+            err.message, code=err.code, status=503, headers=headers, should_retry=False if missing else None
+        )
     if cls in (FailureClass.RATE_LIMIT, FailureClass.QUOTA_DAY):
-        code = "upstream_quota_exhausted" if cls is FailureClass.QUOTA_DAY else "rate_limit_exceeded"
-        return RateLimited(f"{where} is rate limited: {err.message}", code=code, headers=headers)
+        if cls is FailureClass.QUOTA_DAY:  # the day's quota is gone: retrying in seconds only adds load
+            return RateLimited(
+                f"{where} is rate limited: {err.message}",
+                code="upstream_quota_exhausted",
+                headers=headers,
+                should_retry=False,
+            )
+        return RateLimited(f"{where} is rate limited: {err.message}", code="rate_limit_exceeded", headers=headers)
     if cls is FailureClass.MODEL_GONE:
         return NotFound(f"{where}: {err.message}", code="model_not_found")
     if cls is FailureClass.CLIENT:
@@ -201,10 +224,22 @@ def to_client(err: UpstreamError) -> ProxyError:
     if cls is FailureClass.TIMEOUT:
         return UpstreamFailed(f"{where} did not answer in time", code="upstream_timeout", status=504)
     if cls is FailureClass.CONNECTION:
+        if err.mid_stream:  # it answered, then the connection broke: not the same as never reaching it
+            return UpstreamFailed(f"{where} dropped the stream mid-way", code="upstream_unreachable", status=502)
         return UpstreamFailed(f"{where} is unreachable", code="upstream_unreachable", status=502)
     status = 503 if err.status == 503 else 502
     code = err.code if err.code in ("malformed_function_call", CIRCUIT_OPEN) else "upstream_error"
     return UpstreamFailed(f"{where} failed: {err.message}", code=code, status=status, headers=headers)
+
+
+def with_chain(final: ProxyError, failures: list[tuple[str, ProxyError]], route: str) -> ProxyError:
+    """The final error, its message naming every target's failure in the order they were tried
+    (primary first): the cause is often the primary's (a missing key), not the last fallback's."""
+    if len(failures) < 2:
+        return final
+    steps = "; ".join(f"({n}) {target}: {err.message}" for n, (target, err) in enumerate(failures, 1))
+    final.message = f"every target of {route!r} failed: {steps}"
+    return final
 
 
 def stream_error_event(exc: ProxyError) -> bytes:

@@ -7,6 +7,7 @@ exporter: nothing else needs to reach into the objects.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +17,7 @@ from proxy.clock import Clock, SystemClock
 from proxy.config import Config, Target
 from proxy.config_resilience import LANES, RetryPolicy
 from proxy.errors import InvalidRequest
-from proxy.keys import KeyPool
+from proxy.key_pool import KeyPool
 from proxy.lanes import Lane
 from proxy.limits import UpstreamLimits
 from proxy.routing import Route
@@ -46,6 +47,7 @@ class Guard:
         }
         self.lanes = {name: Lane(name, self.res.lanes[name], self.clock) for name in LANES}
         self._breakers: dict[Target, Breaker] = {}
+        self.admissions = itertools.count()  # a request's place in line (proxy/key_gate.py)
 
     def adopt(self, old: Guard) -> None:
         """Carry live state across a reload: limiter budgets, lane slots and open circuits whose
@@ -109,7 +111,9 @@ class Guard:
         }
         if self.state is not None:  # shared state: key health is shared too, so show what this replica sees
             snap["state"] = dict(self.state.status())
-            snap["keys"] = {name: pool.health() for name, pool in self.keys.items()}
+        snap["keys"] = {name: pool.health() for name, pool in self.keys.items()}
+        waiting = {name: w for name, pool in self.keys.items() if (w := pool.waiting())}
+        snap["key_waiters"] = waiting  # requests waiting for a resting key, per upstream and model
         return snap
 
     def lane_gauges(self) -> dict[str, dict[str, float]]:

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy import bounds, retry, structured
+from proxy import bounds, request_check, retry, structured
 from proxy.errors import InvalidRequest
 from proxy.middleware import RECORD
 from proxy.responses import JSON, SSE_HEADERS, answer_headers, deadline, json_answer, relay, route_request
@@ -21,6 +21,8 @@ from proxy.state import RUNTIME
 from proxy.telemetry import RequestRecord
 
 log = logging.getLogger("gemini_proxy")
+
+CHAT = "/v1/chat/completions"
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -37,33 +39,10 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _check_chat_body(body: dict[str, Any]) -> tuple[bool, bool]:
-    """Checks every upstream kind needs; returns (stream, include_usage)."""
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise InvalidRequest("'model' must be a string", param="model")
-    messages = body.get("messages")
-    if messages is None:
-        raise InvalidRequest("'messages' is required", param="messages", code="missing_required_parameter")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("'messages' must be a non-empty array", param="messages")
-    for i, msg in enumerate(messages):
-        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
-            raise InvalidRequest(f"messages[{i}] must be an object with a string 'role'", param="messages")
-    stream = body.get("stream", False)
-    if stream is None:
-        stream = False
-    if not isinstance(stream, bool):
-        raise InvalidRequest("'stream' must be true or false", param="stream")
-    options = body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        raise InvalidRequest("'stream_options' must be an object", param="stream_options")
-    include_usage = options.get("include_usage", False) if options else False
-    if include_usage is None:
-        include_usage = False
-    if not isinstance(include_usage, bool):
-        raise InvalidRequest("'stream_options.include_usage' must be true or false", param="stream_options")
-    return stream, include_usage
+def _stream_flags(body: dict[str, Any]) -> tuple[bool, bool]:
+    """(stream, include_usage); the types were checked by :mod:`proxy.request_check`."""
+    options = body.get("stream_options") or {}
+    return bool(body.get("stream")), bool(options.get("include_usage"))
 
 
 def _prompt_chars(body: dict[str, Any]) -> int:
@@ -85,7 +64,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     if isinstance(body.get("model"), str):
         record.model_requested = body["model"]
-    stream, include_usage = _check_chat_body(body)
+    request_check.check(CHAT, body)
+    stream, include_usage = _stream_flags(body)
     bounds.check_chat_shape(body, rt.config.server)
     record.stream = stream
     route = await route_request(request, rt, record, body.get("model"))

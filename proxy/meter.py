@@ -108,6 +108,7 @@ class TeamMeter:
             f"(${spent:.2f} today); it resets at {reset.strftime('%Y-%m-%dT%H:%M:%SZ')}",
             code="budget_exceeded",
             headers={"Retry-After": str(wait), "x-budget-reset": reset.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            should_retry=False,  # not before the budget resets (Retry-After says when)
         )
 
     @staticmethod

@@ -47,7 +47,9 @@ async def on_response_prepare(request: web.Request, response: web.StreamResponse
 
 
 def error_response(exc: ProxyError) -> web.Response:
-    return web.Response(status=exc.status, body=exc.body(), content_type="application/json", headers=exc.headers)
+    return web.Response(
+        status=exc.status, body=exc.body(), content_type="application/json", headers=exc.response_headers()
+    )
 
 
 @web.middleware

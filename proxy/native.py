@@ -35,6 +35,7 @@ _GRPC = {
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     413: "INVALID_ARGUMENT",
+    415: "INVALID_ARGUMENT",  # a Content-Encoding the proxy does not decode
     429: "RESOURCE_EXHAUSTED",
     499: "CANCELLED",
     500: "INTERNAL",
@@ -64,7 +65,9 @@ async def generate(request: web.Request) -> web.StreamResponse:
     except ProxyError as exc:
         fields = describe(exc)
         record.error_type, record.status_code = fields["error_type"], fields["status_code"]
-        return web.Response(status=exc.status, body=google_error(exc), content_type="application/json")
+        return web.Response(
+            status=exc.status, body=google_error(exc), content_type="application/json", headers=exc.response_headers()
+        )
 
 
 async def _generate(request: web.Request, record: RequestRecord) -> web.StreamResponse:

@@ -19,10 +19,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from adapters.base import Call, Completion, RequestError, StreamState, UpstreamError, Usage
+from adapters.base import Call, Completion, Progress, RequestError, StreamState, UpstreamError, Usage
 from proxy import backoff
 from proxy.config import Target
-from proxy.errors import CIRCUIT_OPEN, FailureClass, ProxyError, classify, to_client
+from proxy.errors import CIRCUIT_OPEN, FailureClass, ProxyError, classify, to_client, with_chain
+from proxy.keys import UpstreamKey
 from proxy.limits import estimate_tokens
 from proxy.routing import Route
 from proxy.runtime import Runtime
@@ -33,34 +34,17 @@ log = logging.getLogger("gemini_proxy.retry")
 T = TypeVar("T")
 
 # Failure classes that count against a target's circuit breaker, and those that mean quota pressure.
-_BREAKER_FAILURES = frozenset(
-    {FailureClass.SERVER, FailureClass.TIMEOUT, FailureClass.CONNECTION, FailureClass.RATE_LIMIT}
-)
+# A per-minute 429 is not a broken target: the key rests for exactly the upstream's retryDelay
+# (proxy/key_pool.py) and requests wait for it; opening the circuit on a burst of 429s would
+# refuse the target for breaker_cooldown_s whatever Google said (and fail waiting batch work).
+_BREAKER_FAILURES = frozenset({FailureClass.SERVER, FailureClass.TIMEOUT, FailureClass.CONNECTION})
 _PRESSURE = frozenset({FailureClass.RATE_LIMIT, FailureClass.QUOTA_DAY, FailureClass.LIMITED})
 
 
-def _call(
-    rt: Runtime,
-    target: Target,
-    body: dict[str, Any],
-    record: RequestRecord,
-    *,
-    stream: bool,
-    include_usage: bool,
-    public_model: str | None,
-) -> Call:
-    """The one place a key is chosen for an attempt: the upstream's pool spreads over healthy keys."""
-    key = rt.keys[target.upstream].pick(target.model)  # raises UpstreamError when every key is out
-    record.key_id = key.id
-    return Call(
-        model=target.model,
-        body=body,
-        request_id=record.request_id,
-        api_key=key.value,
-        stream=stream,
-        include_usage=include_usage,
-        public_model=public_model,
-    )
+_LANE_RANK = {"online": 0, "batch": 1}  # who goes first when requests wait for a resting key
+# Operations whose adapter makes several upstream calls (embeddings: one per 100 inputs) and so
+# takes the upstream's rate limits per call itself (Call.pace), resuming after a retry (Call.progress).
+_SELF_PACED = frozenset({"embed"})
 
 
 class _Run:
@@ -76,18 +60,22 @@ class _Run:
         *,
         stream: bool,
         include_usage: bool = False,
+        self_paced: bool = False,
     ) -> None:
         self.rt, self.route, self.body, self.record = rt, route, body, record
         self.public_model, self.stream, self.include_usage = public_model, stream, include_usage
+        self.self_paced = self_paced
         self.guard = rt.guard
         self.clock = rt.guard.clock
         self.lane = self.guard.lanes[record.lane]
         self.deadline_s = self.guard.deadline_s(record.lane)
         self.deadline_at = self.clock.now() + self.deadline_s
         self.tokens = estimate_tokens(record.prompt_chars)
+        # Online before batch, then admission order: the place kept while waiting for a resting key.
+        self.priority = (_LANE_RANK.get(record.lane, len(_LANE_RANK)), next(self.guard.admissions))
         self.admitted = False
         self.pressure = False  # a 429 (theirs or ours) was seen: degrade_to may answer
-        self.errors: list[UpstreamError] = []
+        self.tried: list[tuple[Target, UpstreamError]] = []  # every failed attempt, in order
 
     def remaining(self) -> float:
         return self.deadline_at - self.clock.now()
@@ -131,38 +119,69 @@ class _Run:
                     retry_after_s=blocked,
                 )
                 self._note(target, time.perf_counter(), err, "next: circuit open, target skipped")
-                self.errors.append(err)
+                self.tried.append((target, err))
                 continue
             found, value = await self._target(target, do)
             if found:
                 self._won(target, degraded)
                 return target, value
-        if self.errors:
-            # The failure that matters is the last real one, not a fallback that could not serve.
-            real = [e for e in self.errors if classify(e) is not FailureClass.UNSUPPORTED]
-            raise to_client((real or self.errors)[-1])
+        if self.tried:
+            raise self._final_error()
         raise ProxyError(
             f"no answer within the request deadline of {self.deadline_s:g}s", code="request_timeout", status=504
         )
 
+    def _final_error(self) -> ProxyError:
+        """The last real failure decides the status (a fallback that could not serve the request
+        is not the cause); the message names every target's failure, primary first."""
+        real = [err for _, err in self.tried if classify(err) is not FailureClass.UNSUPPORTED]
+        final = to_client((real or [err for _, err in self.tried])[-1])
+        last_per_target = {str(target): err for target, err in self.tried}  # first-tried order, last failure
+        chain = [(target, to_client(err)) for target, err in last_per_target.items()]
+        return with_chain(final, chain, self.route.name)
+
+    async def _key(self, target: Target) -> UpstreamKey:
+        """The one place a key is chosen for an attempt: the pool spreads over healthy keys and,
+        when every key of the model rests after a 429, this request waits in line for the first
+        one back if that fits the lane's max_wait_s and the deadline (else the pool's error)."""
+        started = self.clock.now()
+        try:
+            key = await self.rt.keys[target.upstream].acquire(
+                target.model, min(self.remaining(), self.lane.cfg.max_wait_s), self.priority
+            )
+        finally:
+            waited = self.clock.now() - started
+            if waited > 0:
+                self.record.queue_wait_ms = (self.record.queue_wait_ms or 0.0) + waited * 1000.0
+        self.record.key_id = key.id
+        return key
+
+    def _call(self, target: Target, key: UpstreamKey, progress: Progress | None) -> Call:
+        return Call(
+            model=target.model,
+            body=self.body,
+            request_id=self.record.request_id,
+            api_key=key.value,
+            stream=self.stream,
+            include_usage=self.include_usage,
+            public_model=self.public_model,
+            pace=(lambda tokens: self._limit(target, tokens)) if self.self_paced else None,
+            progress=progress,
+        )
+
     async def _target(self, target: Target, do: Callable[[Target, Call], Awaitable[T]]) -> tuple[bool, Any]:
         policy = self.guard.policy(target, self.route.task)
+        pool = self.rt.keys[target.upstream]
         retries: dict[FailureClass, int] = {}
+        progress = Progress() if self.self_paced else None  # a fallback's model starts afresh
         while True:
             started = time.perf_counter()
             call: Call | None = None
             try:
                 # The key first: with none usable, no limiter budget is spent on a call never made.
-                call = _call(
-                    self.rt,
-                    target,
-                    self.body,
-                    self.record,
-                    stream=self.stream,
-                    include_usage=self.include_usage,
-                    public_model=self.public_model,
-                )
-                await self._limit(target)
+                call = self._call(target, await self._key(target), progress)
+                if not self.self_paced:
+                    await self._limit(target)
                 async with asyncio.timeout(max(0.0, self.remaining())):
                     value = await do(target, call)
             except UpstreamError as exc:
@@ -178,6 +197,7 @@ class _Run:
                     504, f"request deadline of {self.deadline_s:g}s reached", upstream=target.upstream, timeout=True
                 )
             else:
+                pool.succeeded(call.api_key, target.model)  # lifts a quarantine this call probed
                 self.guard.breaker(target).success()
                 self.lane.on_success()
                 self._note(target, started, None, None)
@@ -185,29 +205,21 @@ class _Run:
             cls = classify(err)
             self._account(target, cls)
             if call is not None:  # 401/403 quarantines the key, 429 rests it
-                self.rt.keys[target.upstream].report(call.api_key, err, target.model)
+                pool.report(call.api_key, err, target.model)
             done = retries.get(cls, 0)
-            decision = backoff.decide(err, cls, done, policy, self.remaining(), self.guard.rng)
-            if cls is FailureClass.TIMEOUT:
-                log.warning(
-                    "request %s: %s timed out (prompt %d chars, ~%d tokens); %s",
-                    self.record.request_id,
-                    target,
-                    self.record.prompt_chars,
-                    self.tokens,
-                    decision.action,
-                )
-            log.debug(
-                "request %s: %s failed (status %s, %s) -> %s: %s",
-                self.record.request_id,
-                target,
-                err.status,
-                cls.value,
-                decision.action,
-                decision.why,
+            decision = backoff.decide(
+                err,
+                cls,
+                done,
+                policy,
+                self.remaining(),
+                self.guard.rng,
+                other_key=call is not None and pool.usable_besides(call.api_key, target.model),
+                patient=self.lane.cfg.wait_out_rate_limits,
             )
+            self._log(target, err, cls, decision)
             self._note(target, started, err, f"{decision.action}: {decision.why}")
-            self.errors.append(err)
+            self.tried.append((target, err))
             if decision.action == "stop":
                 raise to_client(err)
             if decision.action == "next":
@@ -215,13 +227,36 @@ class _Run:
             retries[cls] = done + 1
             await self.clock.sleep(decision.delay_s)
 
-    async def _limit(self, target: Target) -> None:
+    def _log(self, target: Target, err: UpstreamError, cls: FailureClass, decision: backoff.Decision) -> None:
+        if cls is FailureClass.TIMEOUT:
+            log.warning(
+                "request %s: %s timed out (prompt %d chars, ~%d tokens); %s",
+                self.record.request_id,
+                target,
+                self.record.prompt_chars,
+                self.tokens,
+                decision.action,
+            )
+        log.debug(
+            "request %s: %s failed (status %s, %s) -> %s: %s",
+            self.record.request_id,
+            target,
+            err.status,
+            cls.value,
+            decision.action,
+            decision.why,
+        )
+
+    async def _limit(self, target: Target, tokens: int | None = None) -> None:
+        """The upstream's own rpm/tpm/rpd: once per attempt, or per upstream call (``tokens``)."""
         limits = self.guard.limits.get(target.upstream)
         if limits is None:
             return
         budget = min(self.remaining(), self.lane.cfg.max_wait_s)
         try:
-            waited_on = await limits.acquire(self.tokens, budget_s=budget, share=self.lane.cfg.rate_share)
+            waited_on = await limits.acquire(
+                self.tokens if tokens is None else tokens, budget_s=budget, share=self.lane.cfg.rate_share
+            )
         except UpstreamError as err:
             self.record.limited_by = f"{(err.code or 'limit_')[6:]}:{target.upstream}"
             raise
@@ -289,7 +324,7 @@ async def perform(
 ) -> Completion:
     """Any non-stream adapter operation (``complete``, ``embed``, ``native``) through the same
     lanes, limits, retries and fallbacks."""
-    run = _Run(rt, route, body, record, public_model, stream=False)
+    run = _Run(rt, route, body, record, public_model, stream=False, self_paced=operation in _SELF_PACED)
     await run.admit()
     try:
 

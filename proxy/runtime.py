@@ -17,7 +17,7 @@ from adapters.base import Adapter
 from proxy.clock import Clock, SystemClock
 from proxy.config import Config
 from proxy.guard import Guard
-from proxy.keys import KeyPool
+from proxy.key_pool import KeyPool
 from proxy.state_backend import StateBackend
 from proxy.state_sync import key_sharer
 from proxy.teams import ClientKeys
@@ -60,7 +60,10 @@ class Runtime:
         keys: dict[str, KeyPool] = {}
         for name, up in config.upstreams.items():
             adapters[name] = ADAPTERS[up.kind](up.spec)
-            keys[name] = KeyPool.build(up, environ, clock.now)
+            policy = config.resilience.policy(name, None)
+            keys[name] = KeyPool.build(
+                up, environ, clock.now, clock.sleep, probe_s=policy.key_probe_s, probe_max_s=policy.key_probe_max_s
+            )
             if state is not None:
                 keys[name].share = key_sharer(state, name)
             for problem in keys[name].problems:

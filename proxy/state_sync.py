@@ -7,7 +7,8 @@ skips a rejected key or an open circuit within ``sync_s``.
 
 Shared tables (under ``key_prefix``), each field's value is ``"<until unix time> <why>"``:
 
-- ``keys:UPSTREAM``  ``q:KEY_ID`` quarantined (held ``QUARANTINE_S``), ``r:KEY_ID:MODEL`` resting after a 429
+- ``keys:UPSTREAM``  ``q:KEY_ID:SCOPE`` quarantined for every model (``*``) or one, until its next
+  probe (deleted when a probe succeeds); ``r:KEY_ID:MODEL`` resting after a 429
 - ``breakers``       ``UPSTREAM:MODEL`` circuit open until then (deleted when a probe succeeds)
 """
 
@@ -45,8 +46,14 @@ def build(cfg: StateConfig, environ: Mapping[str, str] | None = None) -> StateBa
     return RedisState.build(cfg, environ)
 
 
-def key_sharer(state: StateBackend, upstream: str) -> Callable[[str, float, str], None]:
-    def share(field: str, seconds: float, why: str) -> None:
+def key_sharer(state: StateBackend, upstream: str) -> Callable[[str, float | None, str], None]:
+    """Publish a key's health event: held ``seconds`` (a rest, or a quarantine until its next
+    probe), or lifted (``None``: the key was restored)."""
+
+    def share(field: str, seconds: float | None, why: str) -> None:
+        if seconds is None:
+            state.spawn_publish(f"keys:{upstream}", field, None, _TABLE_TTL_S)
+            return
         held = seconds if seconds > 0 else QUARANTINE_S
         state.spawn_publish(f"keys:{upstream}", field, f"{state.now() + held:.3f} {why}", _TABLE_TTL_S)
 

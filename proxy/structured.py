@@ -204,6 +204,7 @@ def _violation(record: RequestRecord, enforcement: Enforcement, last: Completion
             + "; ".join(errors),
             code="schema_validation_failed",
             status=502,
+            should_retry=False,  # the proxy already retried once; an SDK retry would bill two more calls
         )
     record.extra["schema_default"] = True
     return default_completion(last, enforcement.default)

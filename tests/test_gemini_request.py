@@ -147,6 +147,12 @@ def test_parameters_without_gemini_meaning_are_400s_naming_them(key: str) -> Non
     assert key in err.value.message
 
 
+@pytest.mark.parametrize("key", [*sorted(translate.REJECTED_PARAMS), "moderation"])
+def test_a_parameter_sent_as_null_counts_as_not_sent(key: str) -> None:
+    # OpenAI reads null as "not set": `logit_bias: null` asks for nothing Gemini lacks.
+    assert build({"messages": USER, key: None}) == {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+
+
 def test_top_logprobs_without_logprobs_is_a_400() -> None:
     with pytest.raises(RequestError) as err:
         translate.build_request("gemini-2.5-flash", {"messages": USER, "top_logprobs": 2})

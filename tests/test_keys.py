@@ -13,7 +13,8 @@ import pytest
 
 from adapters.base import UpstreamError
 from proxy.config import ConfigError, load
-from proxy.keys import KeyPool, key_id, read_keys
+from proxy.key_pool import KeyPool
+from proxy.keys import key_id, read_keys
 from proxy.state import RUNTIME
 from tests.conftest import ENV, GEMINI_KEY, Proxy, config_toml, make_config
 from tests.fakes.gemini import FakeGemini, error
@@ -83,25 +84,32 @@ async def test_pool_spreads_requests_across_keys(start_proxy: Any, fake_gemini: 
     assert used.count(KEY_A) == 3 and used.count(KEY_B) == 3
 
 
-async def test_key_rejected_with_403_is_quarantined_and_counted(start_proxy: Any, fake_gemini: FakeGemini) -> None:
+async def test_a_403_quarantines_the_key_for_that_model_only_and_the_request_rotates_to_another_key(
+    start_proxy: Any, fake_gemini: FakeGemini
+) -> None:
     proxy: Proxy = await start_proxy(
         config=make_config(pool_toml(fake_gemini.url, "http://unused/v1")), environ=POOL_ENV
     )
     fake_gemini.push(error(403, "Permission denied on this key"))
     client = proxy.client()
-    # "fast" falls back to google:flash-lite, which takes the other key: the client sees no error.
+    # The same target is tried again on the other key of the pool: the client sees no error.
     first = await client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
     assert first.choices[0].message.content
-    assert [r["key"] for r in fake_gemini.requests] == [KEY_A, KEY_B]
-    for _ in range(4):
-        await client.chat.completions.create(model="pro", messages=[{"role": "user", "content": "hi"}])
-    assert [r["key"] for r in fake_gemini.requests[2:]] == [KEY_B] * 4
+    assert [(r["key"], r["model"]) for r in fake_gemini.requests] == [
+        (KEY_A, "gemini-2.5-flash"),
+        (KEY_B, "gemini-2.5-flash"),
+    ]
+    for model in ["fast"] * 4 + ["pro"] * 4:
+        await client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    later = fake_gemini.requests[2:]
+    assert {r["key"] for r in later if r["model"] == "gemini-2.5-flash"} == {KEY_B}
+    assert {r["key"] for r in later if r["model"] == "gemini-2.5-pro"} == {KEY_A, KEY_B}  # pro is not refused
     metrics = await scrape(proxy)
     assert value(metrics, "gemini_proxy_upstream_keys_quarantined", upstream="google") == 1
-    assert value(metrics, "gemini_proxy_upstream_keys_usable", upstream="google") == 1
     assert value(metrics, "gemini_proxy_upstream_keys_quarantines", upstream="google") == 1
     health = proxy.app[RUNTIME].current.keys["google"].health()
     assert health[0]["quarantined"] == "upstream answered 403"
+    assert list(health[0]["quarantine"]) == ["gemini-2.5-flash"]  # type: ignore[call-overload]
 
 
 def test_gemini_400_api_key_invalid_quarantines_the_key() -> None:
@@ -165,8 +173,9 @@ async def test_key_echoed_by_upstream_appears_nowhere(
     caplog.set_level(logging.DEBUG, logger="gemini_proxy")
     proxy: Proxy = await start_proxy()
     echo = f"API key {GEMINI_KEY} is not valid for https://x/v1beta/models/m?key={GEMINI_KEY}&alt=sse"
-    # The 429 rests the only key, so the 4th request never reaches the upstream: 3 echoes.
-    fake_gemini.push(error(400, echo), error(500, echo), error(429, echo))
+    # The 429 rests the only key for longer than any request waits, so the 3rd and 4th requests
+    # never reach the upstream: 3 echoes.
+    fake_gemini.push(error(400, echo), error(500, echo), error(429, echo, retry_delay="60s"))
     client = proxy.client()
     bodies = []
     for _ in range(4):

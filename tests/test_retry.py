@@ -168,9 +168,10 @@ async def test_rejected_key_skips_that_upstream_but_other_upstreams_answer(
     start_proxy: Any, fake_gemini: FakeGemini, fake_openai: FakeOpenAI
 ):
     proxy = await start_proxy(clock=FakeClock())
-    fake_gemini.push(error(403))
+    fake_gemini.push(error(401))
     raw = await ask(proxy, "fast")
-    # flash-lite shares the rejected key: skipped; the gateway has its own key.
+    # A 401 is about the key, not the model: flash-lite shares the rejected key, so it is skipped;
+    # the gateway has its own key.
     assert fake_gemini.attempts == 1 and len(fake_openai.requests) == 1
     assert raw.headers["x-upstream-used"] == "gateway"
 

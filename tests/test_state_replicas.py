@@ -159,9 +159,10 @@ async def test_a_key_quarantined_on_one_replica_is_skipped_by_the_other(
     fake_openai.push(OAError(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"))
     pooled = {**HI, "model": "pooled"}
     async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
-        status, body = await _post(s, a, pooled)  # one target: the key's 401 reaches the client
-        assert status == 502 and body["error"]["code"] == "upstream_auth_failed"
+        status, _ = await _post(s, a, pooled)  # the 401'd key is rotated out: the other one answers
+        assert status == 200 and len(fake_openai.requests) == 2
         rejected = fake_openai.requests[0]["headers"]["Authorization"]
+        assert fake_openai.requests[1]["headers"]["Authorization"] != rejected
         for _ in range(200):  # replica b pulls shared key health every 50 ms
             async with s.get(b + "/status") as r:
                 health = (await r.json())["keys"]["pool"]
@@ -174,3 +175,39 @@ async def test_a_key_quarantined_on_one_replica_is_skipped_by_the_other(
             assert (await _post(s, b, pooled))[0] == 200
     used = {r["headers"]["Authorization"] for r in fake_openai.requests[before:]}
     assert len(used) == 1 and rejected not in used
+
+
+async def test_a_key_restored_by_one_replicas_probe_is_restored_on_the_other(
+    replicas: Any, redis_prefix: str, fake_openai: FakeOpenAI
+) -> None:
+    a, b = await replicas(state_toml(redis_prefix, "sync_s = 0.05") + "\n[retry]\nkey_probe_s = 0.3\n")
+    fake_openai.push(OAError(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"))
+    pooled = {**HI, "model": "pooled"}
+
+    async def quarantined_on(s: aiohttp.ClientSession, url: str) -> list[bool]:
+        async with s.get(url + "/status") as r:
+            return [bool(k["quarantined"]) for k in (await r.json())["keys"]["pool"]]
+
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as s:
+        assert (await _post(s, a, pooled))[0] == 200
+        rejected = fake_openai.requests[0]["headers"]["Authorization"]
+        for _ in range(200):  # replica b learns of the quarantine
+            if any(await quarantined_on(s, b)):
+                break
+            await asyncio.sleep(0.02)
+        assert (await quarantined_on(s, b)).count(True) == 1
+        await asyncio.sleep(0.35)  # the probe interval passes: a's next request probes the key
+        assert (await _post(s, a, pooled))[0] == 200
+        assert fake_openai.requests[-1]["headers"]["Authorization"] == rejected  # the probe went out
+        assert not any(await quarantined_on(s, a))
+        for _ in range(200):  # b drops the quarantine once a's shared entry is gone
+            if not any(await quarantined_on(s, b)):
+                break
+            await asyncio.sleep(0.02)
+        assert not any(await quarantined_on(s, b))
+        before = len(fake_openai.requests)
+        for _ in range(4):
+            assert (await _post(s, b, pooled))[0] == 200
+    assert {r["headers"]["Authorization"] for r in fake_openai.requests[before:]} == {
+        r["headers"]["Authorization"] for r in fake_openai.requests[:2]
+    }  # both keys serve on b again

@@ -3,6 +3,7 @@
 Every OpenAI parameter is in exactly one of three sets: mapped (below), ignored by a documented
 rule (:data:`IGNORED_PARAMS`), or rejected with a 400 naming it (anything else, including the
 ones in :data:`REJECTED_PARAMS`, which get a reason). The README's translation table mirrors them.
+A parameter sent as null counts as not sent, as it does for OpenAI.
 """
 
 from __future__ import annotations
@@ -331,8 +332,9 @@ def uses_legacy_functions(body: dict[str, Any]) -> bool:
 
 
 def _check_params(body: dict[str, Any]) -> None:
-    for key in body:
-        if key in MAPPED_PARAMS or key in IGNORED_PARAMS:
+    for key, value in body.items():
+        # null is OpenAI's "not set": `logit_bias: null` asks for nothing Gemini lacks.
+        if key in MAPPED_PARAMS or key in IGNORED_PARAMS or value is None:
             continue
         why = REJECTED_PARAMS.get(key, "it has no Gemini meaning")
         raise RequestError(f"parameter '{key}' is not supported for Gemini models: {why}", key, "unsupported_parameter")

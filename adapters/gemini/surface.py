@@ -20,7 +20,7 @@ import aiohttp
 import orjson
 
 from adapters import sse
-from adapters.base import Call, Completion, StreamState, UpstreamError, Usage
+from adapters.base import Call, Completion, Progress, StreamState, UpstreamError, Usage
 from adapters.gemini import embed
 from adapters.gemini.translate import usage_from
 from adapters.http import HttpAdapter
@@ -46,25 +46,27 @@ class GeminiSurface(HttpAdapter):
         call = await self._authorize(call)
         batches = embed.build_batches(call.model, call.body)
         texts = embed.inputs_of(call.body)
-        vectors: list[list[float]] = []
-        reported: int | None = 0
+        # A retry of this target resumes after the batches already answered (call.progress).
+        progress = call.progress if call.progress is not None else Progress()
         url = f"{self._base}{call.model}:batchEmbedContents"
         # Sequential on purpose: the batches share one per-minute quota, and a failure in batch k
         # must fail the request before more quota is spent.
-        for batch in batches:
+        for batch in batches[len(progress.parts) :]:
+            if call.pace is not None:  # the upstream's rpm/tpm, taken per HTTP call
+                await call.pace(embed.estimate_tokens([r["content"]["parts"][0]["text"] for r in batch["requests"]]))
             data, _ = await self._post_json(call, url, orjson.dumps(batch))
             try:
-                vectors += embed.vectors_of(data, len(batch["requests"]))
+                progress.parts.append(embed.vectors_of(data, len(batch["requests"])))
             except ValueError as exc:
                 raise self.invalid(f"an unexpected batchEmbedContents answer: {exc}") from None
             tokens = embed.prompt_tokens_of(data)
-            reported = None if tokens is None or reported is None else reported + tokens
+            progress.tokens = None if tokens is None or progress.tokens is None else progress.tokens + tokens
         body, usage = embed.embeddings_from(
-            vectors,
+            [vector for part in progress.parts for vector in part],
             model=call.public_model or call.model,
             encoding=embed.encoding_of(call.body),
             texts=texts,
-            prompt_tokens=reported,
+            prompt_tokens=progress.tokens,
         )
         return Completion(body=body, usage=usage)
 

@@ -25,7 +25,13 @@ class OpenAISurface(HttpAdapter):
         if call.api_key:
             headers["Authorization"] = f"Bearer {call.api_key}"
         url = f"{self.upstream.base_url.rstrip('/')}/embeddings"
+        if call.pace is not None:  # one upstream call: the upstream's rpm/tpm taken once
+            await call.pace(sum(len(str(t)) for t in _texts(body.get("input"))) // 4 + 1)
         data, raw = await self.post_json(call, url, orjson.dumps(body), headers)
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
         tokens = int(usage.get("prompt_tokens") or 0) if usage else 0
         return Completion(body=data, usage=Usage(input_tokens=tokens, estimated=usage is None), raw=raw)
+
+
+def _texts(raw: object) -> list[object]:
+    return [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
