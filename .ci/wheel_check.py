@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,9 +71,14 @@ def _demo(exe: Path, cwd: Path, env: dict[str, str]) -> None:
 
 def main() -> None:
     start = time.monotonic()
+    leftover = not (ROOT / "build").exists()  # setuptools builds in-tree: remove what it leaves
     with tempfile.TemporaryDirectory(prefix="gemini-proxy-wheel-") as tmp:
         work = Path(tmp)
-        _run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", work / "dist", ROOT)
+        try:
+            _run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", work / "dist", ROOT)
+        finally:
+            if leftover:
+                shutil.rmtree(ROOT / "build", ignore_errors=True)
         (wheel,) = (work / "dist").glob("*.whl")
         env = _clean_env()
         _run(sys.executable, "-m", "venv", work / "venv")
