@@ -13,6 +13,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import openai
+import orjson
 import pytest
 
 from proxy.__main__ import main
@@ -82,6 +83,23 @@ async def test_demo_serves_a_real_answer_to_the_sdk(stream: bool) -> None:
         # the passthrough route goes to the simulated gateway
         cn = await client.chat.completions.create(model="cn-fast", messages=[{"role": "user", "content": "Hi"}])
         assert cn.choices[0].message.content
+    finally:
+        assert await _stop(proc) == 0
+
+
+async def test_demo_runs_on_the_same_event_loop_as_serve(tmp_path: Path) -> None:
+    from proxy.loop import uvloop_available
+
+    log = tmp_path / "demo.log"
+    proc, _ = await _start("demo", "--port", "0", "--log-file", str(log))
+    try:
+        for _ in range(100):  # the writer thread flushes within moments; bounded
+            lines = [orjson.loads(x) for x in log.read_text(encoding="utf-8").splitlines()] if log.exists() else []
+            listening = [x for x in lines if x.get("message") == "listening"]
+            if listening:
+                break
+            await asyncio.sleep(0.05)
+        assert listening and listening[0]["event_loop"] == ("uvloop" if uvloop_available() else "asyncio")
     finally:
         assert await _stop(proc) == 0
 
