@@ -2,7 +2,8 @@
 
 gemini-proxy serve --config routing.toml [--env prod] [--host H] [--port P]   # SIGHUP reloads
 gemini-proxy demo  [--config routing.toml] [--port P]   # simulated upstreams, no key, no network
-gemini-proxy check --config routing.toml [--env prod]    # validate and print resolved routes
+                                                        # (no ./routing.toml: the example in the package)
+gemini-proxy check --config routing.toml [--env prod] [--no-secrets]   # validate, print routes; exit 1 on a missing key
 gemini-proxy hash-key < keyfile                          # SHA-256 of a client key for [teams]
 gemini-proxy report LOGFILE [--by team|task|model] [--since 24h] [--format table|csv|json]
 """
@@ -28,9 +29,12 @@ from adapters.simulated import SimulatedGemini, SimulatedOpenAI
 from proxy import loop
 from proxy.app import make_app
 from proxy.config import Config, ConfigError, load
+from proxy.examples import example_config
+from proxy.key_pool import KeyPool
 from proxy.keys import hash_client_key, read_keys
 from proxy.reload import Reloader
 from proxy.report import BY, FORMATS, aggregate, parse_since, read_lines
+from proxy.runtime import blocking_key_problems
 from proxy.state import RUNTIME
 from proxy.telemetry import LOG, setup_logging, stop_logging
 
@@ -38,12 +42,11 @@ _DEFAULT_CONFIG = "routing.toml"
 
 
 def _find_config(path: str) -> Path:
-    """The given path, or the example routing.toml beside the package when run from elsewhere."""
+    """The given path; without --config and no ./routing.toml, the example shipped in the package."""
     candidate = Path(path)
     if candidate.exists() or path != _DEFAULT_CONFIG:
         return candidate
-    bundled = Path(__file__).resolve().parent.parent / _DEFAULT_CONFIG
-    return bundled if bundled.exists() else candidate
+    return example_config()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -56,7 +59,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     print("\nupstreams (keys shown only as short hashes):")
     for name, up in config.upstreams.items():
         region = f" region={up.region}" if up.region else ""
-        print(f"  {name:<12} kind={up.kind:<7} {up.spec.base_url}{region}")
+        optional = " (optional)" if up.optional else ""
+        print(f"  {name:<12} kind={up.kind:<7} {up.spec.base_url}{region}{optional}")
         for key in read_keys(up) or []:
             print(f"      key {key.source}: {key.id if key.value else f'MISSING ({key.problem})'}")
         if not up.key_envs and not up.key_files:
@@ -94,7 +98,26 @@ def cmd_check(args: argparse.Namespace) -> int:
         if team.daily_budget_usd:
             limits.append(f"budget=${team.daily_budget_usd:g}/day")
         print(f"  {name:<20} {' '.join(limits)}")
-    return 0
+    return _missing_keys(config, args.no_secrets)
+
+
+def _missing_keys(config: Config, no_secrets: bool) -> int:
+    """Exit status of `check`: 1 when a key that /readyz needs is missing, unless --no-secrets."""
+    blocking = blocking_key_problems(config, {name: KeyPool.build(up).problem for name, up in config.upstreams.items()})
+    if not blocking:
+        return 0
+    for name, why in blocking.items():
+        where = "note" if no_secrets else "error"
+        print(f"{where}: upstream {name} has no key: {why}", file=sys.stderr)
+    if no_secrets:
+        print("(--no-secrets: the config is valid; serve would not be ready until those keys exist)", file=sys.stderr)
+        return 0
+    print(
+        "fix: set the variable or write the file named above; mark a fallback upstream `optional = true` "
+        "if it may run without a key; or validate the config alone with `check --no-secrets`",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def cmd_hash_key(args: argparse.Namespace) -> int:
@@ -203,6 +226,7 @@ def _demo_config(config: Config, urls: Mapping[str, str]) -> tuple[Config, Mappi
 
 _SNIPPET = """
 gemini-proxy demo is serving {routes} against the built-in simulated Gemini (no key, no network).
+Config: {path}
 
 Try it with the OpenAI SDK (pip install openai):
 
@@ -238,7 +262,11 @@ async def _demo(config: Config, host: str, port: int) -> None:
         bound = await _started(server, started)
         model = next(iter(config.models), "fast")
         routes = f"{len(config.models)} model aliases and {len(config.tasks)} tasks"
-        print(_SNIPPET.format(routes=routes, host=host, port=bound, model=model), file=sys.stderr, flush=True)
+        print(
+            _SNIPPET.format(routes=routes, path=config.path, host=host, port=bound, model=model),
+            file=sys.stderr,
+            flush=True,
+        )
         await server
     finally:
         for runner in sims:
@@ -264,7 +292,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     listener = setup_logging(file=args.log_file)
     host, port = args.host or "127.0.0.1", 8080 if args.port is None else args.port
     try:
-        asyncio.run(_demo(config, host, port))
+        with loop.runner(config.server.event_loop) as runner:  # the same loop as serve: uvloop by default
+            runner.run(_demo(config, host, port))
     except OSError as exc:
         print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc} (try --port 0)", file=sys.stderr)
         return 1
@@ -301,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         p.set_defaults(func=func)
         p.add_argument("--config", default=_DEFAULT_CONFIG, help="path to routing.toml")
+        if name == "check":
+            p.add_argument(
+                "--no-secrets",
+                action="store_true",
+                help="validate a config whose keys are not here (CI, image builds): missing keys are notes",
+            )
         if name != "demo":
             p.add_argument(
                 "--env",

@@ -82,6 +82,10 @@ class UpstreamConfig:
     # A pool: more keys for the same upstream (see proxy/keys.py).
     api_keys_env: tuple[str, ...] = ()
     api_key_files: tuple[str, ...] = ()
+    # An optional upstream (a fallback such as a regional gateway) may have no key: it does not
+    # hold /readyz or fail `check`, and its targets are skipped at once (503 upstream_key_missing
+    # is the "next target" class). The proxy still needs one upstream with a key to be ready.
+    optional: bool = False
 
     @property
     def key_envs(self) -> tuple[str, ...]:
@@ -338,6 +342,7 @@ def _parse_upstream(name: str, t: _Table) -> UpstreamConfig:
         region=t.pop("region", str) or location,  # a Vertex location is where data is processed
         api_keys_env=api_keys_env,
         api_key_files=str_list(t, "api_key_files"),
+        optional=t.pop("optional", bool, False),
     )
     t.done()
     return upstream
