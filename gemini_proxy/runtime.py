@@ -25,6 +25,19 @@ from gemini_proxy.state.sync import key_sharer
 log = logging.getLogger("gemini_proxy")
 
 
+def blocking_key_problems(config: Config, problems: Mapping[str, str | None]) -> dict[str, str]:
+    """The missing keys that make the proxy not ready: ``/readyz`` and ``check`` agree on them.
+
+    ``problems`` maps each upstream to why it has no key (None when it has one). A required
+    upstream without a key holds readiness; an ``optional = true`` one does not, unless no
+    upstream has a key at all (then nothing could be served, and every missing key is named).
+    """
+    missing = {name: why for name, why in problems.items() if why}
+    if len(missing) == len(config.upstreams):
+        return missing
+    return {name: why for name, why in missing.items() if not config.upstreams[name].optional}
+
+
 @dataclass(frozen=True, slots=True)
 class Runtime:
     config: Config
@@ -67,6 +80,9 @@ class Runtime:
             guard=Guard(config, clock, state=state, keys=keys),
             clients=clients,
         )
+
+    def readiness_problems(self) -> dict[str, str]:
+        return blocking_key_problems(self.config, {name: pool.problem for name, pool in self.keys.items()})
 
     async def close(self) -> None:
         for adapter in self.adapters.values():

@@ -11,7 +11,7 @@ import logging
 import threading
 import tomllib
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
@@ -86,18 +86,23 @@ class Proxy:
 
     app: web.Application
     url: str
+    # Clients handed out, closed when the test ends: an SDK client left to the garbage collector
+    # logs an asyncio traceback into whichever test runs then.
+    clients: list[openai.AsyncOpenAI] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
         return self.url + "/v1"
 
     def client(self, **kw: Any) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
+        client = openai.AsyncOpenAI(
             base_url=self.base_url,
             api_key=kw.pop("api_key", "client-key-unused"),
             max_retries=kw.pop("max_retries", 0),
             **kw,
         )
+        self.clients.append(client)
+        return client
 
 
 @pytest.fixture
@@ -117,8 +122,9 @@ async def fake_openai(aiohttp_server: Callable[..., Any]) -> FakeOpenAI:
 
 
 @pytest.fixture
-def start_proxy(aiohttp_server: Callable[..., Any], fake_gemini: FakeGemini, fake_openai: FakeOpenAI):
+async def start_proxy(aiohttp_server: Callable[..., Any], fake_gemini: FakeGemini, fake_openai: FakeOpenAI):
     """Factory: ``await start_proxy(extra_toml)`` -> Proxy pointed at both fakes."""
+    started: list[Proxy] = []
 
     async def start(
         extra: str = "",
@@ -131,9 +137,13 @@ def start_proxy(aiohttp_server: Callable[..., Any], fake_gemini: FakeGemini, fak
         cfg = config or make_config(config_toml(fake_gemini.url, fake_openai.url, extra, server=server))
         app = make_app(cfg, environ=ENV if environ is None else environ, clock=clock)
         srv = await aiohttp_server(app)
-        return Proxy(app=app, url=str(srv.make_url("")).rstrip("/"))
+        started.append(Proxy(app=app, url=str(srv.make_url("")).rstrip("/")))
+        return started[-1]
 
-    return start
+    yield start
+    for running in started:
+        for client in running.clients:
+            await client.close()
 
 
 @pytest.fixture

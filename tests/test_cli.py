@@ -13,6 +13,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import openai
+import orjson
 import pytest
 
 from gemini_proxy.cli import main
@@ -128,6 +129,23 @@ async def test_demo_starts_with_every_upstream_kind_and_each_answers(tmp_path: P
         assert await _stop(proc) == 0
 
 
+async def test_demo_runs_on_the_same_event_loop_as_serve(tmp_path: Path) -> None:
+    from gemini_proxy.cli.loop import uvloop_available
+
+    log = tmp_path / "demo.log"
+    proc, _ = await _start("demo", "--port", "0", "--log-file", str(log))
+    try:
+        for _ in range(100):  # the writer thread flushes within moments; bounded
+            lines = [orjson.loads(x) for x in log.read_text(encoding="utf-8").splitlines()] if log.exists() else []
+            listening = [x for x in lines if x.get("message") == "listening"]
+            if listening:
+                break
+            await asyncio.sleep(0.05)
+        assert listening and listening[0]["event_loop"] == ("uvloop" if uvloop_available() else "asyncio")
+    finally:
+        assert await _stop(proc) == 0
+
+
 def test_every_registered_kind_has_a_simulator_for_demo() -> None:
     from gemini_proxy.adapters import REGISTRY
 
@@ -172,7 +190,7 @@ def test_console_script_runs() -> None:
     if exe is None:
         pytest.skip("gemini-proxy is not installed in this environment")
     done = subprocess.run(
-        [exe, "check", "--config", str(ROOT / "routing.toml")],
+        [exe, "check", "--no-secrets", "--config", str(ROOT / "routing.toml")],
         cwd=ROOT,
         env=ENV,
         capture_output=True,
@@ -181,6 +199,47 @@ def test_console_script_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "models (client 'model' values)" in done.stdout
+
+
+def _check(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    keyless = {k: v for k, v in ENV.items() if k not in ("GEMINI_API_KEY", "GATEWAY_API_KEY")}
+    return subprocess.run(
+        [sys.executable, "-m", "gemini_proxy", "check", "--config", str(ROOT / "routing.toml"), *args],
+        cwd=ROOT,
+        env={**keyless, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_check_fails_naming_the_variables_when_no_upstream_has_a_key() -> None:
+    done = _check(env={})
+    assert done.returncode == 1
+    assert "GEMINI_API_KEY" in done.stderr and "GATEWAY_API_KEY" in done.stderr and "--no-secrets" in done.stderr
+
+
+def test_check_passes_with_only_gemini_api_key_as_the_readme_says() -> None:
+    done = _check(env={"GEMINI_API_KEY": "made-up-test-value-1"})
+    assert done.returncode == 0, done.stderr
+    assert "(optional)" in done.stdout and "made-up-test-value-1" not in done.stdout + done.stderr
+
+
+def test_check_no_secrets_validates_a_config_without_its_keys() -> None:
+    done = _check("--no-secrets", env={})
+    assert done.returncode == 0, done.stderr
+    assert "note: upstream google has no key" in done.stderr
+
+
+def test_check_fails_on_a_missing_key_of_a_required_upstream(tmp_path: Path) -> None:
+    config = tmp_path / "routing.toml"
+    config.write_text(
+        '[upstreams.google]\nkind = "gemini"\nbase_url = "http://127.0.0.1:9"\napi_key_env = "UNSET_TEST_KEY_VAR"\n'
+        '[models.fast]\ntarget = "google:gemini-2.5-flash"\n',
+        encoding="utf-8",
+    )
+    assert main(["check", "--config", str(config)]) == 1
+    assert main(["check", "--config", str(config), "--no-secrets"]) == 0
 
 
 def test_serve_with_a_bad_config_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -129,7 +129,7 @@ def test_example_routing_toml_is_valid_and_has_the_seed_tasks() -> None:
 
 
 def test_check_prints_routes_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", "--config", str(ROOT / "routing.toml")]) == 0
+    assert main(["check", "--no-secrets", "--config", str(ROOT / "routing.toml")]) == 0
     out = capsys.readouterr().out
     assert "OK" in out
     assert "fast" in out and "google:gemini-2.5-flash -> google:gemini-2.5-flash-lite" in out
@@ -146,7 +146,7 @@ def test_check_exits_1_with_a_precise_message(tmp_path: Path, capsys: pytest.Cap
 
 def test_python_dash_m_proxy_check_runs_as_a_program(tmp_path: Path) -> None:
     good = subprocess.run(
-        [sys.executable, "-m", "gemini_proxy", "check", "--config", str(ROOT / "routing.toml")],
+        [sys.executable, "-m", "gemini_proxy", "check", "--no-secrets", "--config", str(ROOT / "routing.toml")],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -12,7 +12,9 @@ import pytest
 from openai.types import Model
 
 from gemini_proxy.http.appkeys import RUNTIME
-from tests.conftest import GATEWAY_KEY, GEMINI_KEY, Proxy
+from tests.conftest import GATEWAY_KEY, GEMINI_KEY, Proxy, config_toml, make_config
+from tests.fakes.gemini import FakeGemini
+from tests.fakes.openai import FakeOpenAI
 from tests.helpers import GOOD, post
 
 HI = [{"role": "user", "content": "Hi"}]
@@ -108,6 +110,49 @@ async def test_readyz_503_when_a_key_is_missing(start_proxy: Callable[..., Any])
     assert body["upstreams"]["gateway"]["key"] == "missing"
     text = orjson.dumps(body).decode()
     assert GEMINI_KEY not in text and GATEWAY_KEY not in text
+
+
+def _optional(config_text: str, *names: str) -> str:
+    """The standard test config with ``optional = true`` on the named upstreams."""
+    for name in names:
+        head = f"[upstreams.{name}]\n"
+        config_text = config_text.replace(head, head + "optional = true\n")
+    return config_text
+
+
+async def test_readyz_ready_when_only_an_optional_upstream_lacks_its_key(
+    start_proxy: Callable[..., Any], fake_gemini: FakeGemini, fake_openai: FakeOpenAI
+) -> None:
+    config = make_config(_optional(config_toml(fake_gemini.url, fake_openai.url), "gateway"))
+    proxy = await start_proxy(environ={"TEST_GEMINI_KEY": GEMINI_KEY}, config=config)
+    status, body, _ = await get(proxy.url + "/readyz")
+    assert (status, body["status"], body["problems"]) == (200, "ready", {})
+    assert body["upstreams"]["gateway"] == {"kind": "openai", "key": "missing", "optional": True}
+    # A route through the keyless optional upstream falls through to the next target at once.
+    with pytest.raises(openai.APIStatusError) as info:
+        await proxy.client().chat.completions.create(model="cn", messages=HI)
+    assert info.value.status_code == 503 and info.value.code == "upstream_key_missing"
+    reply = await proxy.client().chat.completions.create(model="fast", messages=HI)
+    assert reply.choices[0].message.content
+
+
+async def test_readyz_503_when_a_required_upstream_lacks_its_key_even_if_others_are_optional(
+    start_proxy: Callable[..., Any], fake_gemini: FakeGemini, fake_openai: FakeOpenAI
+) -> None:
+    config = make_config(_optional(config_toml(fake_gemini.url, fake_openai.url), "gateway"))
+    proxy = await start_proxy(environ={"TEST_GATEWAY_KEY": GATEWAY_KEY}, config=config)
+    status, body, _ = await get(proxy.url + "/readyz")
+    assert status == 503 and set(body["problems"]) == {"google"}
+
+
+async def test_readyz_503_when_no_upstream_has_a_key_although_all_are_optional(
+    start_proxy: Callable[..., Any], fake_gemini: FakeGemini, fake_openai: FakeOpenAI
+) -> None:
+    config = make_config(_optional(config_toml(fake_gemini.url, fake_openai.url), "google", "gateway"))
+    proxy = await start_proxy(environ={}, config=config)
+    status, body, _ = await get(proxy.url + "/readyz")
+    assert status == 503 and set(body["problems"]) == {"google", "gateway"}
+    assert "TEST_GEMINI_KEY" in body["problems"]["google"]
 
 
 async def test_missing_key_answers_503_naming_the_variable(start_proxy: Callable[..., Any]) -> None:

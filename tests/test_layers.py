@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gemini_proxy"
 
 # Bottom to top: a module may import its own layer and the ones before it, never a later one.
 LAYERS = [
-    ("adapters",),
+    ("adapters", "examples"),  # examples: package data (the example config), imports nothing
     ("errors", "responses", "batch"),
     ("structured",),
     ("config",),

@@ -7,19 +7,21 @@ import sys
 from pathlib import Path
 
 from gemini_proxy.adapters.redact import redact
-from gemini_proxy.config import ConfigError, load
+from gemini_proxy.config import Config, ConfigError, load
+from gemini_proxy.examples import example_config
+from gemini_proxy.resilience.keys.pool import KeyPool
 from gemini_proxy.resilience.keys.sources import read_keys
+from gemini_proxy.runtime import blocking_key_problems
 
 DEFAULT_CONFIG = "routing.toml"
 
 
 def find_config(path: str) -> Path:
-    """The given path, or the example routing.toml beside the package when run from elsewhere."""
+    """The given path; without --config and no ./routing.toml, the example shipped in the package."""
     candidate = Path(path)
     if candidate.exists() or path != DEFAULT_CONFIG:
         return candidate
-    bundled = Path(__file__).resolve().parents[2] / DEFAULT_CONFIG
-    return bundled if bundled.exists() else candidate
+    return example_config()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -32,7 +34,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     print("\nupstreams (keys shown only as short hashes):")
     for name, up in config.upstreams.items():
         region = f" region={up.region}" if up.region else ""
-        print(f"  {name:<12} kind={up.kind:<7} {up.spec.base_url}{region}")
+        optional = " (optional)" if up.optional else ""
+        print(f"  {name:<12} kind={up.kind:<7} {up.spec.base_url}{region}{optional}")
         for key in read_keys(up) or []:
             print(f"      key {key.source}: {key.id if key.value else f'MISSING ({key.problem})'}")
         if not up.key_envs and not up.key_files:
@@ -70,4 +73,23 @@ def cmd_check(args: argparse.Namespace) -> int:
         if team.daily_budget_usd:
             limits.append(f"budget=${team.daily_budget_usd:g}/day")
         print(f"  {name:<20} {' '.join(limits)}")
-    return 0
+    return _missing_keys(config, args.no_secrets)
+
+
+def _missing_keys(config: Config, no_secrets: bool) -> int:
+    """Exit status of `check`: 1 when a key that /readyz needs is missing, unless --no-secrets."""
+    blocking = blocking_key_problems(config, {name: KeyPool.build(up).problem for name, up in config.upstreams.items()})
+    if not blocking:
+        return 0
+    for name, why in blocking.items():
+        where = "note" if no_secrets else "error"
+        print(f"{where}: upstream {name} has no key: {why}", file=sys.stderr)
+    if no_secrets:
+        print("(--no-secrets: the config is valid; serve would not be ready until those keys exist)", file=sys.stderr)
+        return 0
+    print(
+        "fix: set the variable or write the file named above; mark a fallback upstream `optional = true` "
+        "if it may run without a key; or validate the config alone with `check --no-secrets`",
+        file=sys.stderr,
+    )
+    return 1

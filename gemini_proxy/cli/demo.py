@@ -20,6 +20,7 @@ from aiohttp import web
 
 from gemini_proxy.adapters import REGISTRY
 from gemini_proxy.adapters.interface import AdapterKind
+from gemini_proxy.cli import loop
 from gemini_proxy.cli.check import find_config
 from gemini_proxy.cli.serve import serve_app
 from gemini_proxy.config import Config, ConfigError, load
@@ -71,6 +72,7 @@ async def start_simulators(kinds: Mapping[str, AdapterKind]) -> tuple[list[web.A
 
 _SNIPPET = """
 gemini-proxy demo is serving {routes} against the built-in simulated Gemini (no key, no network).
+Config: {path}
 
 Try it with the OpenAI SDK (pip install openai):
 
@@ -102,7 +104,11 @@ async def _demo(config: Config, host: str, port: int) -> None:
         bound = await _started(server, started)
         model = next(iter(config.models), "fast")
         routes = f"{len(config.models)} model aliases and {len(config.tasks)} tasks"
-        print(_SNIPPET.format(routes=routes, host=host, port=bound, model=model), file=sys.stderr, flush=True)
+        print(
+            _SNIPPET.format(routes=routes, path=config.path, host=host, port=bound, model=model),
+            file=sys.stderr,
+            flush=True,
+        )
         await server
     finally:
         for runner in sims:
@@ -128,7 +134,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     listener = setup_logging(file=args.log_file)
     host, port = args.host or "127.0.0.1", 8080 if args.port is None else args.port
     try:
-        asyncio.run(_demo(config, host, port))
+        with loop.runner(config.server.event_loop) as runner:  # the same loop as serve: uvloop by default
+            runner.run(_demo(config, host, port))
     except OSError as exc:
         print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc} (try --port 0)", file=sys.stderr)
         return 1

@@ -65,6 +65,10 @@ class UpstreamConfig:
     # A pool: more keys for the same upstream (see gemini_proxy/resilience/keys/).
     api_keys_env: tuple[str, ...] = ()
     api_key_files: tuple[str, ...] = ()
+    # An optional upstream (a fallback such as a regional gateway) may have no key: it does not
+    # hold /readyz or fail `check`, and its targets are skipped at once (503 upstream_key_missing
+    # is the "next target" class). The proxy still needs one upstream with a key to be ready.
+    optional: bool = False
 
     @property
     def key_envs(self) -> tuple[str, ...]:

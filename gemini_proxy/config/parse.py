@@ -135,6 +135,7 @@ def _parse_upstream(name: str, t: Table) -> UpstreamConfig:
         region=t.pop("region", str) or location,  # a Vertex location is where data is processed
         api_keys_env=api_keys_env,
         api_key_files=str_list(t, "api_key_files"),
+        optional=t.pop("optional", bool, False),
     )
     t.done()
     return upstream

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gemini_proxy.adapters.simulated.content import text_parts, tool_call
 from gemini_proxy.adapters.simulated.rules import MODEL_NAME, Issued, _get, _keys, validate_generate
 
 __all__ = ["Issued", "SimulatedGemini", "error_body", "split_stream", "validate_generate"]
@@ -89,20 +90,18 @@ def _tokens(text: str) -> int:
 
 
 def default_answer(model: str, body: dict[str, Any]) -> dict[str, Any]:
-    """A deterministic GenerateContentResponse: what the demo shows."""
+    """A deterministic GenerateContentResponse shaped by the request (adapters/simulated/content.py):
+    a tool call when tools are offered, JSON under a requested schema, else a greeting."""
     said = _last_user_text(body)
-    gen = _get(body, "generationConfig") or {}
-    if _get(gen, "responseMimeType") == "application/json":
-        text = orjson.dumps({"answer": f"simulated {model}", "echo": said[:200]}).decode()
-    else:
-        text = f"Hello from the simulated {model}. You said: {said[:200]}"
+    parts = tool_call(model, body, said) or text_parts(model, body, said)
+    written = sum(_tokens(orjson.dumps(p).decode()) for p in parts)
     prompt = sum(_tokens(p.get("text", "")) for c in body.get("contents") or [] for p in c.get("parts") or [])
     return {
-        "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}],
+        "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
         "usageMetadata": {
             "promptTokenCount": prompt,
-            "candidatesTokenCount": _tokens(text),
-            "totalTokenCount": prompt + _tokens(text),
+            "candidatesTokenCount": written,
+            "totalTokenCount": prompt + written,
         },
         "modelVersion": model,
         "responseId": "sim-" + str(abs(hash(said)) % 10**8),

@@ -19,9 +19,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     rt: Runtime = request.app[RUNTIME].current
-    problems = {name: pool.problem for name, pool in rt.keys.items() if pool.problem}
+    problems = rt.readiness_problems()
     upstreams = {
-        name: {"kind": up.kind, "key": "missing" if name in problems else rt.keys[name].id}
+        name: {
+            "kind": up.kind,
+            "key": "missing" if rt.keys[name].problem else rt.keys[name].id,
+            "optional": up.optional,
+        }
         for name, up in rt.config.upstreams.items()
     }
     ready = not problems and not request.app[RUNTIME].draining
