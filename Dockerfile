@@ -26,8 +26,7 @@ RUN pip install --no-cache-dir --require-hashes --prefix=/install -r requirement
 # The package itself (with its bundled example config and schemas, package data), built by the
 # base image's own setuptools; --no-deps: every dependency came from the lock above.
 COPY pyproject.toml README.md ./
-COPY proxy ./proxy
-COPY adapters ./adapters
+COPY gemini_proxy ./gemini_proxy
 RUN pip install --no-cache-dir --no-deps --no-build-isolation --prefix=/install .
 
 FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff

@@ -88,7 +88,11 @@ def main() -> None:
         elsewhere = work / "elsewhere"
         elsewhere.mkdir()
         where = _run(
-            work / "venv" / "bin" / "python", "-c", "import proxy; print(proxy.__file__)", cwd=elsewhere, env=env
+            work / "venv" / "bin" / "python",
+            "-c",
+            "import gemini_proxy; print(gemini_proxy.__file__)",
+            cwd=elsewhere,
+            env=env,
         )
         if str(ROOT) in where:
             sys.exit(f"wheel-check: the fresh venv imported the checkout: {where}")

@@ -3,7 +3,8 @@
     python -m bench.bench_state [--n 3000] [--url redis://127.0.0.1:6379/0] [--concurrency 32]
 
 For each backend it admits ``n`` requests through the same objects the proxy uses (upstream
-RPM + TPM + RPD: proxy/limits.py or proxy/state_limits.py; team budget + RPM: proxy/meter.py),
+RPM + TPM + RPD: gemini_proxy/resilience/limits.py or .../shared_limits.py; team budget + RPM:
+gemini_proxy/routing/meter.py),
 with limits high enough never to refuse, and prints microseconds per admission (one at a time,
 i.e. latency; and ``--concurrency`` at once, i.e. event-loop cost under load) and Redis round
 trips per admission. Keys go under a fresh prefix and are deleted afterwards.
@@ -19,13 +20,13 @@ from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
-from proxy.config_resilience import RateLimits
-from proxy.config_state import StateConfig
-from proxy.config_teams import TeamConfig
-from proxy.limits import UpstreamLimits
-from proxy.meter import TeamMeter
-from proxy.state_limits import SharedLimits
-from proxy.state_redis import RedisState
+from gemini_proxy.config import TeamConfig
+from gemini_proxy.config.resilience import RateLimits
+from gemini_proxy.config.state import StateConfig
+from gemini_proxy.resilience.limits import UpstreamLimits
+from gemini_proxy.resilience.shared_limits import SharedLimits
+from gemini_proxy.routing.meter import TeamMeter
+from gemini_proxy.state.redis import RedisState
 
 BIG = 10**9
 LIMITS = RateLimits(rpm=BIG, tpm=BIG, rpd=BIG)

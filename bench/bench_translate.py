@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from adapters.gemini import translate
-from adapters.simulated import split_stream
+from gemini_proxy.adapters.gemini import translate
+from gemini_proxy.adapters.simulated import split_stream
 
 TOOLS = [
     {

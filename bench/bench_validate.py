@@ -3,7 +3,7 @@
     python -m bench.bench_validate [--seconds 0.5]
 
 The proxy checks every chat and embeddings body against OpenAI's types before routing
-(proxy/request_check.py). Three engines run the same rules (proxy/request_rules.py, compiled
+(gemini_proxy/http/request_check.py). Three engines run the same rules (gemini_proxy/http/request_rules.py, compiled
 from the ``openai`` package's TypedDicts) on realistic bodies: jsonschema-rs (the rules as JSON
 Schema), pydantic-core (the rules as a core schema, strict) and the proxy's own closures (its
 error explainer). A last column shows pydantic's TypeAdapter over the SDK TypedDict as it is,
@@ -30,10 +30,10 @@ from openai.types.chat import completion_create_params
 from pydantic import TypeAdapter
 from pydantic_core import SchemaValidator, core_schema
 
-from adapters.gemini import embed, translate
 from bench.run import openai_body
-from proxy.request_check import ENDPOINTS, check, compile_rule
-from proxy.request_rules import Rule, to_json_schema
+from gemini_proxy.adapters.gemini import embed, translate
+from gemini_proxy.http.request_check import ENDPOINTS, check, compile_rule
+from gemini_proxy.http.request_rules import Rule, to_json_schema
 
 CHAT, EMBED = "/v1/chat/completions", "/v1/embeddings"
 # The proxy's CPU per non-streamed request (README "Performance", proxy-* rows): the lowest figure

@@ -2,7 +2,7 @@
 
 It answers from bytes built once at start-up, so its own cost per request is as small as an
 aiohttp server allows and the numbers measure the thing in front of it. The answers keep the
-real shapes (built with adapters/simulated.py) and realistic sizes: a ~1 KB completion, and
+real shapes (built with gemini_proxy/adapters/simulated/gemini.py) and realistic sizes: a ~1 KB completion, and
 streams of ~20 events. It validates nothing: the strict fakes in tests/ prove correctness, this
 one only has to be fast. Run it in its own process: ``python -m bench.fake --port 9000``.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from adapters.simulated import split_stream
+from gemini_proxy.adapters.simulated import split_stream
 
 MODEL = "gemini-2.5-flash"
 STREAM_EVENTS = 20

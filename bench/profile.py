@@ -33,8 +33,8 @@ _WAITS = ("QueueListener.dequeue ", "EpollSelector.select ", "Condition.wait ", 
 # Frames every sample passes through (interpreter start-up, the event loop's own run loop,
 # thread bootstrap): they say nothing about where the time goes.
 _PLUMBING = re.compile(
-    r"\((<frozen runpy>|asyncio/runners\.py|proxy/__main__\.py|threading\.py)\)$"
-    r"|^BaseEventLoop\.(run_forever|run_until_complete) "
+    r"\((<frozen runpy>|asyncio/runners\.py|gemini_proxy/__main__\.py|gemini_proxy/cli/__init__\.py|threading\.py)\)$"
+    r"|^BaseEventLoop\.(run_forever|run_until_complete) |^cmd_serve \(gemini_proxy/cli/serve\.py\)$"
 )
 
 

@@ -2,7 +2,7 @@
 
 Read before and after a case (the whole load-generator run, warm-up included) and divided by every
 request the generator finished in that run, so the quotient is exact when nothing else uses the
-Redis: the proxy makes one ``EVALSHA`` per admission (proxy/state_redis.py's ``ADMIT`` script) and
+Redis: the proxy makes one ``EVALSHA`` per admission (gemini_proxy/state/redis.py's ``ADMIT`` script) and
 nothing else per request. The counters are server-wide, so another user of the same Redis (a
 parallel test run) can only raise the figures: they are upper bounds.
 """

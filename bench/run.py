@@ -25,9 +25,9 @@ from typing import Any
 
 import orjson
 
-from adapters.gemini import translate
 from bench import litellm_ref, procstat, redis_stats, report, stack
 from bench.fake import MODEL
+from gemini_proxy.adapters.gemini import translate
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -32,12 +32,12 @@ import orjson
 from google import genai
 from google.genai import types
 
-from adapters import sse
-from adapters.base import Call, StreamState, Upstream
-from adapters.gemini import GeminiAdapter, translate
 from bench import stack
 from bench.fake import MODEL
 from bench.run import RESULTS, openai_body
+from gemini_proxy.adapters import sse
+from gemini_proxy.adapters.base import Call, StreamState, Upstream
+from gemini_proxy.adapters.gemini import GeminiAdapter, translate
 
 Variant = Callable[[], Awaitable[Any]]
 

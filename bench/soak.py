@@ -1,4 +1,4 @@
-"""Soak: a steady request rate through a real `python -m proxy serve` against a faulty Gemini.
+"""Soak: a steady request rate through a real `python -m gemini_proxy serve` against a faulty Gemini.
 
     python -m bench.soak                      # 120 s at 20 req/s (the README's numbers)
     python -m bench.soak --duration 600 --rate 40
@@ -32,8 +32,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from adapters.simulated import default_answer, error_body, split_stream
 from bench.soak_harness import KEY, KEY_ENV, Serving, check_access_log, serving, upstream, workspace
+from gemini_proxy.adapters.simulated.gemini import default_answer, error_body, split_stream
 
 UPSTREAM_TIMEOUT_S = 0.5
 
@@ -64,8 +64,8 @@ base_url = "{url}"
 api_key_env = "{env}"
 timeout_s = {timeout}
 
-# A 429 rests the key for that model (proxy/keys.py): each 429 fault gets a model of its own, so
-# it cannot turn another request's answer into keys_exhausted (what a real shared quota does).
+# A 429 rests the key for that model (gemini_proxy/resilience/keys/pool.py): each 429 fault gets
+# a model of its own, so it cannot turn another request's answer into keys_exhausted (what a real shared quota does).
 [models.soak]
 target = "google:gemini-2.5-flash"
 

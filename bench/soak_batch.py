@@ -33,7 +33,6 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from adapters.simulated import default_answer
 from bench.soak_harness import KEY, KEY_ENV, serving, upstream, workspace
 from bench.soak_pressure import (
     CONFIG,
@@ -46,6 +45,7 @@ from bench.soak_pressure import (
     read_log,
     send,
 )
+from gemini_proxy.adapters.simulated.gemini import default_answer
 
 BATCH = 20
 ALLOWED, WINDOW_S = 5, 2.0  # the upstream's limit: calls per fixed window

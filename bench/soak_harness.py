@@ -1,4 +1,4 @@
-"""What every soak scenario needs: a fake upstream on loopback, a real `python -m proxy serve`
+"""What every soak scenario needs: a fake upstream on loopback, a real `python -m gemini_proxy serve`
 started on a generated config with its JSON log in a file, and the check of that log's access
 lines against what the clients saw (bench/soak.py, bench/soak_pressure.py, bench/soak_batch.py).
 """
@@ -37,7 +37,7 @@ async def _read_port(stdout: asyncio.StreamReader) -> int:
 
 @dataclass
 class Serving:
-    """A running `python -m proxy serve`: its port, pid and log file; exit_code once stopped."""
+    """A running `python -m gemini_proxy serve`: its port, pid and log file; exit_code once stopped."""
 
     port: int
     pid: int
@@ -56,7 +56,7 @@ async def serving(config_text: str, work: Path, env: dict[str, str]) -> AsyncIte
     config.write_text(config_text)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        *("-m", "proxy", "serve", "--config", str(config), "--port", "0", "--log-file", str(log_file)),
+        *("-m", "gemini_proxy", "serve", "--config", str(config), "--port", "0", "--log-file", str(log_file)),
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=asyncio.subprocess.PIPE,

@@ -38,8 +38,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from adapters.simulated import default_answer, error_body, split_stream
 from bench.soak_harness import KEY, KEY_ENV, check_access_log, serving, upstream, workspace
+from gemini_proxy.adapters.simulated.gemini import default_answer, error_body, split_stream
 
 PERIOD = 40  # upstream calls per fault cycle: one of each fault in every PERIOD calls
 # Position in the cycle (call number % PERIOD) -> fault; spread so faults never bunch up.

@@ -165,8 +165,8 @@ def start_fake(tmp: Path) -> Proc:
 
 
 def resolved_loop(choice: str) -> str:
-    """The loop the proxy runs on for ``[server] event_loop = choice`` (see proxy/loop.py)."""
-    from proxy import loop
+    """The loop the proxy runs on for ``[server] event_loop = choice`` (see gemini_proxy/cli/loop.py)."""
+    from gemini_proxy.cli import loop
 
     return "uvloop" if choice == "uvloop" or (choice == "auto" and loop.uvloop_available()) else "asyncio"
 
@@ -186,7 +186,7 @@ def start_proxy(
     port = free_port()
     file = "bench-routing.toml" if name == "proxy" else f"bench-routing-{name}.toml"
     config = proxy_config(tmp / file, port, fake_url, event_loop, extra)
-    argv = ["-m", "proxy", "serve", "--config", str(config), "--port", str(port)]
+    argv = ["-m", "gemini_proxy", "serve", "--config", str(config), "--port", str(port)]
     times = []
     proc = None
     for i in range(runs):

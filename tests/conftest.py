@@ -20,13 +20,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from proxy.app import make_app
-from proxy.config import Config, parse
-from proxy.telemetry import ACCESS, LOG, setup_logging, stop_logging
+from gemini_proxy.config import Config, parse
+from gemini_proxy.http.app import make_app
+from gemini_proxy.observe.accesslog import ACCESS, LOG, setup_logging, stop_logging
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI
 from tests.secret_scan import activate, pytest_sessionfinish  # noqa: F401  (the no-secrets check)
-from tests.state_helpers import raw_redis, redis_prefix  # noqa: F401 - fixtures for the shared-state tests
+from tests.state_helpers import raw_redis, redis_prefix, redis_required  # noqa: F401 - fixtures for the shared-state tests
 
 activate()  # every log line, access line and proxy response body of the run is searched for keys
 

@@ -1,4 +1,4 @@
-"""Test tables generated from the request rules themselves (proxy/request_rules.py).
+"""Test tables generated from the request rules themselves (gemini_proxy/http/request_rules.py).
 
 Every field the rules know, at any depth, becomes a *site*: its OpenAI ``param`` name, a
 function that plants a value there inside an otherwise valid body, and the field's rule. The
@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.request_check import ENDPOINTS
-from proxy.request_rules import Rule
+from gemini_proxy.http.request_check import ENDPOINTS
+from gemini_proxy.http.request_rules import Rule
 
 Plant = Callable[[Any], Any]
 

@@ -80,7 +80,7 @@ def observe(where: str, text: str) -> None:
 
 
 def _is_proxy(writer: http_writer.StreamWriter) -> bool:
-    from proxy.state import RUNTIME
+    from gemini_proxy.http.appkeys import RUNTIME
 
     protocol = writer.protocol
     if not isinstance(protocol, web_protocol.RequestHandler):
@@ -98,7 +98,7 @@ def _record_text(record: logging.LogRecord) -> str:
 
 def install(capture: Capture) -> Callable[[], None]:
     """Wrap the three outlets; returns the function that unwraps them."""
-    from proxy.telemetry import Telemetry
+    from gemini_proxy.observe.telemetry import Telemetry
 
     original_handle = logging.Logger.handle
     original_emit = Telemetry.emit

@@ -1,8 +1,13 @@
 """Helpers for tests against the real Redis at 127.0.0.1:6379: a unique key prefix per test,
-every key under it deleted afterwards, and a clear skip when Redis is not there."""
+every key under it deleted afterwards.
+
+Redis runs on every development machine and in CI, so a missing Redis FAILS these tests (a
+silent skip would let CI pass without ever testing the shared state). Set
+``GEMINI_PROXY_TEST_NO_REDIS=1`` to skip them on purpose (README, Development)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -21,7 +26,19 @@ def redis_reachable() -> bool:
         return False
 
 
-needs_redis = pytest.mark.skipif(not redis_reachable(), reason="no Redis at 127.0.0.1:6379 (start redis-server)")
+NO_REDIS_ENV = "GEMINI_PROXY_TEST_NO_REDIS"
+
+# Marks a test (or, as pytestmark, a module) that needs Redis: see the ``redis_required`` fixture.
+needs_redis = pytest.mark.usefixtures("redis_required")
+
+
+@pytest.fixture
+def redis_required() -> None:
+    """Skip when GEMINI_PROXY_TEST_NO_REDIS=1 says so; fail, naming the fix, when Redis is absent."""
+    if os.environ.get(NO_REDIS_ENV) == "1":
+        pytest.skip(f"{NO_REDIS_ENV}=1: the Redis tests are skipped on purpose")
+    if not redis_reachable():
+        pytest.fail(f"no Redis at 127.0.0.1:6379: start redis-server, or set {NO_REDIS_ENV}=1 to skip these tests")
 
 
 def closed_port() -> int:

@@ -108,12 +108,12 @@ async def test_wrong_method_is_openai_405_with_allow(proxy: Proxy) -> None:
 
 
 async def test_our_own_bug_is_a_500_without_traceback(proxy: Proxy, monkeypatch: pytest.MonkeyPatch) -> None:
-    from proxy import retry
+    from gemini_proxy.resilience import attempts as retry
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise KeyError("internal detail")
 
-    monkeypatch.setattr(retry, "complete", broken)
+    monkeypatch.setattr(retry, "perform", broken)
     status, body, headers = await post(proxy.base_url + "/chat/completions", GOOD)
     assert status == 500 and headers["x-request-id"]
     err = assert_openai_error(body, "internal_error")

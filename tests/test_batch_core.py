@@ -13,7 +13,7 @@ import orjson
 import pytest
 from openai.types.chat import ChatCompletion
 
-from adapters.base import RequestError, Usage
+from gemini_proxy.adapters.base import RequestError, Usage
 from gemini_proxy.batch import gemini_jobs as jobs
 from gemini_proxy.batch import gemini_results as results
 from gemini_proxy.batch.gemini_jobs import FILE, INLINE, Target
@@ -28,7 +28,7 @@ from gemini_proxy.batch.openai_files import (
     parse_input,
     resolve_lines,
 )
-from proxy.pricing import PriceBook
+from gemini_proxy.config.pricing import PriceBook
 
 ALIASES = {
     "fast": Target("google", "gemini-2.5-flash", "fast"),

@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from adapters.base import Upstream, UpstreamError
-from adapters.simulated import embed_answer
+from gemini_proxy.adapters.base import Upstream, UpstreamError
+from gemini_proxy.adapters.simulated.gemini import embed_answer
 from gemini_proxy.batch import gemini_jobs as jobs
 from gemini_proxy.batch import gemini_results as results
 from gemini_proxy.batch.gemini_client import GeminiBatchClient

@@ -15,11 +15,11 @@ import aiohttp
 import orjson
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from adapters.base import Call, StreamState, Upstream
-from adapters.gemini import GeminiAdapter
-from adapters.openai_compat import OpenAIAdapter
 from bench import fake, procstat, profile, relay, report
 from bench.run import openai_body
+from gemini_proxy.adapters.base import Call, StreamState, Upstream
+from gemini_proxy.adapters.gemini import GeminiAdapter
+from gemini_proxy.adapters.openai_compat import OpenAIAdapter
 
 
 async def _fake_url(aiohttp_server: Callable[..., Any]) -> str:
@@ -168,7 +168,7 @@ def test_redis_table_sets_each_redis_row_beside_the_memory_row_of_the_same_case(
 
 def test_bench_config_with_redis_state_parses_with_limits_and_the_run_prefix(tmp_path: Path) -> None:
     from bench import stack
-    from proxy import config
+    from gemini_proxy import config
 
     extra = stack.LIMITS_TOML + stack.redis_state_toml("redis://127.0.0.1:6379/0", "bench-abc:")
     cfg = config.load(stack.proxy_config(tmp_path / "r.toml", 8080, "http://127.0.0.1:1", extra=extra))

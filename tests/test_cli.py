@@ -1,4 +1,4 @@
-"""The command line as a user runs it: `python -m proxy demo`, the console script, `serve`."""
+"""The command line as a user runs it: `python -m gemini_proxy demo`, the console script, `serve`."""
 
 from __future__ import annotations
 
@@ -16,18 +16,18 @@ import openai
 import orjson
 import pytest
 
-from proxy.__main__ import main
+from gemini_proxy.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 async def _start(*args: str) -> tuple[asyncio.subprocess.Process, int]:
-    """Start `python -m proxy ARGS` and read the port it announces on stderr (bounded)."""
+    """Start `python -m gemini_proxy ARGS` and read the port it announces on stderr (bounded)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "proxy",
+        "gemini_proxy",
         *args,
         cwd=ROOT,
         env=ENV,
@@ -87,8 +87,50 @@ async def test_demo_serves_a_real_answer_to_the_sdk(stream: bool) -> None:
         assert await _stop(proc) == 0
 
 
+EVERY_KIND = """
+[upstreams.google]
+kind = "gemini"
+base_url = "https://generativelanguage.googleapis.com"
+api_key_env = "GEMINI_API_KEY"
+
+[upstreams.gateway]
+kind = "openai"
+base_url = "https://gateway.example.invalid/v1"
+api_key_env = "GATEWAY_KEY"
+
+[upstreams.eu]
+kind = "vertex"
+project = "demo-project"
+location = "europe-west4"
+
+[models.fast]
+target = "google:gemini-2.5-flash"
+
+[models.cn]
+target = "gateway:gemini-2.5-flash"
+
+[models.eu]
+target = "eu:gemini-2.5-flash"
+"""
+
+
+async def test_demo_starts_with_every_upstream_kind_and_each_answers(tmp_path: Path) -> None:
+    # Every kind of the adapter registry has a simulator demo starts; a vertex upstream used to
+    # crash demo with KeyError: 'vertex'. No Google credentials here: demo gives Vertex a token.
+    config = tmp_path / "routing.toml"
+    config.write_text(EVERY_KIND, encoding="utf-8")
+    proc, port = await _start("demo", "--config", str(config), "--port", "0")
+    try:
+        client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=20)
+        for model in ("fast", "cn", "eu"):
+            reply = await client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}])
+            assert reply.choices[0].message.content, model
+    finally:
+        assert await _stop(proc) == 0
+
+
 async def test_demo_runs_on_the_same_event_loop_as_serve(tmp_path: Path) -> None:
-    from proxy.loop import uvloop_available
+    from gemini_proxy.cli.loop import uvloop_available
 
     log = tmp_path / "demo.log"
     proc, _ = await _start("demo", "--port", "0", "--log-file", str(log))
@@ -104,6 +146,12 @@ async def test_demo_runs_on_the_same_event_loop_as_serve(tmp_path: Path) -> None
         assert await _stop(proc) == 0
 
 
+def test_every_registered_kind_has_a_simulator_for_demo() -> None:
+    from gemini_proxy.adapters import REGISTRY
+
+    assert {kind for kind, entry in REGISTRY.items() if entry.simulator is None} == set()
+
+
 async def test_serve_runs_a_config_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     config = tmp_path / "routing.toml"
     config.write_text(
@@ -112,7 +160,7 @@ async def test_serve_runs_a_config_and_stops_cleanly_on_sigterm(tmp_path: Path) 
         encoding="utf-8",
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", "serve", "--config", str(config), "--port", "0",
+        sys.executable, "-m", "gemini_proxy", "serve", "--config", str(config), "--port", "0",
         cwd=ROOT, env=ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -133,8 +181,8 @@ async def test_serve_runs_a_config_and_stops_cleanly_on_sigterm(tmp_path: Path) 
 
 def test_console_script_is_declared_and_points_at_main() -> None:
     (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "gemini-proxy"]
-    assert script.value == "proxy.__main__:main"
-    assert script.load() is main or script.load().__module__ == "proxy.__main__"
+    assert script.value == "gemini_proxy.cli:main"
+    assert script.load() is main or script.load().__module__ == "gemini_proxy.cli"
 
 
 def test_console_script_runs() -> None:
@@ -156,7 +204,7 @@ def test_console_script_runs() -> None:
 def _check(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     keyless = {k: v for k, v in ENV.items() if k not in ("GEMINI_API_KEY", "GATEWAY_API_KEY")}
     return subprocess.run(
-        [sys.executable, "-m", "proxy", "check", "--config", str(ROOT / "routing.toml"), *args],
+        [sys.executable, "-m", "gemini_proxy", "check", "--config", str(ROOT / "routing.toml"), *args],
         cwd=ROOT,
         env={**keyless, **env},
         capture_output=True,
@@ -208,7 +256,16 @@ def test_port_in_use_is_a_message_not_a_traceback(command: str) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "proxy", command, "--config", str(ROOT / "routing.toml"), "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "gemini_proxy",
+                command,
+                "--config",
+                str(ROOT / "routing.toml"),
+                "--port",
+                str(port),
+            ],
             cwd=ROOT,
             env=ENV,
             capture_output=True,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.__main__ import main
-from proxy.config import ConfigError, load
+from gemini_proxy.cli import main
+from gemini_proxy.config import ConfigError, load
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,7 +146,7 @@ def test_check_exits_1_with_a_precise_message(tmp_path: Path, capsys: pytest.Cap
 
 def test_python_dash_m_proxy_check_runs_as_a_program(tmp_path: Path) -> None:
     good = subprocess.run(
-        [sys.executable, "-m", "proxy", "check", "--no-secrets", "--config", str(ROOT / "routing.toml")],
+        [sys.executable, "-m", "gemini_proxy", "check", "--no-secrets", "--config", str(ROOT / "routing.toml")],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -155,7 +155,7 @@ def test_python_dash_m_proxy_check_runs_as_a_program(tmp_path: Path) -> None:
     assert good.returncode == 0, good.stderr
     assert "complex_reasoning" in good.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "proxy", "check", "--config", str(write(tmp_path, "[models\n"))],
+        [sys.executable, "-m", "gemini_proxy", "check", "--config", str(write(tmp_path, "[models\n"))],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.config import Config, ConfigError, Target
+from gemini_proxy.config import Config, ConfigError, Target
 from tests.conftest import config_toml, make_config
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import ConfigError
-from proxy.config_state import StateConfig
-from proxy.limits import UpstreamLimits
-from proxy.runtime import Runtime
+from gemini_proxy.config import ConfigError
+from gemini_proxy.config.state import StateConfig
+from gemini_proxy.resilience.limits import UpstreamLimits
+from gemini_proxy.runtime import Runtime
 from tests.conftest import ENV, config_toml, make_config
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
@@ -84,7 +84,7 @@ def test_serve_with_an_unset_redis_url_variable_says_so_instead_of_a_traceback(
 ) -> None:
     cfg = tmp_path / "routing.toml"
     cfg.write_text(config_toml("http://g", "http://o/v1") + '\n[state]\nbackend = "redis"\nurl_env = "NOT_SET_X1"\n')
-    from proxy.__main__ import main
+    from gemini_proxy.cli import main
 
     assert main(["serve", "--config", str(cfg), "--port", "0"]) == 1
     assert "NOT_SET_X1" in capsys.readouterr().err

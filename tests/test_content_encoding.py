@@ -12,8 +12,8 @@ import aiohttp
 import orjson
 import pytest
 
-from proxy.content_encoding import decode
-from proxy.errors import ProxyError
+from gemini_proxy.errors import ProxyError
+from gemini_proxy.http.content_encoding import decode
 from tests.conftest import Proxy
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI

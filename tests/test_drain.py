@@ -1,4 +1,4 @@
-"""Graceful drain of `python -m proxy serve`: SIGTERM in the middle of a burst stops new
+"""Graceful drain of `python -m gemini_proxy serve`: SIGTERM in the middle of a burst stops new
 connections, lets every accepted request and stream finish, writes every log line, exits 0."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ async def test_sigterm_mid_burst_finishes_every_accepted_request_and_logs_each(
     log_file = tmp_path / "proxy.log"
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        *("-m", "proxy", "serve", "--config", str(config), "--port", "0", "--log-file", str(log_file)),
+        *("-m", "gemini_proxy", "serve", "--config", str(config), "--port", "0", "--log-file", str(log_file)),
         cwd=ROOT,
         env={**os.environ, **ENV},
         stdout=asyncio.subprocess.PIPE,

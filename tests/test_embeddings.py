@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 from openai.types import CreateEmbeddingResponse
 
-from adapters.base import RequestError
-from adapters.gemini import embed
-from adapters.simulated import embed_answer
+from gemini_proxy.adapters.base import RequestError
+from gemini_proxy.adapters.gemini import embed
+from gemini_proxy.adapters.simulated.gemini import embed_answer
 from tests.conftest import GATEWAY_KEY, GEMINI_KEY, Proxy
 from tests.fakes.gemini import FakeGemini, error
 from tests.fakes.openai import FakeOpenAI
@@ -186,8 +186,8 @@ async def test_embedding_request_is_logged_with_usage(
 
 
 async def test_demo_simulated_gemini_serves_embeddings(aiohttp_server: Any, fake_openai: FakeOpenAI) -> None:
-    from adapters.simulated import SimulatedGemini
-    from proxy.app import make_app
+    from gemini_proxy.adapters.simulated import SimulatedGemini
+    from gemini_proxy.http.app import make_app
     from tests.conftest import ENV, config_toml, make_config
 
     sim = await aiohttp_server(SimulatedGemini().app())

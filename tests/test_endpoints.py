@@ -11,7 +11,7 @@ import orjson
 import pytest
 from openai.types import Model
 
-from proxy.state import RUNTIME
+from gemini_proxy.http.appkeys import RUNTIME
 from tests.conftest import GATEWAY_KEY, GEMINI_KEY, Proxy, config_toml, make_config
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI

@@ -11,7 +11,7 @@ from llama_index.core.tools import FunctionTool
 from llama_index.llms.openai_like import OpenAILike
 from pydantic import BaseModel
 
-from adapters.gemini.translate import parse_tool_call_id
+from gemini_proxy.adapters.gemini.translate import parse_tool_call_id
 from tests.conftest import Proxy, SyncStack
 from tests.fakes.gemini import FakeGemini, text_answer
 from tests.frameworks import README_BASE_URL, function_call_answer, readme_snippets

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.simulated_rules import Issued, validate_generate
+from gemini_proxy.adapters.simulated.rules import Issued, validate_generate
 from tests.fakes.gemini import signature
 
 G3 = "gemini-3-pro-preview"

@@ -12,7 +12,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from adapters.gemini import translate
+from gemini_proxy.adapters.gemini import translate
 from tests.conftest import GEMINI_KEY, Proxy
 from tests.fakes.clock import FakeClock
 from tests.fakes.gemini import (

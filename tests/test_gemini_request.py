@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from google.genai import types
 
-from adapters.base import RequestError
-from adapters.gemini import translate
-from adapters.gemini.ids import make_tool_call_id
+from gemini_proxy.adapters.base import RequestError
+from gemini_proxy.adapters.gemini import translate
+from gemini_proxy.adapters.gemini.ids import make_tool_call_id
 from tests.fakes.wire import parsed, wire_problem
 
 USER = [{"role": "user", "content": "Hi"}]

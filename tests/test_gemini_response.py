@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from adapters.base import UpstreamError
-from adapters.gemini import translate
-from adapters.gemini.response import FINISH_AS_ERROR, FINISH_REASONS
-from adapters.simulated import split_stream
+from gemini_proxy.adapters.base import UpstreamError
+from gemini_proxy.adapters.gemini import translate
+from gemini_proxy.adapters.gemini.response import FINISH_AS_ERROR, FINISH_REASONS
+from gemini_proxy.adapters.simulated import split_stream
 from tests.fakes.gemini import calls, candidate, full_answer, signature, usage
 from tests.fold import final, fold
 

@@ -199,7 +199,7 @@ def test_the_header_documents_serve_check_and_demo() -> None:
 def test_every_file_the_bundled_config_names_is_in_the_image(image: Path) -> None:
     example = under(image, "/etc/gemini-proxy/routing.example.toml")
     assert (example.parent / "schemas" / "ticket_triage.json").is_file()
-    packaged = list((under(image, "/usr/local") / SITE / "proxy" / "examples").rglob("*"))
+    packaged = list((under(image, "/usr/local") / SITE / "gemini_proxy" / "examples").rglob("*"))
     assert {p.name for p in packaged} >= {"routing.toml", "ticket_triage.json"}
 
 

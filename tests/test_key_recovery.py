@@ -16,7 +16,7 @@ import openai
 import orjson
 import pytest
 
-from proxy.state import RUNTIME
+from gemini_proxy.http.appkeys import RUNTIME
 from tests.conftest import Proxy, eventually
 from tests.fakes.clock import FakeClock
 from tests.fakes.gemini import Answer, FakeGemini, error, text_answer
@@ -80,7 +80,7 @@ async def test_a_rest_longer_than_the_lane_allows_moves_on_to_the_next_target_at
 
 
 async def test_waiters_are_released_online_first_then_in_admission_order_one_then_doubling() -> None:
-    from proxy.key_gate import KeyGate
+    from gemini_proxy.resilience.keys.gate import KeyGate
 
     clock = FakeClock()
     ready_at = [clock.t + 2.0]
@@ -104,7 +104,7 @@ async def test_waiters_are_released_online_first_then_in_admission_order_one_the
 
 
 async def test_a_429_during_the_slow_start_rests_the_key_and_starts_again_at_one() -> None:
-    from proxy.key_gate import KeyGate
+    from gemini_proxy.resilience.keys.gate import KeyGate
 
     clock = FakeClock()
     ready_at = [clock.t]
@@ -220,7 +220,7 @@ async def test_the_sdk_does_not_retry_a_schema_failure(start_proxy: Any, fake_ge
 
 
 async def test_an_embeddings_retry_resumes_at_the_failed_batch(start_proxy: Any, fake_gemini: FakeGemini) -> None:
-    from adapters.simulated import embed_answer
+    from gemini_proxy.adapters.simulated.gemini import embed_answer
 
     proxy = await start_proxy(clock=FakeClock())
 

@@ -11,11 +11,12 @@ import aiohttp
 import openai
 import pytest
 
-from adapters.base import UpstreamError
-from proxy.config import ConfigError, load
-from proxy.key_pool import KeyPool
-from proxy.keys import key_id, read_keys
-from proxy.state import RUNTIME
+from gemini_proxy.adapters.base import UpstreamError
+from gemini_proxy.config import ConfigError, load
+from gemini_proxy.http.appkeys import RUNTIME
+from gemini_proxy.resilience.keys.pool import KeyPool
+from gemini_proxy.resilience.keys.sources import key_id, read_keys
+from gemini_proxy.resilience.refusals import NoKey
 from tests.conftest import ENV, GEMINI_KEY, Proxy, config_toml, make_config
 from tests.fakes.gemini import FakeGemini, error
 from tests.fakes.openai import FakeOpenAI
@@ -142,7 +143,7 @@ def test_429_rests_a_key_until_its_retry_delay_passes() -> None:
     pool.report(KEY_A, UpstreamError(429, "slow down", retry_after_s=5.0))
     assert {pool.pick().value for _ in range(4)} == {KEY_B}
     pool.report(KEY_B, UpstreamError(429, "slow down", retry_after_s=8.0))
-    with pytest.raises(UpstreamError) as out:
+    with pytest.raises(NoKey) as out:
         pool.pick()
     assert out.value.status == 429 and out.value.retry_after_s == pytest.approx(5.0)
     now[0] += 5.0
@@ -157,7 +158,7 @@ def test_429_rest_is_per_model_and_a_timer_firing_a_hair_early_still_finds_the_k
         pool.report(key, UpstreamError(429, "slow down", retry_after_s=2.0), "gemini-2.5-flash")
     assert pool.pick("gemini-2.5-pro").value in (KEY_A, KEY_B)  # another model's quota: not resting
     now[0] += 1.9
-    with pytest.raises(UpstreamError):
+    with pytest.raises(NoKey):
         pool.pick("gemini-2.5-flash")
     now[0] += 0.0995  # the retry's 2 s sleep woke half a millisecond early (uvloop: 1 ms timers)
     assert pool.pick("gemini-2.5-flash").value in (KEY_A, KEY_B)

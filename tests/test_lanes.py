@@ -9,12 +9,12 @@ import aiohttp
 import openai
 import pytest
 
-from proxy.config_resilience import LaneConfig
-from proxy.lanes import Lane
-from proxy.state import RUNTIME
+from gemini_proxy.config.resilience import LaneConfig
+from gemini_proxy.http.appkeys import RUNTIME
+from gemini_proxy.resilience.lanes import Lane
 from tests.conftest import Proxy
 from tests.fakes.clock import FakeClock
-from tests.fakes.gemini import Delay, FakeGemini, text_answer
+from tests.fakes.gemini import FakeGemini, Held, text_answer
 
 MSG = [{"role": "user", "content": "Hi"}]
 
@@ -39,13 +39,15 @@ async def until(predicate: Any, what: str) -> None:
 async def test_full_batch_queue_answers_429_queue_full_at_once(start_proxy: Any, fake_gemini: FakeGemini):
     proxy = await start_proxy("[lanes.batch]\nmax_concurrency = 1\nmin_concurrency = 1\nqueue_size = 1\n")
     lane = proxy.app[RUNTIME].current.guard.lanes["batch"]
-    fake_gemini.push(Delay(0.3, then=text_answer("a")), Delay(0.3, then=text_answer("b")))
+    release = asyncio.Event()  # the upstream holds both answers until the third request was refused
+    fake_gemini.push(Held(release, then=text_answer("a")), Held(release, then=text_answer("b")))
     first = asyncio.create_task(post(proxy, "batch"))
     await until(lambda: lane.in_flight == 1, "the first batch request to run")
     second = asyncio.create_task(post(proxy, "batch"))
     await until(lambda: lane.waiting == 1, "the second batch request to queue")
     status, body = await post(proxy, "batch")
     assert (status, body["error"]["code"]) == (429, "queue_full")
+    release.set()
     assert [(await first)[0], (await second)[0]] == [200, 200]
     assert fake_gemini.attempts == 2  # the refused one never reached the upstream
     assert lane.stats["queue_full"] == 1 and lane.in_flight == 0

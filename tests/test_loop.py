@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from proxy import loop
-from proxy.config import ConfigError
+from gemini_proxy.cli import loop
+from gemini_proxy.config import ConfigError
 from tests.conftest import config_toml, make_config
 
 

@@ -9,8 +9,11 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.metrics import Metrics
-from proxy.telemetry import TELEMETRY, Attempt, RequestRecord, Telemetry
+from gemini_proxy.http.appkeys import TELEMETRY
+from gemini_proxy.observe.metrics import Metrics
+from gemini_proxy.observe.record import RequestRecord
+from gemini_proxy.observe.telemetry import Telemetry
+from gemini_proxy.resilience.outcome import Attempt
 from tests.conftest import Proxy, config_toml, make_config
 from tests.fakes.gemini import FakeGemini, error, text_answer
 

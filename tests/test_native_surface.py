@@ -12,7 +12,7 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from adapters.simulated import split_stream
+from gemini_proxy.adapters.simulated import split_stream
 from tests.conftest import GEMINI_KEY, Proxy
 from tests.fakes.gemini import CutStream, FakeGemini, error, text_answer
 from tests.frameworks import function_call_answer

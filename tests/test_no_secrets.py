@@ -10,7 +10,7 @@ import logging
 
 import aiohttp
 
-from proxy.telemetry import LOG
+from gemini_proxy.observe.accesslog import LOG
 from tests import secret_scan
 from tests.conftest import GATEWAY_KEY, GEMINI_KEY, Proxy
 from tests.fakes.gemini import error

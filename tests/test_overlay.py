@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy.__main__ import main
-from proxy.config import ConfigError, load
-from proxy.keys import hash_client_key, key_id
+from gemini_proxy.cli import main
+from gemini_proxy.config import ConfigError, load
+from gemini_proxy.resilience.keys.sources import key_id
+from gemini_proxy.routing.teams import hash_client_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,7 +108,7 @@ def test_check_rejects_prod_reading_dev_key(cfg: Path, capsys: pytest.CaptureFix
 
 def test_hash_key_reads_stdin_and_prints_sha256() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "proxy", "hash-key"],
+        [sys.executable, "-m", "gemini_proxy", "hash-key"],
         input="made-up-client-key\n",
         capture_output=True,
         text=True,
@@ -121,6 +122,11 @@ def test_hash_key_reads_stdin_and_prints_sha256() -> None:
 
 def test_hash_key_refuses_empty_input() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "proxy", "hash-key"], input="", capture_output=True, text=True, cwd=ROOT, timeout=30
+        [sys.executable, "-m", "gemini_proxy", "hash-key"],
+        input="",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
     )
     assert out.returncode == 1 and "no key on stdin" in out.stderr

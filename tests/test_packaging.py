@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proxy.config import load
-from proxy.examples import example_config
+from gemini_proxy.config import load
+from gemini_proxy.examples import example_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -15,7 +15,7 @@ def test_the_packaged_example_is_the_repository_example_byte_for_byte() -> None:
     pairs = [(ROOT / "routing.toml", packaged / "routing.toml")]
     pairs += [(schema, packaged / "schemas" / schema.name) for schema in (ROOT / "schemas").glob("*.json")]
     drifted = [str(repo.relative_to(ROOT)) for repo, copy in pairs if repo.read_bytes() != copy.read_bytes()]
-    assert not drifted, f"copy {drifted} to proxy/examples/ (the wheel's copy of the example)"
+    assert not drifted, f"copy {drifted} to gemini_proxy/examples/ (the wheel's copy of the example)"
     assert sorted(p.name for p in (packaged / "schemas").glob("*.json")) == sorted(
         p.name for p in (ROOT / "schemas").glob("*.json")
     )

@@ -1,7 +1,7 @@
 """Issue 16's acceptance: under 429 pressure on one key, the proxy waits and recovers instead of
 answering 429 ``keys_exhausted`` to everyone who arrives while the key rests.
 
-Both scenarios run a real `python -m proxy serve` with the default ``[retry]`` and ``[lanes]``
+Both scenarios run a real `python -m gemini_proxy serve` with the default ``[retry]`` and ``[lanes]``
 through the bench code (bench/soak_pressure.py, bench/soak_batch.py), once per module; each test
 asserts one of the issue's points on that run and prints the run's whole summary when it fails.
 Counts and orders only, never wall-clock times. The ``xfail(strict)`` markers come off with the

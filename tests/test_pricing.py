@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.base import Usage
-from proxy.config import ConfigError
-from proxy.pricing import DEFAULT_PRICES, Price, PriceBook
+from gemini_proxy.adapters.base import Usage
+from gemini_proxy.config import ConfigError
+from gemini_proxy.config.pricing import DEFAULT_PRICES, Price, PriceBook
 from tests.conftest import config_toml, make_config
 
 M = 1_000_000

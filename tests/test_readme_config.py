@@ -1,6 +1,6 @@
 """The README's config reference lists exactly the keys the parser accepts, section by section.
 
-The parser is run on a config that has every kind of table, with `_Table.pop` recording each key
+The parser is run on a config that has every kind of table, with `Table.pop` recording each key
 it asks for (present or not: an absent key is asked for too, to take its default). The README's
 tables under `### `[section]`` headings of the config reference are read the same way.
 """
@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from proxy import config as config_module
+from gemini_proxy.config import parse
+from gemini_proxy.config.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,14 +75,14 @@ def _section(path: str) -> str:
 
 def parser_keys(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
     seen: dict[str, set[str]] = defaultdict(set)
-    original = config_module._Table.pop
+    original = Table.pop
 
     def recording(self: Any, name: str, *args: Any, **kw: Any) -> Any:
         seen[_section(self.path)].add(name)
         return original(self, name, *args, **kw)
 
-    monkeypatch.setattr(config_module._Table, "pop", recording)
-    config_module.parse(tomllib.loads(EVERY_TABLE), "every-table.toml")
+    monkeypatch.setattr(Table, "pop", recording)
+    parse(tomllib.loads(EVERY_TABLE), "every-table.toml")
     return dict(seen)
 
 

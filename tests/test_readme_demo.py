@@ -1,7 +1,7 @@
 """Every Python snippet of both READMEs runs as written against `gemini-proxy demo`, and the demo's
 simulated Gemini answers as Gemini would: schemas, tools, the example's ticket_triage task.
 
-The demo runs as a user starts it (`python -m proxy demo`, the example routing.toml) in a
+The demo runs as a user starts it (`python -m gemini_proxy demo`, the example routing.toml) in a
 subprocess; snippets run in this process with the real SDKs, their `127.0.0.1:8080` pointed at
 the demo's port. tests/test_readme_endpoints.py and tests/test_frameworks_*.py run some of the
 same snippets against scriptable fakes, to check what reached the upstream.
@@ -44,9 +44,9 @@ def snippets() -> list[tuple[str, str, str]]:
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[str]:
-    """`python -m proxy demo --port 0` on the example config; yields its root URL."""
+    """`python -m gemini_proxy demo --port 0` on the example config; yields its root URL."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "proxy", "demo", "--port", "0", "--config", str(ROOT / "routing.toml")]
+    cmd = [sys.executable, "-m", "gemini_proxy", "demo", "--port", "0", "--config", str(ROOT / "routing.toml")]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stderr is not None

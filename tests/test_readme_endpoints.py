@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 
-from proxy.app import make_app
+from gemini_proxy.http.app import make_app
 from tests.conftest import ENV, ThreadedServers, config_toml, make_config
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.redact import REDACTED, redact
+from gemini_proxy.adapters.redact import REDACTED, redact
 
 SECRET = "made-up-secret-value-0042"
 

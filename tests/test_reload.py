@@ -1,6 +1,6 @@
 """Rotation without downtime: reload swaps keys + config atomically under load, in-flight requests
 finish on the old Runtime, a broken new config is rejected and the old one kept; `SIGHUP` drives
-the same reload in a real `python -m proxy serve` process."""
+the same reload in a real `python -m gemini_proxy serve` process."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import openai
 import orjson
 import pytest
 
-from proxy.app import make_app
-from proxy.config import load
-from proxy.reload import Reloader
-from proxy.state import RUNTIME
+from gemini_proxy.config import load
+from gemini_proxy.http.app import make_app
+from gemini_proxy.http.appkeys import RUNTIME
+from gemini_proxy.http.reload import Reloader
 from tests.conftest import ENV, config_toml
 from tests.fakes.gemini import Delay, FakeGemini
 
@@ -87,7 +87,7 @@ async def test_old_runtime_sessions_close_after_the_grace_period(
     client = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0)
     await client.chat.completions.create(model="pro", messages=HI)
     adapter: Any = app[RUNTIME].current.adapters["google"]
-    session = adapter._session  # the property would reopen a closed session: look at the object itself
+    session = adapter.gemini.http._session  # the property would reopen a closed session: look at the object itself
     assert session is not None and not session.closed
     key_file.write_text(NEW_KEY)
     assert await reloader.reload(app)
@@ -129,7 +129,7 @@ async def test_sighup_reloads_a_serving_process_with_no_failed_request(fake_gemi
     cfg, key_file = write_config(tmp_path, fake_gemini.url)
     env = {k: v for k, v in os.environ.items() if k != "GEMINI_PROXY_ENV"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", "serve", "--config", str(cfg), "--port", "0",
+        sys.executable, "-m", "gemini_proxy", "serve", "--config", str(cfg), "--port", "0",
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     lines: list[str] = []

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.__main__ import main
-from proxy.report import aggregate, parse_since
+from gemini_proxy.cli import main
+from gemini_proxy.observe.report import aggregate, parse_since
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 

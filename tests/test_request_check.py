@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai.types.responses import response_create_params
 
-from proxy import request_check
-from proxy.errors import InvalidRequest
-from proxy.request_check import ENDPOINTS, check, compile_rule
-from proxy.request_rules import endpoint_rule, to_json_schema
+from gemini_proxy.errors import InvalidRequest
+from gemini_proxy.http import request_check
+from gemini_proxy.http.request_check import ENDPOINTS, check, compile_rule
+from gemini_proxy.http.request_rules import endpoint_rule, to_json_schema
 from tests.rule_cases import SAMPLES, Site, example, sites
 from tests.test_fuzz_input import chat_bodies, embedding_bodies, json_values
 

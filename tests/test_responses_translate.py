@@ -18,9 +18,9 @@ from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from adapters.base import RequestError
-from adapters.gemini import translate
-from adapters.gemini.ids import make_tool_call_id
+from gemini_proxy.adapters.base import RequestError
+from gemini_proxy.adapters.gemini import translate
+from gemini_proxy.adapters.gemini.ids import make_tool_call_id
 from gemini_proxy.responses import Context, StreamConverter, failure_code, from_chat, sse, to_chat
 from gemini_proxy.responses.signatures import CallSignature, decode, encode
 from tests.fakes.wire import wire_problem

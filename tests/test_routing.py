@@ -8,9 +8,9 @@ from typing import Any
 import openai
 import pytest
 
-from proxy.config import Target
-from proxy.errors import InvalidRequest, NotFound
-from proxy.routing import resolve
+from gemini_proxy.config import Target
+from gemini_proxy.errors import InvalidRequest, NotFound
+from gemini_proxy.routing.resolve import resolve
 from tests.conftest import Proxy, config_toml, make_config
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from proxy.telemetry import ACCESS, LOG, setup_logging, stop_logging
+from gemini_proxy.observe.accesslog import ACCESS, LOG, setup_logging, stop_logging
 from tests.conftest import ENV, config_toml
 from tests.fakes.gemini import Delay, FakeGemini, text_answer
 from tests.fakes.openai import FakeOpenAI
@@ -66,7 +66,7 @@ async def test_sigterm_during_a_request_still_logs_it(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "proxy",
+        "gemini_proxy",
         "serve",
         "--config",
         str(config),

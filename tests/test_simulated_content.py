@@ -16,9 +16,9 @@ import pytest
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel
 
-from adapters.gemini.translate import parse_tool_call_id
-from adapters.simulated import default_answer
-from adapters.simulated_content import instance, tool_call
+from gemini_proxy.adapters.gemini.translate import parse_tool_call_id
+from gemini_proxy.adapters.simulated.content import instance, tool_call
+from gemini_proxy.adapters.simulated.gemini import default_answer
 from tests.conftest import Proxy
 from tests.fakes.gemini import FakeGemini
 

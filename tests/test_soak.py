@@ -1,5 +1,5 @@
 """A few seconds of bench/soak.py in CI: faults under load (429 with retryDelay, 5xx, timeouts,
-cut streams) through a real `python -m proxy serve`; every request gets its correct outcome and
+cut streams) through a real `python -m gemini_proxy serve`; every request gets its correct outcome and
 exactly one access-log line. The minutes-long run and its memory numbers: README, reliability."""
 
 from __future__ import annotations

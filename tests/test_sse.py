@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters import sse
-from adapters.sse import events
+from gemini_proxy.adapters import sse
+from gemini_proxy.adapters.sse import events
 
 
 class _Content:
@@ -76,7 +76,7 @@ def test_empty_body_has_no_events() -> None:
 
 
 def test_events_completed_by_one_read_come_as_one_batch() -> None:
-    from adapters.sse import batches
+    from gemini_proxy.adapters.sse import batches
 
     async def run(pieces: list[bytes]) -> list[list[bytes]]:
         return [b async for b in batches(_Resp(pieces))]

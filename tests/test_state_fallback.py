@@ -10,10 +10,10 @@ from typing import Any
 import openai
 import pytest
 
-from proxy.config import Target
-from proxy.runtime import Runtime
-from proxy.state_redis import RedisState
-from proxy.state_sync import pull_once
+from gemini_proxy.config import Target
+from gemini_proxy.runtime import Runtime
+from gemini_proxy.state.redis import RedisState
+from gemini_proxy.state.sync import pull_once
 from tests.conftest import ENV, config_toml, make_config
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI
@@ -68,13 +68,13 @@ async def test_a_circuit_opened_on_one_replica_is_open_on_the_other_until_a_prob
         one.guard.breaker(target).failure(trip=True)
         await asyncio.wait_for(asyncio.gather(*states[0]._tasks), 2.0)
         assert two.guard.breaker(target).blocked_for() is None  # not pulled yet
-        await pull_once(states[1], two)
+        await pull_once(states[1], two.keys, two.guard.apply_shared_breakers)
         assert two.guard.breaker(target).blocked_for() == pytest.approx(30.0, abs=1.0)
 
         one.guard.breaker(target).success()  # a probe answered: the circuit closes everywhere
         await asyncio.wait_for(asyncio.gather(*states[0]._tasks), 2.0)
         three = Runtime.build(cfg, ENV, state=states[1])
-        await pull_once(states[1], three)
+        await pull_once(states[1], three.keys, three.guard.apply_shared_breakers)
         assert three.guard.breaker(target).blocked_for() is None
     finally:
         for s in states:

@@ -11,15 +11,15 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from adapters.base import UpstreamError
-from proxy.config_resilience import RateLimits
-from proxy.config_state import StateConfig
-from proxy.config_teams import TeamConfig
-from proxy.errors import RateLimited
-from proxy.meter import TeamMeter
-from proxy.state_backend import Check, StateRejected, StateUnavailable, minute_check
-from proxy.state_limits import SharedLimits
-from proxy.state_redis import RedisState
+from gemini_proxy.config import TeamConfig
+from gemini_proxy.config.resilience import RateLimits
+from gemini_proxy.config.state import StateConfig
+from gemini_proxy.errors import RateLimited
+from gemini_proxy.resilience.refusals import LimitReached
+from gemini_proxy.resilience.shared_limits import SharedLimits
+from gemini_proxy.routing.meter import TeamMeter
+from gemini_proxy.state.backend import Check, StateRejected, StateUnavailable, minute_check
+from gemini_proxy.state.redis import RedisState
 from tests.state_helpers import REDIS_URL, closed_port, needs_redis
 
 pytestmark = needs_redis
@@ -138,7 +138,7 @@ async def test_shared_limits_refuse_the_request_over_the_rpm_with_the_window_wai
     try:
         for lim in (a, b, a):
             assert await lim.acquire(1, budget_s=5.0) is None
-        with pytest.raises(UpstreamError) as info:
+        with pytest.raises(LimitReached) as info:
             await b.acquire(1, budget_s=5.0)  # the window ends in 50 s: more than the budget
     finally:
         await state.close()
@@ -152,7 +152,7 @@ async def test_local_fallback_divides_the_limit_by_the_replica_count(redis_prefi
     try:
         assert await lim.acquire(1, budget_s=0.01) is None
         assert await lim.acquire(1, budget_s=0.01) is None
-        with pytest.raises(UpstreamError) as info:
+        with pytest.raises(LimitReached) as info:
             await lim.acquire(1, budget_s=0.01)
     finally:
         await state.close()

@@ -1,4 +1,4 @@
-"""Two real proxy processes (``python -m proxy serve``) sharing one Redis: one RPM limit, one team
+"""Two real proxy processes (``python -m gemini_proxy serve``) sharing one Redis: one RPM limit, one team
 budget and key quarantines hold across them. The fake upstream runs in this test on loopback.
 
 Window keys are pinned with the GEMINI_PROXY_STATE_NOW test hook (10 s into an epoch minute, so
@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from proxy.keys import hash_client_key
-from proxy.state_redis import NOW_ENV
+from gemini_proxy.routing.teams import hash_client_key
+from gemini_proxy.state.redis import NOW_ENV
 from tests.conftest import ENV, config_toml
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI, OAError
@@ -83,7 +83,7 @@ async def replicas(
             log = _log_file(tmp_path / f"replica{i}.log")
             logs.append(log)
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "proxy", "serve", "--config", str(path), "--host", "127.0.0.1",
+                sys.executable, "-m", "gemini_proxy", "serve", "--config", str(path), "--host", "127.0.0.1",
                 "--port", str(port), cwd=ROOT, env=env, stdout=log, stderr=log,
             )  # fmt: skip
             procs.append(proc)

@@ -9,7 +9,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from adapters.simulated import split_stream
+from gemini_proxy.adapters.simulated import split_stream
 from tests.conftest import Proxy, SyncStack, eventually
 from tests.fakes.gemini import CutStream, FakeGemini, HeldStream, text_answer
 from tests.fakes.openai import Chunks, FakeOpenAI, Hold
@@ -155,7 +155,7 @@ async def test_upstream_dying_mid_stream_ends_with_an_error_event(
 async def test_our_own_bug_mid_stream_ends_with_an_internal_error_event(
     proxy: Proxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from adapters.gemini import translate
+    from gemini_proxy.adapters.gemini import translate
 
     real = translate.StreamTranslator.feed
     calls = {"n": 0}

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from pydantic import BaseModel, Field
 
-from adapters.gemini.schema import SUPPORTED
+from gemini_proxy.adapters.gemini.schema import SUPPORTED
 from tests.conftest import Proxy, eventually
 from tests.fakes.gemini import FakeGemini, text_answer
 from tests.fakes.openai import FakeOpenAI, Reply

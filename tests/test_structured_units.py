@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
-from adapters.base import Completion, Usage
-from adapters.gemini.schema import SUPPORTED, dropped_keywords, to_gemini
-from proxy.config import ConfigError, parse
-from proxy.schema_check import SchemaError, compile_schema, problems, validator_for
-from proxy.structured import as_sse, check, default_completion, with_feedback
+from gemini_proxy.adapters.base import Completion, Usage
+from gemini_proxy.adapters.gemini.schema import SUPPORTED, dropped_keywords, to_gemini
+from gemini_proxy.config import ConfigError, parse
+from gemini_proxy.structured.enforce import as_sse, check, default_completion, with_feedback
+from gemini_proxy.structured.validator import SchemaError, compile_schema, problems, validator_for
 
 # --- the Gemini rewrite ------------------------------------------------------------------------
 
@@ -166,7 +166,7 @@ def _completion(*contents: str | None) -> Completion:
 
 
 def test_every_choice_is_checked() -> None:
-    from proxy.structured import Enforcement
+    from gemini_proxy.structured.enforce import Enforcement
 
     enforcement = Enforcement(compile_schema(TICKET))
     assert check(_completion('{"risk": "low"}', '{"risk": "low"}'), enforcement) == []
@@ -250,7 +250,7 @@ def test_bad_schema_config_names_the_key(tmp_path: Path, keys: str, key: str, ne
 
 
 def test_example_config_pins_the_ticket_triage_schema() -> None:
-    from proxy.config import load
+    from gemini_proxy.config import load
 
     pinned = load(Path(__file__).parent.parent / "routing.toml").tasks["ticket_triage"].structured
     assert pinned is not None and set(pinned.schema["required"]) == {"summary", "category", "risk_level", "need_review"}

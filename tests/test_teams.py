@@ -12,10 +12,10 @@ import openai
 import pytest
 from yarl import URL
 
-from adapters.base import Call
-from proxy.config import ConfigError
-from proxy.keys import hash_client_key
-from proxy.meter import METER
+from gemini_proxy.adapters.base import Call
+from gemini_proxy.config import ConfigError
+from gemini_proxy.http.appkeys import METER
+from gemini_proxy.routing.teams import hash_client_key
 from tests.conftest import Proxy, config_toml, make_config
 from tests.fakes.gemini import FakeGemini, error, text_answer
 from tests.fakes.openai import FakeOpenAI

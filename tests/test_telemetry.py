@@ -10,9 +10,9 @@ import aiohttp
 import openai
 import pytest
 
-from proxy.keys import key_id
-from proxy.pricing import DEFAULT_PRICES
-from proxy.telemetry import MANDATORY
+from gemini_proxy.config.pricing import DEFAULT_PRICES
+from gemini_proxy.observe.record import MANDATORY
+from gemini_proxy.resilience.keys.sources import key_id
 from tests.conftest import GATEWAY_KEY, GEMINI_KEY, LogCapture, Proxy
 from tests.fakes.gemini import FakeGemini, answer, error, text_answer
 from tests.fakes.openai import FakeOpenAI, Reply
@@ -249,7 +249,7 @@ async def test_content_is_logged_only_for_opted_in_tasks(
 
 
 def test_stream_text_count_handles_escaped_quotes_and_tool_arguments() -> None:
-    from proxy.telemetry import RequestRecord
+    from gemini_proxy.observe.record import RequestRecord
 
     chunk = (
         b'data: {"choices":[{"index":0,"delta":{"content":"say \\"hi\\""}}]}\n\n'

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from adapters.unique import _Ids, unique_hex
+from gemini_proxy.adapters.unique import _Ids, unique_hex
 
 
 def test_ids_are_24_hex_digits_and_never_repeat() -> None:

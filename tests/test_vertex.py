@@ -10,10 +10,11 @@ import pytest
 from google import genai
 from google.genai import types
 
-from adapters.base import Upstream, UpstreamError
-from adapters.vertex import ADCTokenSource, VertexAdapter, endpoint_root
-from proxy.config import ConfigError
-from proxy.state import RUNTIME
+from gemini_proxy.adapters.base import Upstream, UpstreamError
+from gemini_proxy.adapters.gemini import GeminiAdapter
+from gemini_proxy.adapters.vertex import ADCTokenSource, BearerAuth, endpoint_root
+from gemini_proxy.config import ConfigError
+from gemini_proxy.http.appkeys import RUNTIME
 from tests.conftest import Proxy, config_toml, make_config
 from tests.fakes.gemini import FakeGemini, error, text_answer
 
@@ -53,8 +54,8 @@ class StubTokens:
 async def _vertex_proxy(start_proxy: Any, fake_gemini: FakeGemini, tokens: StubTokens) -> Proxy:
     proxy: Proxy = await start_proxy(vertex_toml(fake_gemini.url))
     adapter = proxy.app[RUNTIME].current.adapters["vertex"]
-    assert isinstance(adapter, VertexAdapter)
-    adapter.tokens = tokens
+    assert isinstance(adapter, GeminiAdapter) and isinstance(adapter.auth, BearerAuth)  # Gemini, composed
+    adapter.auth.tokens = tokens
     return proxy
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy import wire_errors
+from gemini_proxy.http import wire_errors
 from tests.conftest import Proxy
 from tests.fakes.gemini import FakeGemini
 from tests.helpers import GOOD, assert_openai_error
@@ -72,9 +72,7 @@ async def test_parser_errors_are_openai_error_objects_and_the_proxy_keeps_servin
     # Only what the proxy and aiohttp logged: an unrelated test's garbage-collected SDK client can
     # log its own asyncio traceback at any moment.
     ours = "\n".join(
-        f"{r.getMessage()} {r.exc_text or ''}"
-        for r in caplog.records
-        if r.name.startswith(("gemini_proxy", "aiohttp"))
+        f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records if r.name.startswith(("gemini_proxy", "aiohttp"))
     )
     assert "secretsecret" not in ours and "Traceback" not in ours
     reply = await proxy.client().chat.completions.create(model="fast", messages=GOOD["messages"])  # type: ignore[arg-type]
@@ -125,7 +123,7 @@ async def test_serve_answers_a_100kb_authorization_header_with_the_envelope(tmp_
         encoding="utf-8",
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", "serve", "--config", str(config), "--port", "0",
+        sys.executable, "-m", "gemini_proxy", "serve", "--config", str(config), "--port", "0",
         cwd=ROOT, env=ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stderr is not None

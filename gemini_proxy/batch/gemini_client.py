@@ -24,10 +24,10 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import orjson
 
-from adapters.base import Upstream, UpstreamError
-from adapters.gemini import translate
-from adapters.http import MAX_ERROR_BODY
-from adapters.redact import redact
+from gemini_proxy.adapters.base import Upstream, UpstreamError
+from gemini_proxy.adapters.gemini import translate
+from gemini_proxy.adapters.http import MAX_ERROR_BODY
+from gemini_proxy.adapters.redact import redact
 
 # Names Gemini hands out; checked before they go into a URL path (no "../", no query smuggling).
 _BATCH_NAME = re.compile(r"^batches/[A-Za-z0-9_-]{1,128}$")

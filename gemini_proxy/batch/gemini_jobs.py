@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from adapters.base import RequestError
-from adapters.gemini import embed, translate
+from gemini_proxy.adapters.base import RequestError
+from gemini_proxy.adapters.gemini import embed, translate
 from gemini_proxy.batch.openai_files import CHAT, BatchLine, LineError, as_rejection
 
 GENERATE = "generate"

@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from adapters.base import UpstreamError, Usage
-from adapters.gemini import embed, translate
-from adapters.unique import unique_hex
+from gemini_proxy.adapters.base import UpstreamError, Usage
+from gemini_proxy.adapters.gemini import embed, translate
+from gemini_proxy.adapters.unique import unique_hex
 from gemini_proxy.batch.gemini_jobs import EMBED, Job, JobLine
 from gemini_proxy.batch.openai_files import (
     LineRejected,

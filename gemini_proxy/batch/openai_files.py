@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from adapters.base import RequestError
-from adapters.unique import unique_hex
+from gemini_proxy.adapters.base import RequestError
+from gemini_proxy.adapters.unique import unique_hex
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"

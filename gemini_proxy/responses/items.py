@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from adapters.base import RequestError
-from adapters.gemini.ids import make_tool_call_id, parse_tool_call_id
+from gemini_proxy.adapters.base import RequestError
+from gemini_proxy.adapters.gemini.ids import make_tool_call_id, parse_tool_call_id
 from gemini_proxy.responses import signatures
 from gemini_proxy.responses.tools import CUSTOM_ARG
 

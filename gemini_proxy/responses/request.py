@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.base import RequestError
+from gemini_proxy.adapters.base import RequestError
 from gemini_proxy.responses.context import Context
 from gemini_proxy.responses.items import to_messages
 from gemini_proxy.responses.tools import map_tool_choice, map_tools

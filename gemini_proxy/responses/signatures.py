@@ -2,7 +2,7 @@
 
 Gemini 3 refuses a tool-call turn sent back without the thought signature it issued, and wants
 its own call ids back. The chat core already hides both inside the tool-call id
-(:mod:`adapters.gemini.ids`), which reaches us again as the ``call_id`` of echoed
+(:mod:`gemini_proxy.adapters.gemini.ids`), which reaches us again as the ``call_id`` of echoed
 ``function_call`` items. Stateless Responses clients (``store: false``, full history each turn,
 as Codex runs) also echo ``reasoning`` items verbatim, so these carry the same facts a second
 time, for clients or frameworks that rewrite call ids.
@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from adapters.gemini.ids import parse_tool_call_id
+from gemini_proxy.adapters.gemini.ids import parse_tool_call_id
 
 PREFIX = "gp1."
 VERSION = 1

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.base import RequestError
+from gemini_proxy.adapters.base import RequestError
 
 # The one string argument a freeform custom tool's input travels in.
 CUSTOM_ARG = "input"

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from adapters.simulated import (
+from gemini_proxy.adapters.simulated.gemini import (
     Issued,
     SimulatedGemini,
     default_answer,
@@ -52,6 +52,14 @@ class Error:
 @dataclass
 class Delay:
     seconds: float
+    then: Any = None
+
+
+@dataclass
+class Held:
+    """Answer only once ``release`` is set: a slow upstream whose slowness is not measured in time."""
+
+    release: asyncio.Event
     then: Any = None
 
 
@@ -182,7 +190,7 @@ class FakeGemini(SimulatedGemini):
         return await self._play(request, item, method)
 
     def _record_issued(self, item: Any) -> None:
-        if isinstance(item, Delay):
+        if isinstance(item, Delay | Held):
             self._record_issued(item.then)
         elif isinstance(item, Answer):
             self.issued.record(item.body)
@@ -191,8 +199,8 @@ class FakeGemini(SimulatedGemini):
                 self.issued.record(event)
 
     async def _play(self, request: web.Request, item: Any, method: str) -> web.StreamResponse:
-        if isinstance(item, Delay):
-            await asyncio.sleep(item.seconds)
+        if isinstance(item, Delay | Held):
+            await (asyncio.sleep(item.seconds) if isinstance(item, Delay) else item.release.wait())
             return await self._play(request, item.then or Answer(default_answer("fake", {})), method)
         if isinstance(item, Error):
             return web.Response(

@@ -37,8 +37,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from adapters.simulated import default_answer, embed_answer, error_body
-from adapters.simulated_rules import MODEL_NAME, _get, _keys
+from gemini_proxy.adapters.simulated.gemini import default_answer, embed_answer, error_body
+from gemini_proxy.adapters.simulated.rules import MODEL_NAME, _get, _keys
 from tests.fakes.gemini_batch_rules import EMBED_METHOD, Entry, check_create, file_entries
 from tests.fakes.gemini_batch_rules import inline_entries as parse_inline
 

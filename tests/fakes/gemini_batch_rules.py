@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from adapters.simulated import validate_embed
-from adapters.simulated_rules import _get, _keys, validate_generate
+from gemini_proxy.adapters.simulated.gemini import validate_embed
+from gemini_proxy.adapters.simulated.rules import _get, _keys, validate_generate
 from tests.fakes.wire import wire_problem
 
 GENERATE_METHOD = "batchGenerateContent"

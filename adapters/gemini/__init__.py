@@ -1,5 +1,0 @@
-"""Native Gemini (generativelanguage REST): pure translation plus a thin transport."""
-
-from adapters.gemini.transport import GeminiAdapter
-
-__all__ = ["GeminiAdapter"]

@@ -1,0 +1,94 @@
+"""Chat completions over Gemini: OpenAI request -> generateContent -> OpenAI answer, whole or streamed.
+
+The translation is :mod:`.translate` (pure functions); this module only strings it to the
+transport. :func:`chunk_batches` yields the OpenAI ``chat.completion.chunk`` dicts per upstream
+read, so a dialect built on chat (the Responses API) can consume them without re-parsing bytes;
+:func:`stream` frames the same batches as the chat endpoint's SSE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from gemini_proxy.adapters.base import Call, Completion, RequestError, StreamState, UpstreamError
+from gemini_proxy.adapters.gemini import translate
+from gemini_proxy.adapters.gemini.transport import GeminiTransport
+from gemini_proxy.adapters.unique import unique_hex
+
+_DONE = b"data: [DONE]\n\n"
+
+
+def _sse(obj: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def _payload(call: Call) -> bytes:
+    try:
+        return orjson.dumps(translate.build_request(call.model, call.body))
+    except TypeError:  # e.g. a tool result string holding JSON nested past orjson's limit
+        raise RequestError("the request nests JSON too deeply to send to Gemini", code="json_too_deep") from None
+
+
+async def complete(g: GeminiTransport, call: Call) -> Completion:
+    data, _ = await g.post(call, "generateContent", _payload(call))
+    body, usage, reason = translate.completion_from(
+        data,
+        model=call.public_model or call.model,
+        completion_id="chatcmpl-" + unique_hex(),
+        include_thoughts=translate.wants_reasoning(call.body),
+        legacy_functions=translate.uses_legacy_functions(call.body),
+        upstream=g.upstream.name,
+    )
+    return Completion(body=body, usage=usage, finish_reason=reason)
+
+
+class ChatEvents:
+    """Gemini stream events -> OpenAI chunk dicts (an EventTranslator for adapters/http.py)."""
+
+    done = False  # Gemini streams just end; there is no [DONE] to wait for
+
+    def __init__(self, call: Call, state: StreamState, upstream: str) -> None:
+        self.tr = translate.StreamTranslator(
+            model=call.public_model or call.model,
+            completion_id="chatcmpl-" + unique_hex(),
+            include_thoughts=translate.wants_reasoning(call.body),
+            legacy_functions=translate.uses_legacy_functions(call.body),
+            upstream=upstream,
+        )
+        self.state, self.upstream, self.include_usage = state, upstream, call.include_usage
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(502, "upstream sent an invalid stream event", upstream=self.upstream) from None
+        chunks = self.tr.feed(event)
+        # Gemini's usage is a running total: kept current, so a cut or cancelled stream is
+        # still logged and settled with what the upstream counted so far.
+        self.state.usage, self.state.finish_reason = self.tr.usage, self.tr.finish_reason
+        return chunks
+
+    def end(self, started: bool) -> list[dict[str, Any]]:
+        self.tr.end()  # no candidate at all: raised here, before the first byte, so the loop can fall back
+        self.state.usage, self.state.finish_reason = self.tr.usage, self.tr.finish_reason
+        return [self.tr.usage_chunk()] if self.include_usage else []
+
+
+def chunk_batches(
+    g: GeminiTransport, call: Call, state: StreamState
+) -> AsyncIterator[tuple[list[dict[str, Any]], bool]]:
+    """Per upstream read, the OpenAI chunk dicts it became, and whether they are the last."""
+    return g.events(call, _payload(call), state, ChatEvents(call, state, g.upstream.name))
+
+
+async def stream(g: GeminiTransport, call: Call, state: StreamState) -> AsyncIterator[bytes]:
+    """OpenAI SSE bytes, one write per upstream read, ending with ``data: [DONE]``."""
+    async for chunks, last in chunk_batches(g, call, state):
+        out = b"".join(map(_sse, chunks))
+        if last:
+            out += _DONE
+        if out:
+            yield out

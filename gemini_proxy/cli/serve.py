@@ -1,0 +1,92 @@
+"""``gemini-proxy serve``: listen, reload on SIGHUP, drain on SIGTERM.
+
+On SIGTERM/SIGINT readiness fails first (``/readyz`` 503, so a load balancer stops sending new
+work), then in-flight requests get ``shutdown_grace_s`` to finish; the log queue is flushed
+after the app's cleanup, so no line is lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+from aiohttp import web
+
+from gemini_proxy.cli import loop
+from gemini_proxy.config import ConfigError, load
+from gemini_proxy.http.app import make_app
+from gemini_proxy.http.appkeys import RUNTIME
+from gemini_proxy.http.reload import Reloader
+from gemini_proxy.observe.accesslog import LOG, setup_logging, stop_logging
+
+
+async def serve_app(
+    app: web.Application,
+    host: str,
+    port: int,
+    grace_s: float,
+    started: asyncio.Future[int] | None = None,
+    reloader: Reloader | None = None,
+) -> None:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace_s, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    if reloader is not None:
+        reloads: set[asyncio.Task[bool]] = set()
+
+        def on_hup() -> None:
+            task = asyncio.ensure_future(reloader.reload(app))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    bound = runner.addresses[0][1] if runner.addresses else port
+    event_loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # "uvloop" or "asyncio"
+    LOG.info("listening", extra={"host": host, "port": bound, "event_loop": event_loop})
+    if started is not None:
+        started.set_result(bound)
+    try:
+        await stop.wait()
+    finally:
+        # Readiness fails first, so a load balancer stops sending new work while in-flight
+        # requests get up to grace_s to finish.
+        app[RUNTIME].draining = True
+        LOG.info("shutting down", extra={"grace_s": grace_s})
+        await runner.cleanup()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        config = load(args.config, args.env)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    listener = setup_logging(file=args.log_file or config.logging.file)
+    try:
+        app = make_app(config)
+    except ValueError as exc:  # e.g. [state] url_env names an unset variable: a message, not a traceback
+        stop_logging(listener)
+        print(f"error: {args.config}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        reloader = Reloader(args.config, args.env)
+        reloader.attach(app)
+        with loop.runner(config.server.event_loop) as runner:
+            runner.run(serve_app(app, host, port, config.server.shutdown_grace_s, reloader=reloader))
+    except OSError as exc:  # e.g. the port is taken: a message, not a traceback
+        print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    finally:
+        stop_logging(listener)  # after the app's cleanup: flushes every queued log line
+    return 0

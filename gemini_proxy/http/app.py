@@ -1,0 +1,103 @@
+"""The aiohttp application: routes, middleware order, and the lifecycle of app-wide resources.
+
+Middlewares, outermost first: access log (one record per request), errors -> OpenAI JSON, auth.
+App-wide resources are typed keys (appkeys.py) opened and closed in ``cleanup_ctx``: the
+Runtime's upstream sessions, and the shared state's health sync (Redis) with its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+
+from aiohttp import web
+
+from gemini_proxy.adapters import REGISTRY
+from gemini_proxy.adapters.interface import AdapterKind
+from gemini_proxy.config import Config
+from gemini_proxy.http import wire_errors
+from gemini_proxy.http.appkeys import METER, RUNTIME, STATE, TELEMETRY
+from gemini_proxy.http.auth import auth
+from gemini_proxy.http.handlers import chat, embeddings, health, models, native
+from gemini_proxy.http.middleware import access_log, errors, on_response_prepare
+from gemini_proxy.observe.metrics import Metrics
+from gemini_proxy.observe.telemetry import Telemetry
+from gemini_proxy.resilience.clock import Clock
+from gemini_proxy.resilience.keys import pool as key_pool
+from gemini_proxy.routing.meter import TeamMeter
+from gemini_proxy.runtime import Runtime, RuntimeRef
+from gemini_proxy.state import sync
+
+
+def make_app(
+    config: Config,
+    *,
+    environ: Mapping[str, str] | None = None,
+    clock: Clock | None = None,
+    kinds: Mapping[str, AdapterKind] = REGISTRY,
+) -> web.Application:
+    """Build the app; upstream sessions open lazily and close with the app. ``kinds``: the
+    adapter registry (``demo`` builds some kinds against their simulators)."""
+    app = web.Application(
+        middlewares=[access_log, errors, auth],
+        client_max_size=config.server.max_body_bytes,
+        # handler_cancellation: a client that disconnects cancels its handler, and so the
+        # upstream call it is waiting on (aiohttp leaves handlers running by default).
+        # auto_decompress off: http/content_encoding.py decodes bodies with the limit on the
+        # decoded size and answers bad encodings with a 400/415 instead of aiohttp's 500.
+        handler_args={
+            "max_field_size": 16 * 1024,
+            "max_line_size": 16 * 1024,
+            "handler_cancellation": True,
+            "auto_decompress": False,
+        },
+    )
+    wire_errors.install(app)  # aiohttp's parser errors (header too large...) as OpenAI error objects
+    state = sync.build(config.state, environ)  # None: memory; [state] changes need a restart
+    app[STATE] = state
+    app[RUNTIME] = RuntimeRef(Runtime.build(config, environ, clock, state, kinds))
+    app[METER] = TeamMeter(state=state, replicas=config.state.replicas)
+    app[TELEMETRY] = Telemetry(Metrics())
+    # Live lane state, read at each scrape from whichever Runtime is current (reload swaps it).
+    app[TELEMETRY].metrics.register_source("lane", lambda: app[RUNTIME].current.guard.lane_gauges(), label="lane")
+    app[TELEMETRY].metrics.register_source(
+        "upstream_keys", lambda: key_pool.gauges(app[RUNTIME].current.keys), label="upstream"
+    )
+    app.on_response_prepare.append(on_response_prepare)
+    app.cleanup_ctx.append(_runtime_lifecycle)
+    app.cleanup_ctx.append(_state_lifecycle)
+    app.router.add_post("/v1/chat/completions", chat.chat_completions)
+    app.router.add_get("/v1/models", models.list_models)
+    app.router.add_post("/v1/embeddings", embeddings.embeddings)
+    for path in native.PATHS:  # google-genai's native surface, v1beta and v1
+        app.router.add_post(path, native.generate)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics)
+    app.router.add_get("/status", health.status)
+    return app
+
+
+async def _runtime_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[RUNTIME].current.close()
+
+
+async def _state_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """Pull other replicas' key and circuit health while the app serves; close the backend after."""
+    state = app[STATE]
+    if state is None:
+        yield
+        return
+
+    async def pull() -> None:
+        rt = app[RUNTIME].current  # whichever Runtime is current: reloads swap it
+        await sync.pull_once(state, rt.keys, rt.guard.apply_shared_breakers)
+
+    task = asyncio.create_task(sync.sync_forever(state, app[RUNTIME].current.config.state.sync_s, pull))
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await state.close()

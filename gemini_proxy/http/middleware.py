@@ -1,0 +1,126 @@
+"""Middlewares, one concern each, outermost first: access log, then errors -> OpenAI JSON.
+
+The request id is minted before any middleware runs (aiohttp's ``on_response_prepare`` signal
+adds it to every response, streams included), so even a 404 for an unknown path carries one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from gemini_proxy.adapters.unique import unique_hex
+from gemini_proxy.errors import InternalError, InvalidRequest, NotFound, PayloadTooLarge, ProxyError
+from gemini_proxy.http.appkeys import METER, RECORD, REQUEST_ID, RUNTIME, TELEMETRY
+from gemini_proxy.http.errors import describe, error_response
+from gemini_proxy.observe.record import RequestRecord
+
+log = logging.getLogger("gemini_proxy")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# A client's own id is echoed only when it is short and printable (it lands in logs).
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+
+# Paths whose requests are accounted for in the access log (health checks are not).
+LOGGED_PREFIXES = ("/v1/", "/v1beta/")
+
+
+def request_id_of(request: web.Request) -> str:
+    rid = request.get(REQUEST_ID)
+    if rid is None:
+        client = request.headers.get("x-request-id", "")
+        rid = client if _CLIENT_ID.match(client) else "req_" + unique_hex()
+        request[REQUEST_ID] = rid
+    return rid
+
+
+async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["x-request-id"] = request_id_of(request)
+
+
+@web.middleware
+async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every API request yields exactly one log record, whatever happened to it.
+
+    The app runs with ``handler_cancellation``: a client that goes away cancels its handler (and
+    with it the upstream call), which reaches us as CancelledError. That is a 499, not a crash;
+    a cancellation while the client is still connected is the server shutting down.
+    """
+    if not request.path.startswith(LOGGED_PREFIXES) or request.method != "POST":
+        return await handler(request)
+    record = RequestRecord(request_id=request_id_of(request), endpoint=request.path)
+    request[RECORD] = record
+    try:
+        response = await handler(request)
+    except asyncio.CancelledError:
+        gone = request.transport is None or request.transport.is_closing()
+        record.status_code = 499 if gone else 503
+        record.error_type = "client_disconnected" if gone else "server_shutdown"
+        _emit(request, record)
+        raise
+    except web.HTTPException as exc:  # redirects and the like, re-raised by `errors`
+        record.status_code = exc.status
+        _emit(request, record)
+        raise
+    except BaseException:
+        record.status_code, record.error_type = 500, record.error_type or "internal_error"
+        _emit(request, record)
+        raise
+    if record.status_code == 0:  # a stream's handler sets its own (an error or a disconnect may end it)
+        record.status_code = response.status
+    if record.status_code >= 400 and record.error_type is None:
+        record.error_type = "http_" + str(record.status_code)
+    _emit(request, record)
+    return response
+
+
+def _emit(request: web.Request, record: RequestRecord) -> None:
+    """Account for the request once: its log line and metrics, then its cost against the team's budget."""
+    line = request.app[TELEMETRY].emit(record, request.app[RUNTIME].current.config)
+    cost = line.get("cost_usd")
+    if record.team_id is not None and cost:
+        request.app[METER].charge(record.team_id, float(cost))
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """ProxyError and aiohttp's HTTP exceptions -> OpenAI error JSON; anything else -> 500, logged."""
+    try:
+        return await handler(request)
+    except ProxyError as exc:
+        _mark(request, exc)
+        return error_response(exc)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[RUNTIME].current.config.server.max_body_bytes
+        err: ProxyError = PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+    except web.HTTPNotFound:
+        err = NotFound(f"no route for {request.method} {request.path}", code="not_found")
+    except web.HTTPMethodNotAllowed as exc:
+        err = InvalidRequest(
+            f"method {request.method} is not allowed on {request.path}",
+            code="method_not_allowed",
+            status=405,
+            headers={"Allow": ",".join(exc.allowed_methods)},
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        err = InvalidRequest(exc.reason or "bad request", status=exc.status, code="http_error")
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        err = InternalError("the proxy hit an internal error; it has been logged")
+    _mark(request, err)
+    return error_response(err)
+
+
+def _mark(request: web.Request, exc: ProxyError) -> None:
+    record: RequestRecord | None = request.get(RECORD)
+    if record is not None:
+        fields = describe(exc)
+        record.error_type = fields["error_type"]
+        record.status_code = fields["status_code"]
