@@ -75,9 +75,7 @@ async def test_langchain_with_the_responses_api_invokes(proxy: Proxy, fake_gemin
     assert (msg.usage_metadata["input_tokens"], msg.usage_metadata["output_tokens"]) == (6, 3)
 
 
-async def test_langchain_with_the_responses_api_calls_a_tool_on_gemini_3(
-    proxy: Proxy, fake_gemini: FakeGemini
-) -> None:
+async def test_langchain_with_the_responses_api_calls_a_tool_on_gemini_3(proxy: Proxy, fake_gemini: FakeGemini) -> None:
     fake_gemini.push(
         function_call_answer("get_weather", {"city": "Paris"}, call_id="fc-paris", signature="c2lnLXBhcmlz"),
         text_answer("It is 21 degrees in Paris."),
