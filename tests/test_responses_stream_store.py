@@ -293,3 +293,84 @@ async def test_redis_store_keeps_at_most_max_per_team(
     with pytest.raises(openai.NotFoundError):
         await proxy.client().responses.retrieve(ids[0])
     assert (await proxy.client().responses.retrieve(ids[2])).output_text == "answer 2"
+
+
+CODEX_TOOLS: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "name": "shell",
+        "description": "Runs a shell command and returns its output.",
+        "strict": False,
+        "parameters": {
+            "type": "object",
+            "properties": {"command": {"type": "array", "items": {"type": "string"}}},
+            "required": ["command"],
+            "additionalProperties": False,
+        },
+    },
+    {
+        "type": "custom",
+        "name": "apply_patch",
+        "description": "Use the apply_patch tool to edit files.",
+        "format": {"type": "grammar", "syntax": "lark", "definition": 'start: "*** Begin Patch" /(.|\\n)*/'},
+    },
+    {"type": "web_search"},
+]
+
+
+def codex_body(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A request shaped like Codex CLI's: stateless, streamed, a mixed tool list, encrypted reasoning."""
+    return {
+        "model": "g3",
+        "instructions": "You are a coding agent.",
+        "input": items,
+        "tools": CODEX_TOOLS,
+        "tool_choice": "auto",
+        "parallel_tool_calls": False,
+        "reasoning": {"effort": "medium", "summary": "auto"},
+        "store": False,
+        "stream": True,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "0f6a7c2e-codex-session",
+        "text": {"verbosity": "medium"},
+    }
+
+
+async def test_a_codex_shaped_stateless_tool_loop_streams_on_gemini_3(proxy: Proxy, fake_gemini: FakeGemini) -> None:
+    fake_gemini.push(
+        answer(full_answer(candidate(calls(("shell", {"command": ["ls"]}))))),
+        text_answer("Two files: a.py and b.py."),
+    )
+    items: list[dict[str, Any]] = [
+        {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "sandbox: read-only"}]},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list the files"}]},
+    ]
+    resp, events = await raw_events(proxy, codex_body(items))
+    assert resp.headers["x-dropped-tools"] == "web_search"
+    assert_well_formed(events)
+    output = events[-1]["response"]["output"]
+    assert [item["type"] for item in output] == ["reasoning", "function_call"]
+    call = output[1]
+    assert (call["name"], orjson.loads(call["arguments"])) == ("shell", {"command": ["ls"]})
+    declared = fake_gemini.bodies[0]["tools"][0]["functionDeclarations"]
+    assert [d["name"] for d in declared] == ["shell", "apply_patch"]
+    turn = [*items, *output, {"type": "function_call_output", "call_id": call["call_id"], "output": "a.py\nb.py"}]
+    _, events = await raw_events(proxy, codex_body(turn))
+    assert events[-1]["type"] == "response.completed"
+    assert events[-1]["response"]["output"][-1]["content"][0]["text"] == "Two files: a.py and b.py."
+    model_turn = fake_gemini.bodies[1]["contents"][1]["parts"][0]
+    assert model_turn["functionCall"]["name"] == "shell" and model_turn["thoughtSignature"]
+
+
+async def test_an_openai_compatible_upstream_answers_responses_through_its_chat_api(
+    proxy: Proxy, fake_openai: Any
+) -> None:
+    client = proxy.client()
+    reply = await client.responses.create(model="cn", input="hello gateway")
+    assert reply.status == "completed" and reply.output_text
+    async with client.responses.stream(model="cn", input="stream through the gateway") as stream:
+        final = await stream.get_final_response()
+    assert final.status == "completed" and final.output_text
+    sent = fake_openai.bodies  # the fake gateway serves only /chat/completions: both went there
+    assert len(sent) == 2 and sent[1]["stream"] is True
+    assert sent[0]["messages"] == [{"role": "user", "content": "hello gateway"}]
