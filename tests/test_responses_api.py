@@ -267,3 +267,49 @@ async def test_a_bad_body_is_openais_400_naming_the_field(proxy: Proxy) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         await client.responses.create(model="fast", input=[{"type": "item_reference", "id": "msg_1"}])
     assert "item_reference" in info.value.message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_reasoning_summary_comes_back_as_a_reasoning_item(
+    proxy: Proxy, fake_gemini: FakeGemini, stream: bool
+) -> None:
+    from tests.fakes.gemini import answer
+
+    thoughtful = full_answer(
+        candidate([{"text": "Weighing options.", "thought": True}, {"text": "42."}]), meta=usage(20, 3, thoughts=40)
+    )
+    fake_gemini.push(answer(thoughtful))
+    client = proxy.client()
+    kw: dict[str, Any] = {"model": "g3", "input": "Why?", "reasoning": {"effort": "low", "summary": "auto"}}
+    if stream:
+        async with client.responses.stream(**kw) as s:
+            reply = await s.get_final_response()
+    else:
+        reply = await client.responses.create(**kw)
+    kinds = [item.type for item in reply.output]
+    assert kinds == ["reasoning", "message"]
+    assert reply.output[0].summary[0].text == "Weighing options."  # type: ignore[union-attr]
+    assert reply.output_text == "42."
+    assert reply.usage is not None and reply.usage.output_tokens_details.reasoning_tokens == 40
+    thinking = fake_gemini.bodies[0]["generationConfig"]["thinkingConfig"]
+    assert thinking["includeThoughts"] is True and thinking["thinkingLevel"].lower() == "low"
+
+
+async def test_hosted_tool_records_in_the_input_are_skipped_and_named(proxy: Proxy, fake_gemini: FakeGemini) -> None:
+    fake_gemini.push(text_answer("fine"))
+    raw = await proxy.client().responses.with_raw_response.create(
+        model="fast",
+        input=[
+            {"role": "user", "content": "search for it"},
+            {
+                "type": "web_search_call",
+                "id": "ws_1",
+                "status": "completed",
+                "action": {"type": "search", "query": "x"},
+            },
+            {"role": "assistant", "content": "Found it."},
+            {"role": "user", "content": "thanks"},
+        ],
+    )
+    assert raw.headers["x-skipped-items"] == "web_search_call"
+    assert [c["role"] for c in fake_gemini.bodies[0]["contents"]] == ["user", "model", "user"]
