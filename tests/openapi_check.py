@@ -28,6 +28,8 @@ def template_of(path: str) -> str:
     for prefix in ("/v1beta/models/", "/v1/models/"):
         if path.startswith(prefix):
             return prefix + "{call}"
+    if path.startswith("/v1/responses/"):
+        return "/v1/responses/{response_id}" + ("/input_items" if path.endswith("/input_items") else "")
     return path
 
 

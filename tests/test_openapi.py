@@ -25,7 +25,10 @@ def test_every_route_is_documented_and_every_documented_route_exists(proxy: Prox
         if route.method != "HEAD" and route.resource is not None
     }
     documented = {
-        (method, path) for path, item in SPEC["paths"].items() for method in ("get", "post") if _has(path, method)
+        (method, path)
+        for path, item in SPEC["paths"].items()
+        for method in ("get", "post", "delete")
+        if _has(path, method)
     }
     assert served == documented
 
@@ -49,6 +52,13 @@ CASES: list[tuple[str, str, Any]] = [
     ("POST", "/v1beta/models/fast:streamGenerateContent", {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}),
     ("POST", "/v1/models/fast:generateContent", {"contents": "nope"}),
     ("POST", "/v1beta/models/nope:generateContent", {"contents": []}),
+    ("POST", "/v1/responses", {"model": "fast", "input": "Hi"}),
+    ("POST", "/v1/responses", {"model": "fast", "input": "Hi", "stream": True}),
+    ("POST", "/v1/responses", {"model": "fast", "input": 5}),
+    ("POST", "/v1/responses", {"model": "fast", "input": "Hi", "previous_response_id": "resp_unknown"}),
+    ("GET", "/v1/responses/resp_unknown", None),
+    ("GET", "/v1/responses/resp_unknown/input_items", None),
+    ("DELETE", "/v1/responses/resp_unknown", None),
     ("GET", "/v1/models", None),
     ("GET", "/healthz", None),
     ("GET", "/readyz", None),

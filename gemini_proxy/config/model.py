@@ -16,6 +16,7 @@ from gemini_proxy.adapters.base import Upstream
 from gemini_proxy.config.logging import LoggingConfig
 from gemini_proxy.config.pricing import PriceBook
 from gemini_proxy.config.resilience import ResilienceConfig
+from gemini_proxy.config.responses import ResponsesConfig
 from gemini_proxy.config.state import StateConfig
 from gemini_proxy.structured.enforce import TaskSchema
 
@@ -131,3 +132,4 @@ class Config:
     pricing: PriceBook = field(default_factory=PriceBook)
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     state: StateConfig = field(default_factory=StateConfig)  # [state]: memory or shared through Redis
+    responses: ResponsesConfig = field(default_factory=ResponsesConfig)  # [responses]: the response store

@@ -16,9 +16,9 @@ from gemini_proxy.adapters import REGISTRY
 from gemini_proxy.adapters.interface import AdapterKind
 from gemini_proxy.config import Config
 from gemini_proxy.http import wire_errors
-from gemini_proxy.http.appkeys import METER, RUNTIME, STATE, TELEMETRY
+from gemini_proxy.http.appkeys import METER, RESPONSES, RUNTIME, STATE, TELEMETRY
 from gemini_proxy.http.auth import auth
-from gemini_proxy.http.handlers import chat, embeddings, health, models, native
+from gemini_proxy.http.handlers import chat, embeddings, health, models, native, responses, stored_responses
 from gemini_proxy.http.middleware import access_log, errors, on_response_prepare
 from gemini_proxy.observe.metrics import Metrics
 from gemini_proxy.observe.telemetry import Telemetry
@@ -26,6 +26,7 @@ from gemini_proxy.resilience.clock import Clock
 from gemini_proxy.resilience.keys import pool as key_pool
 from gemini_proxy.routing.meter import TeamMeter
 from gemini_proxy.runtime import Runtime, RuntimeRef
+from gemini_proxy.state import responses as response_store
 from gemini_proxy.state import sync
 
 
@@ -57,6 +58,7 @@ def make_app(
     app[STATE] = state
     app[RUNTIME] = RuntimeRef(Runtime.build(config, environ, clock, state, kinds))
     app[METER] = TeamMeter(state=state, replicas=config.state.replicas)
+    app[RESPONSES] = response_store.build(config.responses, state)  # [responses] changes need a restart
     app[TELEMETRY] = Telemetry(Metrics())
     # Live lane state, read at each scrape from whichever Runtime is current (reload swaps it).
     app[TELEMETRY].metrics.register_source("lane", lambda: app[RUNTIME].current.guard.lane_gauges(), label="lane")
@@ -67,6 +69,10 @@ def make_app(
     app.cleanup_ctx.append(_runtime_lifecycle)
     app.cleanup_ctx.append(_state_lifecycle)
     app.router.add_post("/v1/chat/completions", chat.chat_completions)
+    app.router.add_post("/v1/responses", responses.create_response)
+    app.router.add_get("/v1/responses/{response_id}", stored_responses.retrieve)
+    app.router.add_delete("/v1/responses/{response_id}", stored_responses.delete)
+    app.router.add_get("/v1/responses/{response_id}/input_items", stored_responses.input_items)
     app.router.add_get("/v1/models", models.list_models)
     app.router.add_post("/v1/embeddings", embeddings.embeddings)
     for path in native.PATHS:  # google-genai's native surface, v1beta and v1

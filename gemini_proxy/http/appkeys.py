@@ -7,6 +7,7 @@ handlers and the reloader share the keys without importing each other.
     app[STATE]       the shared state backend (Redis), or None for memory
     app[METER]       TeamMeter: team rpm and daily budgets (outlives reloads)
     app[TELEMETRY]   Telemetry: prices, metrics, the access log
+    app[RESPONSES]   the Responses API's store (memory, or Redis with [state]); outlives reloads
     request[REQUEST_ID], request[RECORD], request[TEAM]
 """
 
@@ -20,11 +21,13 @@ from gemini_proxy.observe.telemetry import Telemetry
 from gemini_proxy.routing.meter import TeamMeter
 from gemini_proxy.runtime import RuntimeRef
 from gemini_proxy.state.backend import StateBackend
+from gemini_proxy.state.responses import ResponseStore
 
 RUNTIME = web.AppKey("runtime", RuntimeRef)
 STATE: web.AppKey[StateBackend | None] = web.AppKey("shared_state")
 METER = web.AppKey("team_meter", TeamMeter)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
+RESPONSES: web.AppKey[ResponseStore] = web.AppKey("response_store")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 RECORD = web.RequestKey("record", RequestRecord)

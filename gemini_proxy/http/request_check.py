@@ -34,6 +34,7 @@ from typing import Any, Optional
 import jsonschema_rs
 from openai.types import embedding_create_params
 from openai.types.chat import completion_create_params
+from openai.types.responses import response_create_params
 
 from gemini_proxy.errors import InvalidRequest
 from gemini_proxy.http.request_rules import Rule, endpoint_rule, to_json_schema
@@ -55,6 +56,16 @@ ENDPOINTS: Mapping[str, Rule] = {
         min_items={"messages": 1},
     ),
     "/v1/embeddings": endpoint_rule(embedding_create_params.EmbeddingCreateParams, optional=frozenset({"model"})),
+    # The Responses API: input items have no common tag, so they are tried shape by shape; the
+    # fields the proxy cannot serve are refused by name later (gemini_proxy/responses/request.py).
+    # `tools` is any list here: hosted tools the route drops must not be refused for their
+    # shape, and OpenAI takes a function tool without `strict` (the SDK types require it);
+    # gemini_proxy/responses/tools.py checks what it maps.
+    "/v1/responses": endpoint_rule(
+        response_create_params.ResponseCreateParamsBase,
+        extra_fields={"stream": Optional[bool], "tools": Optional[list[Any]]},  # noqa: UP045
+        optional=frozenset({"model"}),
+    ),
 }
 
 

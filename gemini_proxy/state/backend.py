@@ -7,6 +7,8 @@ keep their in-process objects, exactly as one replica always did. ``backend = "r
 - :meth:`StateBackend.admit` checks and takes several counters in ONE round trip, all or none:
   an admission never half-counts (upstream RPM + TPM + RPD, or team budget + RPM).
 - :meth:`StateBackend.add` adds to one counter (a team's spend, after the response).
+- :meth:`StateBackend.put_blob` / ``get_blob`` / ``delete_blob`` keep whole documents with a TTL
+  and a count cap per owner (stored Responses API answers, gemini_proxy/state/responses.py).
 - :meth:`StateBackend.publish` / :meth:`StateBackend.pull` share rare health events (a key
   quarantined or cooling down, a circuit opened or closed); they are off the hot path: events are
   pushed when they happen and pulled every ``sync_s`` by one background task.
@@ -103,6 +105,16 @@ class StateBackend(Protocol):
 
     def spawn_add(self, key: str, amount: float, ttl_s: float) -> None:
         """:meth:`add` from synchronous code, in the background."""
+        ...
+
+    async def put_blob(self, key: str, index: str, value: bytes, ttl_s: float, max_count: int) -> None:
+        """Keep ``value`` for ``ttl_s``; at most ``max_count`` blobs under ``index`` (oldest go)."""
+        ...
+
+    async def get_blob(self, key: str) -> bytes | None: ...
+
+    async def delete_blob(self, key: str, index: str) -> bool:
+        """True when the blob existed."""
         ...
 
     @property

@@ -59,6 +59,23 @@ if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) 
 return 1
 """
 
+# KEYS[1]: a blob, KEYS[2]: the index of its owner's blobs (a sorted set scored by time).
+# ARGV: value, ttl_ms, now_ms, max_count. Stores the blob with its TTL, forgets index entries
+# older than the TTL, then drops the oldest blobs beyond max_count: one atomic round trip.
+PUT_BLOB = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[3]) - tonumber(ARGV[2]))
+local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if extra > 0 then
+  local old = redis.call('ZRANGE', KEYS[2], 0, extra - 1)
+  redis.call('DEL', unpack(old))
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, extra - 1)
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+
 # Test hook only: pins the wall time used for window keys, so a test cannot straddle a minute.
 NOW_ENV = "GEMINI_PROXY_STATE_NOW"
 
@@ -69,6 +86,7 @@ class RedisState:
         self.prefix = cfg.key_prefix
         self._admit = client.register_script(ADMIT)
         self._add = client.register_script(ADD)
+        self._put_blob = client.register_script(PUT_BLOB)
         self._skip_until = 0.0  # monotonic; Redis is not tried before it after a failure
         self.down_since: float | None = None  # wall time of the outage's first failure
         self.failures = 0
@@ -187,6 +205,25 @@ class RedisState:
 
         rows = await self._run(go)
         return {k: {_text(f): _text(v) for f, v in row.items()} for k, row in zip(hash_keys, rows, strict=True)}
+
+    async def put_blob(self, key: str, index: str, value: bytes, ttl_s: float, max_count: int) -> None:
+        """Store ``value`` for ``ttl_s`` and keep at most ``max_count`` blobs under ``index``."""
+        ttl_ms = max(1, int(ttl_s * 1000))
+        args: list[Any] = [value, ttl_ms, int(self.now() * 1000), max_count]
+        await self._run(lambda: self._put_blob(keys=[self.prefix + key, self.prefix + index], args=args))
+
+    async def get_blob(self, key: str) -> bytes | None:
+        value = await self._run(lambda: self.client.get(self.prefix + key))
+        return value if value is None or isinstance(value, bytes) else str(value).encode()
+
+    async def delete_blob(self, key: str, index: str) -> bool:
+        async def go() -> list[Any]:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.delete(self.prefix + key)
+                pipe.zrem(self.prefix + index, self.prefix + key)
+                return list(await pipe.execute())
+
+        return bool((await self._run(go))[0])
 
     def status(self) -> dict[str, object]:
         return {

@@ -28,7 +28,7 @@ def _stream_flags(body: dict[str, Any]) -> tuple[bool, bool]:
     return bool(body.get("stream")), bool(options.get("include_usage"))
 
 
-def _prompt_chars(body: dict[str, Any]) -> int:
+def prompt_chars(body: dict[str, Any]) -> int:
     total = 0
     for msg in body.get("messages") or ():
         content = msg.get("content") if isinstance(msg, dict) else None
@@ -52,7 +52,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     check_chat_shape(body, rt.config.server)
     record.stream = stream
     route = await flow.route_request(request, rt, record, body.get("model"))
-    record.prompt_chars = _prompt_chars(body)
+    record.prompt_chars = prompt_chars(body)
     record.messages = body["messages"]
     record.capture_content = rt.config.logging.wants_content(record.team_id, route.task)
     task = rt.config.tasks.get(route.task) if route.task else None
