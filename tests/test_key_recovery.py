@@ -42,9 +42,10 @@ async def test_requests_arriving_while_the_only_key_rests_wait_for_it_and_all_su
     start_proxy: Any, fake_gemini: FakeGemini, access_records: list[dict[str, Any]]
 ) -> None:
     proxy = await start_proxy()  # one key, the real clock
-    fake_gemini.push(error(429, retry_delay="0.4s", quota_id=PER_MINUTE))
+    # A rest long enough that nine requests are surely in line before it ends, on a loaded CI box too.
+    fake_gemini.push(error(429, retry_delay="1.5s", quota_id=PER_MINUTE))
     first = asyncio.create_task(ask(proxy))
-    assert await eventually(lambda: fake_gemini.attempts == 1)  # the key now rests for 0.4 s
+    assert await eventually(lambda: fake_gemini.attempts == 1)  # the key now rests for 1.5 s
     waiting = [asyncio.create_task(ask(proxy)) for _ in range(8)]
     # While the key rests, the requests are visibly in line (/status), none answered yet.
     seen = 0
