@@ -69,6 +69,9 @@ class UpstreamConfig:
     # hold /readyz or fail `check`, and its targets are skipped at once (503 upstream_key_missing
     # is the "next target" class). The proxy still needs one upstream with a key to be ready.
     optional: bool = False
+    # A request's session (prompt_cache_key, x-session-id or its stable prefix) prefers one key of
+    # the pool, so its prefix meets a warm implicit cache (gemini_proxy/resilience/keys/affinity.py).
+    key_affinity: bool = True
 
     @property
     def key_envs(self) -> tuple[str, ...]:

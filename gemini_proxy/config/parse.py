@@ -136,6 +136,7 @@ def _parse_upstream(name: str, t: Table) -> UpstreamConfig:
         api_keys_env=api_keys_env,
         api_key_files=str_list(t, "api_key_files"),
         optional=t.pop("optional", bool, False),
+        key_affinity=t.pop("key_affinity", bool, True),
     )
     t.done()
     return upstream

@@ -63,6 +63,7 @@ class Job:
     prompt_chars: int = 0
     public_model: str | None = None  # echoed back as `model` (the name the client used)
     include_usage: bool = False  # streams: the client's stream_options.include_usage
+    session: str | None = None  # key affinity (resilience/keys/affinity.py): the key this prefers
 
 
 class Run:
@@ -159,7 +160,7 @@ class Run:
         started = self.clock.now()
         try:
             key = await self.rt.keys[target.upstream].acquire(
-                target.model, min(self.remaining(), self.lane.cfg.max_wait_s), self.priority
+                target.model, min(self.remaining(), self.lane.cfg.max_wait_s), self.priority, self.job.session
             )
         finally:
             waited = self.clock.now() - started

@@ -29,6 +29,7 @@ from gemini_proxy.adapters.simulated.gemini import (
     error_body,
     split_stream,
 )
+from tests.fakes.gemini_cache import ImplicitCache
 from tests.fakes.wire import wire_problem
 
 
@@ -164,6 +165,8 @@ class FakeGemini(SimulatedGemini):
         self.issued = Issued()
         self.disconnected = asyncio.Event()
         self.events_sent = 0  # stream events written so far (back-pressure tests watch it stall)
+        # Set to model Gemini's implicit caching per key (tests/fakes/gemini_cache.py).
+        self.implicit: ImplicitCache | None = None
 
     def push(self, *items: Any) -> FakeGemini:
         self.script.extend(items)
@@ -186,6 +189,8 @@ class FakeGemini(SimulatedGemini):
             item = self.script.popleft() if self.script else Answer(embed_answer(model, body))
             return await self._play(request, item, "generateContent")  # a plain JSON answer
         item = self.script.popleft() if self.script else Answer(default_answer(model, body))
+        if self.implicit is not None and isinstance(item, Answer):
+            item = Answer(self.implicit.apply(self.requests[-1]["key"], model, body, item.body))
         self._record_issued(item)
         return await self._play(request, item, method)
 

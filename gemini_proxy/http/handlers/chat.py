@@ -57,7 +57,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     record.capture_content = rt.config.logging.wants_content(record.team_id, route.task)
     task = rt.config.tasks.get(route.task) if route.task else None
     enforcement = enforce.prepare(task.structured if task else None, route.task, body)
-    job = flow.job_of(record, route, body, include_usage=include_usage)
+    job = flow.job_of(
+        record, route, body, include_usage=include_usage, session_header=request.headers.get("x-session-id")
+    )
     if not stream or enforcement is not None:
         result = await flow.chat(rt, record, job, enforcement)
         record.completion = result.body
