@@ -16,7 +16,7 @@ from gemini_proxy.adapters import REGISTRY
 from gemini_proxy.adapters.interface import AdapterKind
 from gemini_proxy.config import Config
 from gemini_proxy.http import wire_errors
-from gemini_proxy.http.appkeys import METER, RUNTIME, STATE, TELEMETRY
+from gemini_proxy.http.appkeys import ANSWERS, METER, RUNTIME, STATE, TELEMETRY
 from gemini_proxy.http.auth import auth
 from gemini_proxy.http.handlers import chat, embeddings, health, models, native
 from gemini_proxy.http.middleware import access_log, errors, on_response_prepare
@@ -27,6 +27,7 @@ from gemini_proxy.resilience.keys import pool as key_pool
 from gemini_proxy.routing.meter import TeamMeter
 from gemini_proxy.runtime import Runtime, RuntimeRef
 from gemini_proxy.state import sync
+from gemini_proxy.state.answer_store import AnswerStore
 
 
 def make_app(
@@ -58,6 +59,7 @@ def make_app(
     app[RUNTIME] = RuntimeRef(Runtime.build(config, environ, clock, state, kinds))
     app[METER] = TeamMeter(state=state, replicas=config.state.replicas)
     app[TELEMETRY] = Telemetry(Metrics())
+    app[ANSWERS] = AnswerStore(state) if clock is None else AnswerStore(state, clock.now)
     # Live lane state, read at each scrape from whichever Runtime is current (reload swaps it).
     app[TELEMETRY].metrics.register_source("lane", lambda: app[RUNTIME].current.guard.lane_gauges(), label="lane")
     app[TELEMETRY].metrics.register_source(

@@ -7,6 +7,7 @@ handlers and the reloader share the keys without importing each other.
     app[STATE]       the shared state backend (Redis), or None for memory
     app[METER]       TeamMeter: team rpm and daily budgets (outlives reloads)
     app[TELEMETRY]   Telemetry: prices, metrics, the access log
+    app[ANSWERS]     AnswerStore: the exact response cache (outlives reloads; Redis when shared)
     request[REQUEST_ID], request[RECORD], request[TEAM]
 """
 
@@ -19,12 +20,14 @@ from gemini_proxy.observe.record import RequestRecord
 from gemini_proxy.observe.telemetry import Telemetry
 from gemini_proxy.routing.meter import TeamMeter
 from gemini_proxy.runtime import RuntimeRef
+from gemini_proxy.state.answer_store import AnswerStore
 from gemini_proxy.state.backend import StateBackend
 
 RUNTIME = web.AppKey("runtime", RuntimeRef)
 STATE: web.AppKey[StateBackend | None] = web.AppKey("shared_state")
 METER = web.AppKey("team_meter", TeamMeter)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
+ANSWERS = web.AppKey("answer_store", AnswerStore)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 RECORD = web.RequestKey("record", RequestRecord)

@@ -69,6 +69,7 @@ class RequestRecord:
     schema_violations: int = 0
     schema_default: bool = False
     inputs: int | None = None  # embeddings: how many inputs the request carried
+    cache: str | None = None  # the exact response cache of the route: "hit" | "miss" (None: no cache)
     # References, not copies: read only when usage must be estimated or content is logged.
     messages: Any = None
     completion: dict[str, Any] | None = None
@@ -205,6 +206,8 @@ class RequestRecord:
             out["schema_default"] = True
         if self.inputs is not None:
             out["inputs"] = self.inputs
+        if self.cache is not None:
+            out["cache_hit"] = self.cache == "hit"
         return out
 
 

@@ -188,6 +188,13 @@ class RedisState:
         rows = await self._run(go)
         return {k: {_text(f): _text(v) for f, v in row.items()} for k, row in zip(hash_keys, rows, strict=True)}
 
+    async def get_value(self, key: str) -> bytes | None:
+        value = await self._run(lambda: self.client.get(self.prefix + key))
+        return value.encode() if isinstance(value, str) else value
+
+    async def set_value(self, key: str, value: bytes, ttl_s: float) -> None:
+        await self._run(lambda: self.client.set(self.prefix + key, value, px=max(1, int(ttl_s * 1000))))
+
     def status(self) -> dict[str, object]:
         return {
             "backend": "redis",
