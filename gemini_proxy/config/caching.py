@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gemini_proxy.adapters.base import ContextCaching
 from gemini_proxy.config.table import Table
 
 
@@ -28,10 +29,8 @@ class ResponseCacheConfig:
     any_temperature: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class ContextCacheConfig:
-    min_tokens: int = 4096
-    ttl_s: float = 3600.0
+# The adapters' neutral type is the config's: parsed once, handed to each Call as is.
+ContextCacheConfig = ContextCaching
 
 
 def parse_response_cache(t: Table) -> ResponseCacheConfig | None:

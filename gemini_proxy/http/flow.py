@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gemini_proxy.adapters.base import Completion, RequestError, StreamState
+from gemini_proxy.adapters.base import Completion, ContextCaching, RequestError, StreamState
 from gemini_proxy.adapters.interface import Operation
 from gemini_proxy.errors import ProxyError, from_request_error
 from gemini_proxy.http.appkeys import METER, TEAM
@@ -82,6 +82,7 @@ def job_of(
     public_model: str | None = None,
     include_usage: bool = False,
     session_header: str | None = None,
+    context_cache: ContextCaching | None = None,
 ) -> Job:
     """The request as the attempt loop sees it (the record's facts, set by the handler first);
     its key-affinity session from the team, the body and the ``x-session-id`` header."""
@@ -94,6 +95,7 @@ def job_of(
         public_model=public_model,
         include_usage=include_usage,
         session=affinity.session_of(record.team_id, body, session_header),
+        context_cache=context_cache,
     )
 
 

@@ -20,7 +20,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from gemini_proxy.adapters.base import Call, Completion, Progress, RequestError, UpstreamError, Usage
+from gemini_proxy.adapters.base import (
+    Call,
+    Completion,
+    ContextCaching,
+    Progress,
+    RequestError,
+    UpstreamError,
+    Usage,
+)
 from gemini_proxy.adapters.interface import Adapter, Operation
 from gemini_proxy.config import Target
 from gemini_proxy.errors import ProxyError
@@ -64,6 +72,7 @@ class Job:
     public_model: str | None = None  # echoed back as `model` (the name the client used)
     include_usage: bool = False  # streams: the client's stream_options.include_usage
     session: str | None = None  # key affinity (resilience/keys/affinity.py): the key this prefers
+    context_cache: ContextCaching | None = None  # the route's opt-in to Gemini context caching
 
 
 class Run:
@@ -180,6 +189,7 @@ class Run:
             public_model=self.job.public_model,
             pace=(lambda tokens: self._limit(target, tokens)) if progress is not None else None,
             progress=progress,
+            context_cache=self.job.context_cache,
         )
 
     async def _target(self, target: Target, do: Callable[[Adapter, Call], Awaitable[T]]) -> tuple[bool, Any]:

@@ -20,6 +20,7 @@ import aiohttp
 
 from gemini_proxy.adapters.base import Call, StreamState, Upstream
 from gemini_proxy.adapters.gemini import translate
+from gemini_proxy.adapters.gemini.context_cache import ContextCaches
 from gemini_proxy.adapters.http import EventTranslator, HttpTransport
 
 T = TypeVar("T")
@@ -60,6 +61,8 @@ class GeminiTransport:
         self.models_url = models_url
         self.http = HttpTransport(upstream, translate.error_from, session)
         self._headers = {"Content-Type": "application/json", **upstream.headers}
+        # Context caches this upstream's keys created (context_cache.py); None: not offered here.
+        self.contexts: ContextCaches | None = None
 
     def _headers_for(self, call: Call) -> dict[str, str]:
         return {**self._headers, **self.auth.headers(call)}
@@ -69,6 +72,13 @@ class GeminiTransport:
         call = await self.auth.authorize(call)
         url = f"{self.models_url}{call.model}:{method}"
         return await self.http.post_json(call, url, payload, self._headers_for(call))
+
+    async def create_cache(self, call: Call, payload: bytes) -> dict[str, Any]:
+        """``POST cachedContents`` (beside ``models/``) with the call's key: the new entry."""
+        call = await self.auth.authorize(call)
+        url = self.models_url.removesuffix("models/") + "cachedContents"
+        data, _ = await self.http.post_json(call, url, payload, self._headers_for(call))
+        return data
 
     async def events(
         self, call: Call, payload: bytes, state: StreamState, tr: EventTranslator[T]

@@ -63,7 +63,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if hit is not None:
         return await exact_cache.replay(request, record, hit)
     job = flow.job_of(
-        record, route, body, include_usage=include_usage, session_header=request.headers.get("x-session-id")
+        record,
+        route,
+        body,
+        include_usage=include_usage,
+        session_header=request.headers.get("x-session-id"),
+        context_cache=rt.config.caching(route.kind, route.name)[1],
     )
     if not stream or enforcement is not None:
         result = await flow.chat(rt, record, job, enforcement)
