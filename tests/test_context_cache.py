@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from gemini_proxy.adapters.base import Call, ContextCaching
 from gemini_proxy.adapters.gemini.context_cache import ContextCaches, prepare
-from tests.conftest import ENV, Proxy, config_toml, make_config
+from tests.conftest import ENV, Proxy, config_toml, eventually, make_config
 from tests.fakes.gemini import FakeGemini, error
 from tests.fakes.gemini_cache import COMBINED, HELD
 from tests.helpers import post
@@ -65,6 +67,23 @@ async def test_a_long_stable_prefix_is_cached_once_for_five_requests(start_proxy
     for usage in [a.usage for a in answers] + [last.usage]:
         assert usage is not None and usage.prompt_tokens_details is not None
         assert usage.prompt_tokens_details.cached_tokens == tokens < usage.prompt_tokens
+
+
+async def test_the_request_that_creates_the_cache_pays_its_storage_and_later_ones_log_the_saving(
+    start_proxy: Any, fake_gemini: FakeGemini, access_records: list[dict[str, Any]]
+) -> None:
+    client = (await start_proxy(OPT_IN)).client()
+    for i in range(2):
+        await client.chat.completions.create(**_ask(f"Question {i}?"))
+    assert await eventually(lambda: len(access_records) == 2)
+    first, second = access_records
+    tokens_made = fake_gemini.explicit.created[0].tokens
+    assert first["cache_storage_token_hours"] == pytest.approx(tokens_made * 600 / 3600, rel=0.05)
+    assert "cache_storage_token_hours" not in second
+    storage_usd = first["cache_storage_token_hours"] * 1.00 / 1e6  # gemini-2.5-flash: $1 per 1M tokens per hour
+    assert first["cost_usd"] == pytest.approx(second["cost_usd"] + storage_usd, rel=0.05)
+    cached = second["cached_tokens"]
+    assert cached == tokens_made and second["saved_usd"] == pytest.approx(cached * (0.30 - 0.03) / 1e6)
 
 
 async def test_a_cache_lost_upstream_is_recreated_once(start_proxy: Any, fake_gemini: FakeGemini) -> None:

@@ -208,6 +208,8 @@ class RequestRecord:
             out["inputs"] = self.inputs
         if self.cache is not None:
             out["cache_hit"] = self.cache == "hit"
+        if usage.cache_storage_token_hours:  # this request created a Gemini context cache
+            out["cache_storage_token_hours"] = round(usage.cache_storage_token_hours, 3)
         return out
 
 
