@@ -3,13 +3,16 @@ answers only, streams replayed as sent, and a hit logged at cost 0 with its toke
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
 from gemini_proxy.config import ConfigError
 from gemini_proxy.routing.teams import hash_client_key
+from gemini_proxy.state.answer_store import AnswerStore
 from tests.conftest import Proxy, config_toml, eventually, make_config
 from tests.fakes.clock import FakeClock
 from tests.fakes.gemini import FakeGemini, text_answer
@@ -25,6 +28,11 @@ key_sha256 = ["{hash_client_key(ALPHA)}"]
 key_sha256 = ["{hash_client_key(BRAVO)}"]
 """
 ASK: dict[str, Any] = {"model": "fast", "messages": [{"role": "user", "content": "What is 2+2?"}], "temperature": 0}
+
+
+@pytest.fixture
+async def proxy_with_cache(start_proxy: Any) -> Proxy:
+    return await start_proxy(CACHED)  # type: ignore[no-any-return]
 
 
 async def _stream(client: openai.AsyncOpenAI, **kw: Any) -> tuple[str, list[dict[str, Any]]]:
@@ -50,6 +58,31 @@ async def test_a_hit_replays_the_stream_identically_and_is_logged_free_with_its_
     assert (miss["cache_hit"], hit["cache_hit"]) == (False, True)
     assert hit["cost_usd"] == 0.0 and miss["cost_usd"] > 0 and hit["saved_usd"] == miss["cost_usd"]
     assert hit["input_tokens"] == miss["input_tokens"] > 0 and hit["model_used"] == "gemini-2.5-flash"
+
+
+async def test_the_replayed_stream_is_byte_for_byte_the_first_one(proxy_with_cache: Proxy) -> None:
+    async def raw() -> tuple[str, bytes]:
+        body = {**ASK, "stream": True, "stream_options": {"include_usage": True}}
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(proxy_with_cache.base_url + "/chat/completions", json=body) as r,
+        ):
+            return r.headers["x-cache"], await r.read()
+
+    (first_state, first), (second_state, second) = await raw(), await raw()
+    assert (first_state, second_state) == ("miss", "hit")
+    assert second == first and first.endswith(b"data: [DONE]\n\n") and b'"usage":{' in first
+
+
+def test_the_memory_store_keeps_the_newest_entries_up_to_max_entries() -> None:
+    store = AnswerStore()
+
+    async def go() -> list[bytes | None]:
+        for key in ("a", "b", "c"):
+            await store.put("alias:fast", key, key.encode(), 60.0, 2)
+        return [await store.get("alias:fast", key) for key in ("a", "b", "c")]
+
+    assert asyncio.run(go()) == [None, b"b", b"c"]
 
 
 async def test_json_answers_are_cached_and_no_cache_from_the_client_asks_upstream_again(

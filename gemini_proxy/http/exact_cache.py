@@ -107,6 +107,8 @@ async def replay(request: web.Request, record: RequestRecord, entry: dict[str, A
     record.status_code = 200
     if entry.get("kind") == "json":
         body = str(entry["body"]).encode()
+        if record.capture_content:  # opted-in content logging sees the replayed answer too
+            record.completion = orjson.loads(body)
         return web.Response(body=body, content_type=JSON, headers=answer_headers(record))
     resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, **answer_headers(record)})
     await resp.prepare(request)
