@@ -9,6 +9,7 @@ import pytest
 
 from gemini_proxy.adapters.base import Call, ContextCaching
 from gemini_proxy.adapters.gemini.context_cache import ContextCaches, prepare
+from gemini_proxy.http.appkeys import RUNTIME
 from tests.conftest import ENV, Proxy, config_toml, eventually, make_config
 from tests.fakes.gemini import FakeGemini, error
 from tests.fakes.gemini_cache import COMBINED, HELD
@@ -90,7 +91,8 @@ async def test_a_cache_lost_upstream_is_recreated_once(start_proxy: Any, fake_ge
     client = (await start_proxy(OPT_IN)).client()
     await client.chat.completions.create(**_ask("first?"))
     fake_gemini.explicit.expire()  # gone at Gemini before the proxy expected it
-    await client.chat.completions.create(**_ask("second?"))
+    stream = await client.chat.completions.create(**_ask("second?"), stream=True)
+    assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert len(fake_gemini.cache_creates) == 2
     assert [r["body"].get("cachedContent") for r in fake_gemini.requests] == [
         "cachedContents/fake0000",
@@ -100,19 +102,21 @@ async def test_a_cache_lost_upstream_is_recreated_once(start_proxy: Any, fake_ge
     _check_no_held_field_beside_a_cache(fake_gemini)
 
 
-async def test_a_cache_that_keeps_getting_lost_is_not_recreated_in_a_loop(
+async def test_a_cache_lost_again_after_its_recreation_sends_the_request_whole(
     start_proxy: Any, fake_gemini: FakeGemini
 ) -> None:
-    client = (await start_proxy(OPT_IN)).client()
+    proxy = await start_proxy(OPT_IN)
+    client = proxy.client()
     await client.chat.completions.create(**_ask("first?"))
     lose = error(404, "CachedContent not found: cachedContents/fake0000")
     fake_gemini.push(lose, lose)
     answer = await client.chat.completions.with_raw_response.create(**_ask("second?"))
-    flash = [r for r in fake_gemini.requests if r["model"] == "gemini-2.5-flash"]
-    assert len(flash) == 3  # the first answer, the lost attempt, the one retry on a recreated entry
-    creates = [c for c in fake_gemini.cache_creates if c["body"]["model"] == "models/gemini-2.5-flash"]
-    assert len(creates) == 2  # the first, and one recreation: then the failure stands
-    assert answer.headers["x-model-used"] == "gemini-2.5-flash-lite"  # and the route's fallback answered
+    assert answer.headers["x-model-used"] == "gemini-2.5-flash"
+    assert len(fake_gemini.requests) == 4  # the first answer, lost, lost after one recreation, whole
+    assert len(fake_gemini.cache_creates) == 2  # the first, and one recreation: no loop
+    whole = fake_gemini.requests[-1]["body"]
+    assert "cachedContent" not in whole and "systemInstruction" in whole and "tools" in whole
+    assert not any(k["quarantined"] for k in proxy.app[RUNTIME].current.keys["google"].health())
     _check_no_held_field_beside_a_cache(fake_gemini)
 
 

@@ -8,7 +8,7 @@ read, so a dialect built on chat (the Responses API) can consume them without re
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
@@ -32,22 +32,30 @@ def _bytes(request: dict[str, Any]) -> bytes:
         raise RequestError("the request nests JSON too deeply to send to Gemini", code="json_too_deep") from None
 
 
-async def _prepared(g: GeminiTransport, call: Call, retry: bool = False) -> context_cache.Prepared:
+# A named context cache lost upstream: recreated once (attempt 1), then the request goes whole (2).
+_CACHE_ATTEMPTS = 3
+
+
+async def _prepared(g: GeminiTransport, call: Call, attempt: int) -> context_cache.Prepared:
     """The generateContent body, naming a context cache when the call opted in (context_cache.py)."""
     return await context_cache.prepare(
-        g.contexts, g.create_cache, call, translate.build_request(call.model, call.body), retry
+        g.contexts, g.create_cache, call, translate.build_request(call.model, call.body), attempt
     )
 
 
+def _cache_lost(prepared: context_cache.Prepared, err: UpstreamError, attempt: int) -> bool:
+    return prepared.part is not None and context_cache.lost(err) and attempt + 1 < _CACHE_ATTEMPTS
+
+
 async def complete(g: GeminiTransport, call: Call) -> Completion:
-    prepared = await _prepared(g, call)
-    try:
-        data, _ = await g.post(call, "generateContent", _bytes(prepared.payload))
-    except UpstreamError as err:
-        if prepared.part is None or not context_cache.lost(err):
-            raise
-        prepared = await _prepared(g, call, retry=True)  # the entry is gone upstream: recreated once
-        data, _ = await g.post(call, "generateContent", _bytes(prepared.payload))
+    for attempt in range(_CACHE_ATTEMPTS):
+        prepared = await _prepared(g, call, attempt)
+        try:
+            data, _ = await g.post(call, "generateContent", _bytes(prepared.payload))
+            break
+        except UpstreamError as err:
+            if not _cache_lost(prepared, err, attempt):
+                raise
     body, usage, reason = translate.completion_from(
         data,
         model=call.public_model or call.model,
@@ -104,48 +112,34 @@ async def chunk_batches(
     """Per upstream read, the OpenAI chunk dicts it became, and whether they are the last.
 
     A context cache lost upstream shows before the first batch: it is recreated once and the
-    stream opened again (nothing was sent to the client yet)."""
-    batches = await _open(g, call, state, retry=False)
-    try:
+    stream opened again, then sent whole (nothing was sent to the client yet)."""
+    for attempt in range(_CACHE_ATTEMPTS):
+        prepared, batches = await _open(g, call, state, attempt)
         try:
             first = await anext(batches)
+            break
         except UpstreamError as err:
-            if not getattr(batches, "cached", False) or not context_cache.lost(err):
+            await batches.aclose()
+            if not _cache_lost(prepared, err, attempt):
                 raise
-            batches = await _open(g, call, state, retry=True)
-            first = await anext(batches)
+        except StopAsyncIteration:
+            await batches.aclose()
+            return
+    try:
         yield first
         async for batch in batches:
             yield batch
-    except StopAsyncIteration:
-        return
     finally:
         await batches.aclose()
 
 
-class _Batches:
-    """g.events() for one prepared body, remembering whether it named a context cache."""
-
-    def __init__(self, it: AsyncIterator[tuple[list[dict[str, Any]], bool]], cached: bool) -> None:
-        self.it, self.cached = it, cached
-
-    def __aiter__(self) -> _Batches:
-        return self
-
-    async def __anext__(self) -> tuple[list[dict[str, Any]], bool]:
-        return await self.it.__anext__()
-
-    async def aclose(self) -> None:
-        aclose = getattr(self.it, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-async def _open(g: GeminiTransport, call: Call, state: StreamState, *, retry: bool) -> _Batches:
-    prepared = await _prepared(g, call, retry)
+async def _open(
+    g: GeminiTransport, call: Call, state: StreamState, attempt: int
+) -> tuple[context_cache.Prepared, AsyncGenerator[tuple[list[dict[str, Any]], bool], None]]:
+    prepared = await _prepared(g, call, attempt)
     events = ChatEvents(call, state, g.upstream.name)
     events.storage_token_hours = prepared.storage_token_hours
-    return _Batches(g.events(call, _bytes(prepared.payload), state, events), prepared.part is not None)
+    return prepared, g.events(call, _bytes(prepared.payload), state, events)
 
 
 async def stream(g: GeminiTransport, call: Call, state: StreamState) -> AsyncIterator[bytes]:

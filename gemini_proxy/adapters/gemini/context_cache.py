@@ -19,7 +19,8 @@ storage per hour), but only if the request names it. The rules, each from the AP
 - **Never together with the fields it holds**: a request naming ``cachedContent`` carries no
   ``systemInstruction``, ``tools`` or ``toolConfig`` (Gemini answers 400 if it does).
 - **Lost upstream** (deleted, expired early, another project's: 403/404 naming CachedContent):
-  forgotten, recreated **once** and the request retried once; a second failure is the request's.
+  forgotten, recreated **once** and the request retried once; lost again, the request is sent
+  whole (a cache problem never fails a request, nor quarantines a key).
 - **Cannot create** (too small for the model's minimum, a 4xx/5xx): the request is sent whole.
 - Developer API only (Vertex AI's cachedContents live under a project path): see the adapter.
 
@@ -180,16 +181,21 @@ class Prepared:
 
 
 async def prepare(
-    caches: ContextCaches | None, create: Create, call: Call, gemini: dict[str, Any], retry: bool = False
+    caches: ContextCaches | None, create: Create, call: Call, gemini: dict[str, Any], attempt: int = 0
 ) -> Prepared:
     """The body naming a context cache when the call opted in and it pays; else ``gemini`` as is.
-    ``retry``: the named entry was lost upstream; it is forgotten and recreated (once)."""
+
+    ``attempt`` 1: the named entry was lost upstream, so it is forgotten and recreated (once);
+    2: the recreated one was lost too, so the request goes whole, without a cache."""
     policy = policy_of(call) if caches is not None else None
     part = split(call.model, gemini, call.body, policy) if policy is not None else None
     if caches is None or policy is None or part is None:
         return Prepared(gemini)
-    if retry:
+    if attempt:
         caches.forget(call, part)
+        if attempt >= 2:
+            log.warning("context cache lost twice upstream: request %s sent whole", call.request_id)
+            return Prepared(gemini)
     name, made = await caches.name(create, call, part, policy)
     if name is None:
         return Prepared(gemini)

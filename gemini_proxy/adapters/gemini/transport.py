@@ -13,7 +13,7 @@ response fields it does not know, e.g. new usage counters).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
@@ -82,7 +82,7 @@ class GeminiTransport:
 
     async def events(
         self, call: Call, payload: bytes, state: StreamState, tr: EventTranslator[T]
-    ) -> AsyncIterator[tuple[list[T], bool]]:
+    ) -> AsyncGenerator[tuple[list[T], bool], None]:
         """``streamGenerateContent?alt=sse`` through the one streaming loop (gemini_proxy/adapters/http.py)."""
         call = await self.auth.authorize(call)
         url = f"{self.models_url}{call.model}:streamGenerateContent?alt=sse"
