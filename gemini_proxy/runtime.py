@@ -64,7 +64,13 @@ class Runtime:
             adapters[name] = kinds[up.kind].build(up.spec)
             policy = config.resilience.policy(name, None)
             keys[name] = KeyPool.build(
-                up, environ, clock.now, clock.sleep, probe_s=policy.key_probe_s, probe_max_s=policy.key_probe_max_s
+                up,
+                environ,
+                clock.now,
+                clock.sleep,
+                probe_s=policy.key_probe_s,
+                probe_max_s=policy.key_probe_max_s,
+                key_affinity=up.key_affinity,
             )
             if state is not None:
                 keys[name].share = key_sharer(state, name)

@@ -28,8 +28,9 @@ POOL_ENV = {**ENV, "POOL_A": KEY_A, "POOL_B": KEY_B}
 
 
 def pool_toml(gemini_url: str, openai_url: str, extra: str = "") -> str:
+    """A two-key pool spread round-robin (key affinity has its own tests: test_key_affinity.py)."""
     return config_toml(gemini_url, openai_url, extra).replace(
-        'api_key_env = "TEST_GEMINI_KEY"', 'api_keys_env = ["POOL_A", "POOL_B"]'
+        'api_key_env = "TEST_GEMINI_KEY"', 'api_keys_env = ["POOL_A", "POOL_B"]\nkey_affinity = false'
     )
 
 

@@ -119,3 +119,15 @@ def test_logging_config_defaults_to_no_content() -> None:
     cfg = _config('[logging]\nfile = "/tmp/x.log"\nlog_content_teams = ["team-a"]\n')
     assert cfg.logging.file == "/tmp/x.log"
     assert cfg.logging.wants_content("team-a", None) and not cfg.logging.wants_content("team-b", "summary")
+
+
+def test_a_created_context_cache_bills_storage_and_cached_tokens_report_what_they_saved() -> None:
+    usage = Usage(input_tokens=10_000, output_tokens=100, cached_tokens=8_000, cache_storage_token_hours=8_000 * 0.5)
+    book = PriceBook()
+    fresh_cost = (2_000 * 0.30 + 8_000 * 0.03 + 100 * 2.50) / M
+    assert book.cost(None, "gemini-2.5-flash", usage) == pytest.approx(fresh_cost + 4_000 * 1.00 / M)
+    assert book.saved(None, "gemini-2.5-flash", usage) == pytest.approx(8_000 * (0.30 - 0.03) / M)
+    priced = _config('[pricing."gemini-9-flash"]\ninput = 1.0\ncached = 0.1\nstorage = 2.0\n').pricing
+    assert priced.cost(None, "gemini-9-flash", Usage(cache_storage_token_hours=1_000_000)) == pytest.approx(2.0)
+    no_rate = _config('[pricing."gemini-9-flash"]\ninput = 1.0\n').pricing
+    assert no_rate.cost(None, "gemini-9-flash", Usage(cache_storage_token_hours=1_000_000)) == 0.0

@@ -145,3 +145,25 @@ def test_memory_stays_bounded_however_long_the_log() -> None:
     assert report.total.requests == 15_000
     # 15x the lines must not cost 15x the memory: the sketches and counters are bounded.
     assert large < 2 * small + 512 * 1024
+
+
+def test_cached_tokens_cache_hits_and_money_saved_per_team_task_and_model() -> None:
+    base = {"request_id": "r", "status_code": 200, "model_used": "gemini-2.5-flash", "latency_ms": 5.0}
+    lines = [
+        {
+            **base,
+            "team_id": "alpha",
+            "task_type": "rag",
+            "cached_tokens": 9000,
+            "cost_usd": 0.001,
+            "saved_usd": 0.00243,
+        },
+        {**base, "team_id": "alpha", "task_type": "rag", "cache_hit": True, "cost_usd": 0.0, "saved_usd": 0.002},
+        {**base, "team_id": "beta", "task_type": "chat", "cached_tokens": 0, "cost_usd": 0.003},
+    ]
+    for by, group in (("team", "alpha"), ("task", "rag"), ("model", "gemini-2.5-flash")):
+        report = aggregate([orjson.dumps(line) for line in lines], by=by)
+        row = report.groups[group].row()
+        assert row["cached_tokens"] == 9000 and row["cache_hits"] == 1
+        assert row["saved_usd"] == pytest.approx(0.00443)  # the discount plus the hit's whole cost
+    assert aggregate([orjson.dumps(line) for line in lines]).groups["beta"].row()["saved_usd"] == 0.0

@@ -40,6 +40,7 @@ POOL = """
 kind = "openai"
 base_url = "{url}"
 api_keys_env = ["POOL_KEY_A", "POOL_KEY_B"]
+key_affinity = false  # spread round-robin: these tests watch both keys serve
 timeout_s = 5
 
 [models.pooled]

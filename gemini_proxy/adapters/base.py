@@ -44,6 +44,9 @@ class Usage:
     cached_tokens: int = 0
     thinking_tokens: int = 0
     estimated: bool = False
+    # A Gemini context cache this request created (adapters/gemini/context_cache.py): its tokens
+    # times the hours it is kept, billed as storage when [pricing] gives a storage rate.
+    cache_storage_token_hours: float = 0.0
 
     def to_openai(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -78,6 +81,16 @@ class Call:
     # succeeded in ``progress``, so a retry of the same target resumes at the call that failed.
     pace: Callable[[int], Awaitable[None]] | None = field(default=None, repr=False)
     progress: Progress | None = None
+    # Put the request's stable prefix into a Gemini context cache (None: never for this call).
+    context_cache: ContextCaching | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContextCaching:
+    """An alias/task's opt-in to explicit context caching (``[models.NAME.context_cache]``)."""
+
+    min_tokens: int = 4096  # a shorter stable prefix (estimated: JSON chars / 4) is sent as is
+    ttl_s: float = 3600.0  # the cachedContents entry's lifetime
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from gemini_proxy.adapters.base import Upstream
+from gemini_proxy.config.caching import ContextCacheConfig, ResponseCacheConfig
 from gemini_proxy.config.logging import LoggingConfig
 from gemini_proxy.config.pricing import PriceBook
 from gemini_proxy.config.resilience import ResilienceConfig
@@ -70,6 +71,9 @@ class UpstreamConfig:
     # hold /readyz or fail `check`, and its targets are skipped at once (503 upstream_key_missing
     # is the "next target" class). The proxy still needs one upstream with a key to be ready.
     optional: bool = False
+    # A request's session (prompt_cache_key, x-session-id or its stable prefix) prefers one key of
+    # the pool, so its prefix meets a warm implicit cache (gemini_proxy/resilience/keys/affinity.py).
+    key_affinity: bool = True
 
     @property
     def key_envs(self) -> tuple[str, ...]:
@@ -94,6 +98,8 @@ class ModelAlias:
     targets: tuple[Target, ...]  # the target first, then fallbacks in order
     description: str = ""
     degrade_to: Target | None = None  # a cheaper model for online requests under 429 pressure
+    response_cache: ResponseCacheConfig | None = None  # opt-in exact answers cache (config/caching.py)
+    context_cache: ContextCacheConfig | None = None  # opt-in Gemini cachedContents for stable prefixes
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +112,8 @@ class TaskConfig:
     lane: str = "online"  # "online" | "batch" (the x-lane header wins)
     degrade_to: Target | None = None  # defaults to the alias's
     structured: TaskSchema | None = None  # pinned output schema (gemini_proxy/structured/enforce.py)
+    response_cache: ResponseCacheConfig | None = None  # own table, else the alias's
+    context_cache: ContextCacheConfig | None = None  # own table, else the alias's
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +141,10 @@ class Config:
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     state: StateConfig = field(default_factory=StateConfig)  # [state]: memory or shared through Redis
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)  # [responses]: the response store
+
+    def caching(self, kind: str, name: str) -> tuple[ResponseCacheConfig | None, ContextCacheConfig | None]:
+        """The caches a route opted into (``kind`` and ``name`` of a routing Route)."""
+        spec = self.tasks.get(name) if kind == "task" else self.models.get(name) if kind == "alias" else None
+        if spec is None:
+            return None, None
+        return spec.response_cache, spec.context_cache

@@ -17,6 +17,7 @@ from typing import Any
 from gemini_proxy.adapters import REGISTRY
 from gemini_proxy.adapters.base import Upstream
 from gemini_proxy.config import resilience, responses, state, structured
+from gemini_proxy.config.caching import parse_context_cache, parse_response_cache
 from gemini_proxy.config.errors import ConfigError
 from gemini_proxy.config.logging import parse_logging
 from gemini_proxy.config.model import EVENT_LOOPS, Config, ModelAlias, ServerConfig, Target, TaskConfig, UpstreamConfig
@@ -136,6 +137,7 @@ def _parse_upstream(name: str, t: Table) -> UpstreamConfig:
         api_keys_env=api_keys_env,
         api_key_files=str_list(t, "api_key_files"),
         optional=t.pop("optional", bool, False),
+        key_affinity=t.pop("key_affinity", bool, True),
     )
     t.done()
     return upstream
@@ -184,6 +186,8 @@ def _parse_alias(name: str, t: Table, upstreams: Mapping[str, UpstreamConfig]) -
         targets=tuple(chain),
         description=t.pop("description", str, ""),
         degrade_to=_parse_target(degrade, t, "degrade_to", upstreams) if degrade else None,
+        response_cache=parse_response_cache(t),
+        context_cache=parse_context_cache(t),
     )
     t.done()
     return alias
@@ -215,6 +219,8 @@ def _parse_task(
         if degrade
         else (models[model].degrade_to if model in models else None),
         structured=structured.parse(t),
+        response_cache=parse_response_cache(t) or (models[model].response_cache if model in models else None),
+        context_cache=parse_context_cache(t) or (models[model].context_cache if model in models else None),
     )
     t.done()
     return task

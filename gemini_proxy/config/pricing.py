@@ -13,6 +13,10 @@ Billing rules this module encodes (Google's pricing page):
 - The long-context tier applies to the *whole* request when its prompt exceeds the threshold
   (200k tokens for the Pro models): every input, cached and output token uses the long rates.
 - A model with no price gets ``None``, never 0: a zero would hide spend in every report.
+- An explicit context cache also bills storage, per 1M tokens per hour it is kept: charged
+  once, to the request that created the entry, for its whole TTL (``storage``).
+- ``saved`` is what the cached tokens did not cost: the same tokens at the input rate, less
+  what they cost at the cached rate (the report's "saved" column).
 """
 
 from __future__ import annotations
@@ -39,28 +43,34 @@ class Price:
     output_long: float | None = None
     cached_long: float | None = None
     long_context_threshold: int = LONG_CONTEXT_TOKENS
+    storage: float | None = None  # USD per 1M tokens per hour of an explicit context cache
+
+    def _rates(self, usage: Usage) -> tuple[float, float, float]:
+        """(input, output, cached) rates for this request's prompt size."""
+        if self.input_long is not None and usage.input_tokens > self.long_context_threshold:
+            rate_out = self.output if self.output_long is None else self.output_long
+            return self.input_long, rate_out, _first(self.cached_long, self.cached, self.input_long)
+        return self.input, self.output, _first(self.cached, self.input)
 
     def cost(self, usage: Usage) -> float:
-        long = self.input_long is not None and usage.input_tokens > self.long_context_threshold
-        if long:
-            assert self.input_long is not None
-            rate_in = self.input_long
-            rate_out = self.output if self.output_long is None else self.output_long
-            rate_cached = _first(self.cached_long, self.cached, rate_in)
-        else:
-            rate_in, rate_out = self.input, self.output
-            rate_cached = _first(self.cached, rate_in)
+        rate_in, rate_out, rate_cached = self._rates(usage)
         cached = min(usage.cached_tokens, usage.input_tokens)
         fresh = usage.input_tokens - cached
-        return (fresh * rate_in + cached * rate_cached + usage.output_tokens * rate_out) / PER
+        stored = usage.cache_storage_token_hours * (self.storage or 0.0)
+        return (fresh * rate_in + cached * rate_cached + usage.output_tokens * rate_out + stored) / PER
+
+    def saved(self, usage: Usage) -> float:
+        """What the cached tokens did not cost (input rate less cached rate)."""
+        rate_in, _, rate_cached = self._rates(usage)
+        return min(usage.cached_tokens, usage.input_tokens) * (rate_in - rate_cached) / PER
 
 
 def _first(*rates: float | None) -> float:
     return next(r for r in rates if r is not None)
 
 
-_PRO_25 = Price(1.25, 10.00, 0.125, input_long=2.50, output_long=15.00, cached_long=0.25)
-_PRO_3 = Price(2.00, 12.00, 0.20, input_long=4.00, output_long=18.00, cached_long=0.40)
+_PRO_25 = Price(1.25, 10.00, 0.125, input_long=2.50, output_long=15.00, cached_long=0.25, storage=4.50)
+_PRO_3 = Price(2.00, 12.00, 0.20, input_long=4.00, output_long=18.00, cached_long=0.40, storage=4.50)
 
 # Shipped defaults: the Gemini Developer API list prices (standard, not Batch API) for the
 # models the project's notes price; checked against public pricing summaries. Newer models
@@ -68,8 +78,8 @@ _PRO_3 = Price(2.00, 12.00, 0.20, input_long=4.00, output_long=18.00, cached_lon
 # them in routing.toml, and until then they log cost_usd null rather than a guessed number.
 DEFAULT_PRICES: Mapping[str, Price] = MappingProxyType(
     {
-        "gemini-2.5-flash": Price(0.30, 2.50, 0.03),
-        "gemini-2.5-flash-lite": Price(0.10, 0.40, 0.01),
+        "gemini-2.5-flash": Price(0.30, 2.50, 0.03, storage=1.00),
+        "gemini-2.5-flash-lite": Price(0.10, 0.40, 0.01, storage=1.00),
         "gemini-2.5-pro": _PRO_25,
         "gemini-3-pro-preview": _PRO_3,
         "gemini-3.1-pro-preview": _PRO_3,
@@ -98,6 +108,10 @@ class PriceBook:
         price = self.lookup(upstream, model)
         return None if price is None else price.cost(usage)
 
+    def saved(self, upstream: str | None, model: str | None, usage: Usage) -> float | None:
+        price = self.lookup(upstream, model)
+        return None if price is None else price.saved(usage)
+
 
 def parse_pricing(t: Table) -> PriceBook:
     """``[pricing."MODEL"]`` tables over the defaults; a configured name replaces its default."""
@@ -125,6 +139,7 @@ def _parse_price(t: Table) -> Price:
         output_long=rate("output_long"),
         cached_long=rate("cached_long"),
         long_context_threshold=t.positive("long_context_threshold", int, LONG_CONTEXT_TOKENS),
+        storage=rate("storage"),
     )
     if price.input_long is None and (price.output_long is not None or price.cached_long is not None):
         raise t.error("input_long", "is required when output_long or cached_long is set", "add input_long = ...")

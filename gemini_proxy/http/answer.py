@@ -55,6 +55,8 @@ def answer_headers(record: RequestRecord) -> dict[str, str]:
         headers["x-fallback-reason"] = record.fallback_reason or "unknown"
     if record.schema_default:
         headers["x-schema-default"] = "true"
+    if record.cache is not None:
+        headers["x-cache"] = record.cache
     return headers
 
 

@@ -16,7 +16,7 @@ from gemini_proxy.adapters import REGISTRY
 from gemini_proxy.adapters.interface import AdapterKind
 from gemini_proxy.config import Config
 from gemini_proxy.http import wire_errors
-from gemini_proxy.http.appkeys import METER, RESPONSES, RUNTIME, STATE, TELEMETRY
+from gemini_proxy.http.appkeys import ANSWERS, METER, RESPONSES, RUNTIME, STATE, TELEMETRY
 from gemini_proxy.http.auth import auth
 from gemini_proxy.http.handlers import chat, embeddings, health, models, native, responses, stored_responses
 from gemini_proxy.http.middleware import access_log, errors, on_response_prepare
@@ -28,6 +28,7 @@ from gemini_proxy.routing.meter import TeamMeter
 from gemini_proxy.runtime import Runtime, RuntimeRef
 from gemini_proxy.state import responses as response_store
 from gemini_proxy.state import sync
+from gemini_proxy.state.answer_store import AnswerStore
 
 
 def make_app(
@@ -60,6 +61,7 @@ def make_app(
     app[METER] = TeamMeter(state=state, replicas=config.state.replicas)
     app[RESPONSES] = response_store.build(config.responses, state)  # [responses] changes need a restart
     app[TELEMETRY] = Telemetry(Metrics())
+    app[ANSWERS] = AnswerStore(state) if clock is None else AnswerStore(state, clock.now)
     # Live lane state, read at each scrape from whichever Runtime is current (reload swaps it).
     app[TELEMETRY].metrics.register_source("lane", lambda: app[RUNTIME].current.guard.lane_gauges(), label="lane")
     app[TELEMETRY].metrics.register_source(

@@ -8,6 +8,7 @@ handlers and the reloader share the keys without importing each other.
     app[METER]       TeamMeter: team rpm and daily budgets (outlives reloads)
     app[TELEMETRY]   Telemetry: prices, metrics, the access log
     app[RESPONSES]   the Responses API's store (memory, or Redis with [state]); outlives reloads
+    app[ANSWERS]     AnswerStore: the exact response cache (outlives reloads; Redis when shared)
     request[REQUEST_ID], request[RECORD], request[TEAM]
 """
 
@@ -20,6 +21,7 @@ from gemini_proxy.observe.record import RequestRecord
 from gemini_proxy.observe.telemetry import Telemetry
 from gemini_proxy.routing.meter import TeamMeter
 from gemini_proxy.runtime import RuntimeRef
+from gemini_proxy.state.answer_store import AnswerStore
 from gemini_proxy.state.backend import StateBackend
 from gemini_proxy.state.responses import ResponseStore
 
@@ -28,6 +30,7 @@ STATE: web.AppKey[StateBackend | None] = web.AppKey("shared_state")
 METER = web.AppKey("team_meter", TeamMeter)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 RESPONSES: web.AppKey[ResponseStore] = web.AppKey("response_store")
+ANSWERS = web.AppKey("answer_store", AnswerStore)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 RECORD = web.RequestKey("record", RequestRecord)

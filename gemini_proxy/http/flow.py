@@ -17,13 +17,14 @@ from typing import Any
 
 from aiohttp import web
 
-from gemini_proxy.adapters.base import Completion, RequestError, StreamState
+from gemini_proxy.adapters.base import Completion, ContextCaching, RequestError, StreamState
 from gemini_proxy.adapters.interface import Operation
 from gemini_proxy.errors import ProxyError, from_request_error
 from gemini_proxy.http.appkeys import METER, TEAM
 from gemini_proxy.observe.record import RequestRecord
 from gemini_proxy.resilience import attempts, streams
 from gemini_proxy.resilience.attempts import Job
+from gemini_proxy.resilience.keys import affinity
 from gemini_proxy.resilience.outcome import Outcome
 from gemini_proxy.routing import resolve, teams
 from gemini_proxy.routing.resolve import Route
@@ -80,8 +81,11 @@ def job_of(
     body: dict[str, Any],
     public_model: str | None = None,
     include_usage: bool = False,
+    session_header: str | None = None,
+    context_cache: ContextCaching | None = None,
 ) -> Job:
-    """The request as the attempt loop sees it (the record's facts, set by the handler first)."""
+    """The request as the attempt loop sees it (the record's facts, set by the handler first);
+    its key-affinity session from the team, the body and the ``x-session-id`` header."""
     return Job(
         route=route,
         body=body,
@@ -90,6 +94,8 @@ def job_of(
         prompt_chars=record.prompt_chars,
         public_model=public_model,
         include_usage=include_usage,
+        session=affinity.session_of(record.team_id, body, session_header),
+        context_cache=context_cache,
     )
 
 

@@ -69,6 +69,7 @@ class RequestRecord:
     schema_violations: int = 0
     schema_default: bool = False
     inputs: int | None = None  # embeddings: how many inputs the request carried
+    cache: str | None = None  # the exact response cache of the route: "hit" | "miss" (None: no cache)
     # References, not copies: read only when usage must be estimated or content is logged.
     messages: Any = None
     completion: dict[str, Any] | None = None
@@ -205,6 +206,10 @@ class RequestRecord:
             out["schema_default"] = True
         if self.inputs is not None:
             out["inputs"] = self.inputs
+        if self.cache is not None:
+            out["cache_hit"] = self.cache == "hit"
+        if usage.cache_storage_token_hours:  # this request created a Gemini context cache
+            out["cache_storage_token_hours"] = round(usage.cache_storage_token_hours, 3)
         return out
 
 

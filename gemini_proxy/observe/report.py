@@ -1,5 +1,9 @@
 """``gemini-proxy report LOGFILE``: who spent what, how fast, from the JSON request log.
 
+Beside the spend, each row says what caching saved: cached input tokens (implicit and explicit
+Gemini caches, billed at the cached rate), exact-cache hits (billed 0), and ``saved_usd``, the
+money both took off the bill (``saved_usd`` of each log line).
+
 The log can be hundreds of MB, so it is read line by line and never held in memory: each
 group keeps counters and a DDSketch (Datadog's mergeable quantile sketch) of its latencies.
 A sketch with relative accuracy 1% returns p50/p95 within +-1% of the true value, in a few
@@ -43,7 +47,9 @@ COLUMNS = (
     "input_tokens",
     "output_tokens",
     "cached_tokens",
+    "cache_hits",
     "cost_usd",
+    "saved_usd",
     "unpriced",
 )
 
@@ -56,7 +62,9 @@ class Stats:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    cache_hits: int = 0  # answered from the exact response cache (cost 0)
     cost_usd: float = 0.0
+    saved_usd: float = 0.0  # Gemini's cached-token discount plus what exact-cache hits did not cost
     unpriced: int = 0  # answered requests whose cost is null: the total is a floor
     latency: DDSketch = field(default_factory=lambda: DDSketch(RELATIVE_ACCURACY))
 
@@ -68,6 +76,10 @@ class Stats:
         self.input_tokens += _int(rec.get("input_tokens"))
         self.output_tokens += _int(rec.get("output_tokens"))
         self.cached_tokens += _int(rec.get("cached_tokens"))
+        self.cache_hits += rec.get("cache_hit") is True
+        saved = rec.get("saved_usd")
+        if isinstance(saved, int | float) and not isinstance(saved, bool):
+            self.saved_usd += saved
         cost = rec.get("cost_usd")
         if isinstance(cost, int | float):
             self.cost_usd += cost
@@ -94,7 +106,9 @@ class Stats:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cached_tokens": self.cached_tokens,
+            "cache_hits": self.cache_hits,
             "cost_usd": round(self.cost_usd, 6),
+            "saved_usd": round(self.saved_usd, 6),
             "unpriced": self.unpriced,
         }
 
@@ -248,7 +262,8 @@ def _sorted(groups: dict[str, Stats]) -> list[tuple[str, Stats]]:
 
 
 def _table(title: str, rows: list[tuple[str, Stats]]) -> list[str]:
-    head = [title, "requests", "errors", "429s", "p50 ms", "p95 ms", "in tokens", "out tokens", "cost USD"]
+    head = [title, "requests", "errors", "429s", "p50 ms", "p95 ms", "in tokens", "cached", "out tokens", "cost USD"]
+    head.append("saved USD")
     body = []
     for key, s in rows:
         r = s.row()
@@ -261,8 +276,10 @@ def _table(title: str, rows: list[tuple[str, Stats]]) -> list[str]:
                 "-" if r["p50_ms"] is None else f"{r['p50_ms']:,.0f}",
                 "-" if r["p95_ms"] is None else f"{r['p95_ms']:,.0f}",
                 f"{r['input_tokens']:,}",
+                f"{r['cached_tokens']:,}",
                 f"{r['output_tokens']:,}",
                 f"{r['cost_usd']:,.4f}" + ("*" if r["unpriced"] else ""),
+                f"{r['saved_usd']:,.4f}",
             ]
         )
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]

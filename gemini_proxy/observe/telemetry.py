@@ -40,6 +40,11 @@ class Telemetry:
                     config.path,
                 )
             out["cost_usd"] = None if cost is None else round(cost, 8)
+            if usage.cached_tokens:  # what Gemini's cache discount took off this request
+                saved = config.pricing.saved(record.upstream, record.model_used, usage)
+                out["saved_usd"] = None if saved is None else round(saved, 8)
+            if record.cache == "hit":  # answered from the exact cache: nothing was paid upstream
+                out["cost_usd"], out["saved_usd"] = 0.0, out["cost_usd"]
         else:
             out["cost_usd"] = 0.0  # no upstream answered: nothing to pay for
         if record.capture_content and config.logging.wants_content(record.team_id, record.task_type):

@@ -20,7 +20,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from gemini_proxy.adapters.base import Call, Completion, Progress, RequestError, UpstreamError, Usage
+from gemini_proxy.adapters.base import (
+    Call,
+    Completion,
+    ContextCaching,
+    Progress,
+    RequestError,
+    UpstreamError,
+    Usage,
+)
 from gemini_proxy.adapters.interface import Adapter, Operation
 from gemini_proxy.config import Target
 from gemini_proxy.errors import ProxyError
@@ -63,6 +71,8 @@ class Job:
     prompt_chars: int = 0
     public_model: str | None = None  # echoed back as `model` (the name the client used)
     include_usage: bool = False  # streams: the client's stream_options.include_usage
+    session: str | None = None  # key affinity (resilience/keys/affinity.py): the key this prefers
+    context_cache: ContextCaching | None = None  # the route's opt-in to Gemini context caching
 
 
 class Run:
@@ -159,7 +169,7 @@ class Run:
         started = self.clock.now()
         try:
             key = await self.rt.keys[target.upstream].acquire(
-                target.model, min(self.remaining(), self.lane.cfg.max_wait_s), self.priority
+                target.model, min(self.remaining(), self.lane.cfg.max_wait_s), self.priority, self.job.session
             )
         finally:
             waited = self.clock.now() - started
@@ -179,6 +189,7 @@ class Run:
             public_model=self.job.public_model,
             pace=(lambda tokens: self._limit(target, tokens)) if progress is not None else None,
             progress=progress,
+            context_cache=self.job.context_cache,
         )
 
     async def _target(self, target: Target, do: Callable[[Adapter, Call], Awaitable[T]]) -> tuple[bool, Any]:

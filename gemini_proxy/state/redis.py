@@ -224,6 +224,12 @@ class RedisState:
                 return list(await pipe.execute())
 
         return bool((await self._run(go))[0])
+    async def get_value(self, key: str) -> bytes | None:
+        value = await self._run(lambda: self.client.get(self.prefix + key))
+        return value.encode() if isinstance(value, str) else value
+
+    async def set_value(self, key: str, value: bytes, ttl_s: float) -> None:
+        await self._run(lambda: self.client.set(self.prefix + key, value, px=max(1, int(ttl_s * 1000))))
 
     def status(self) -> dict[str, object]:
         return {

@@ -29,6 +29,7 @@ from gemini_proxy.adapters.simulated.gemini import (
     error_body,
     split_stream,
 )
+from tests.fakes.gemini_cache import ExplicitCaches, ImplicitCache
 from tests.fakes.wire import wire_problem
 
 
@@ -164,6 +165,45 @@ class FakeGemini(SimulatedGemini):
         self.issued = Issued()
         self.disconnected = asyncio.Event()
         self.events_sent = 0  # stream events written so far (back-pressure tests watch it stall)
+        # Set to model Gemini's implicit caching per key (tests/fakes/gemini_cache.py).
+        self.implicit: ImplicitCache | None = None
+        self.explicit = ExplicitCaches()  # cachedContents: create, get, and the 400/403 of misuse
+        self.cache_creates: list[dict[str, Any]] = []  # every POST cachedContents (kept out of .requests)
+
+    def app(self) -> web.Application:
+        app = super().app()
+        app.router.add_post("/{version:v1|v1beta}/cachedContents", self.create_cache)
+        app.router.add_get("/{version:v1|v1beta}/cachedContents/{id}", self.get_cache)
+        return app
+
+    async def create_cache(self, request: web.Request) -> web.Response:
+        key = request.headers.get("x-goog-api-key")
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            body = None
+        self.cache_creates.append({"body": body, "key": key})
+        status, out = self.explicit.create(key, body)
+        return web.Response(
+            status=status, body=orjson.dumps(out if status == 200 else {"error": out}), content_type="application/json"
+        )
+
+    async def get_cache(self, request: web.Request) -> web.Response:
+        stored = self.explicit.entries.get("cachedContents/" + request.match_info["id"])
+        if stored is None or stored.key != request.headers.get("x-goog-api-key"):
+            return web.Response(
+                status=403,
+                body=error_body(403, "CachedContent not found (or permission denied)", "PERMISSION_DENIED"),
+                content_type="application/json",
+            )
+        return web.json_response({"name": stored.name, "model": stored.model})
+
+    def refuse(self, request: web.Request, model: str, method: str, body: Any, key: str | None) -> web.Response | None:
+        problem = self.explicit.refusal(key, model, body)
+        if problem is not None:
+            status, message, grpc = problem
+            return web.Response(status=status, body=error_body(status, message, grpc), content_type="application/json")
+        return super().refuse(request, model, method, body, key)
 
     def push(self, *items: Any) -> FakeGemini:
         self.script.extend(items)
@@ -186,6 +226,10 @@ class FakeGemini(SimulatedGemini):
             item = self.script.popleft() if self.script else Answer(embed_answer(model, body))
             return await self._play(request, item, "generateContent")  # a plain JSON answer
         item = self.script.popleft() if self.script else Answer(default_answer(model, body))
+        if self.implicit is not None and isinstance(item, Answer):
+            item = Answer(self.implicit.apply(self.requests[-1]["key"], model, body, item.body))
+        if isinstance(item, Answer) and isinstance(body, dict) and body.get("cachedContent"):
+            item = Answer(self.explicit.apply(body, item.body))
         self._record_issued(item)
         return await self._play(request, item, method)
 

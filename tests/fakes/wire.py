@@ -28,6 +28,10 @@ def wire_problem(body: Any) -> str | None:
     if not isinstance(body, dict):
         return "body is not an object"
     for key, value in body.items():
+        if key == "cachedContent":  # a resource name, not a message type
+            if not isinstance(value, str) or not value.startswith("cachedContents/"):
+                return f"google-genai: cachedContent must be a cachedContents/... name, got {value!r}"
+            continue
         if key not in _FIELDS:
             return f"google-genai: unknown top-level field {key!r}"
         model, many = _FIELDS[key]

@@ -15,6 +15,7 @@ import aiohttp
 
 from gemini_proxy.adapters.base import Call, Completion, StreamState, Upstream
 from gemini_proxy.adapters.gemini import chat, native
+from gemini_proxy.adapters.gemini.context_cache import ContextCaches
 from gemini_proxy.adapters.gemini.transport import ApiKeyAuth, Auth, GeminiTransport, developer_models_url
 from gemini_proxy.adapters.interface import Capabilities, Operation, OperationTable, Streaming, Unary
 
@@ -41,6 +42,8 @@ class GeminiAdapter(OperationTable):
         self.upstream, self.capabilities = upstream, capabilities
         self.auth: Auth = auth or ApiKeyAuth()
         self.gemini = GeminiTransport(upstream, self.auth, models_url or developer_models_url(upstream), session)
+        if isinstance(self.auth, ApiKeyAuth):  # Vertex AI keeps cachedContents under a project path: not yet
+            self.gemini.contexts = ContextCaches()
         g = self.gemini
         unary: dict[Operation, Unary] = {
             Operation.CHAT: self.complete,

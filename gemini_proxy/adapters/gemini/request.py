@@ -29,7 +29,7 @@ IGNORED_PARAMS: Mapping[str, str] = {
     "store": "bookkeeping only",
     "service_tier": "bookkeeping only",
     "safety_identifier": "bookkeeping only",
-    "prompt_cache_key": "Gemini caches implicitly; a hint with no Gemini field",
+    "prompt_cache_key": "no Gemini field; it picks the pool key (key affinity) for Gemini's implicit cache",
     "prompt_cache_retention": "Gemini caches implicitly; a hint with no Gemini field",
     "prediction": "a latency hint; the answer is the same without it",
     "parallel_tool_calls": "Gemini decides on parallel calls itself and cannot be told not to",

@@ -13,13 +13,14 @@ response fields it does not know, e.g. new usage counters).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
 from gemini_proxy.adapters.base import Call, StreamState, Upstream
 from gemini_proxy.adapters.gemini import translate
+from gemini_proxy.adapters.gemini.context_cache import ContextCaches
 from gemini_proxy.adapters.http import EventTranslator, HttpTransport
 
 T = TypeVar("T")
@@ -60,6 +61,8 @@ class GeminiTransport:
         self.models_url = models_url
         self.http = HttpTransport(upstream, translate.error_from, session)
         self._headers = {"Content-Type": "application/json", **upstream.headers}
+        # Context caches this upstream's keys created (context_cache.py); None: not offered here.
+        self.contexts: ContextCaches | None = None
 
     def _headers_for(self, call: Call) -> dict[str, str]:
         return {**self._headers, **self.auth.headers(call)}
@@ -70,9 +73,16 @@ class GeminiTransport:
         url = f"{self.models_url}{call.model}:{method}"
         return await self.http.post_json(call, url, payload, self._headers_for(call))
 
+    async def create_cache(self, call: Call, payload: bytes) -> dict[str, Any]:
+        """``POST cachedContents`` (beside ``models/``) with the call's key: the new entry."""
+        call = await self.auth.authorize(call)
+        url = self.models_url.removesuffix("models/") + "cachedContents"
+        data, _ = await self.http.post_json(call, url, payload, self._headers_for(call))
+        return data
+
     async def events(
         self, call: Call, payload: bytes, state: StreamState, tr: EventTranslator[T]
-    ) -> AsyncIterator[tuple[list[T], bool]]:
+    ) -> AsyncGenerator[tuple[list[T], bool], None]:
         """``streamGenerateContent?alt=sse`` through the one streaming loop (gemini_proxy/adapters/http.py)."""
         call = await self.auth.authorize(call)
         url = f"{self.models_url}{call.model}:streamGenerateContent?alt=sse"

@@ -11,9 +11,9 @@ from typing import Any
 from aiohttp import web
 
 from gemini_proxy.adapters.interface import Operation
-from gemini_proxy.http import flow, request_check
+from gemini_proxy.http import exact_cache, flow, request_check
 from gemini_proxy.http.answer import SSE_HEADERS, answer_headers, json_answer, relay
-from gemini_proxy.http.appkeys import RECORD, RUNTIME
+from gemini_proxy.http.appkeys import ANSWERS, RECORD, RUNTIME
 from gemini_proxy.http.body import check_chat_shape, read_json
 from gemini_proxy.observe.record import RequestRecord
 from gemini_proxy.runtime import Runtime
@@ -57,7 +57,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     record.capture_content = rt.config.logging.wants_content(record.team_id, route.task)
     task = rt.config.tasks.get(route.task) if route.task else None
     enforcement = enforce.prepare(task.structured if task else None, route.task, body)
-    job = flow.job_of(record, route, body, include_usage=include_usage)
+    answers = request.app[ANSWERS]
+    cache = exact_cache.plan(rt.config, route, record.team_id, body, request.headers)
+    hit = await exact_cache.lookup(answers, cache, record)
+    if hit is not None:
+        return await exact_cache.replay(request, record, hit)
+    job = flow.job_of(
+        record,
+        route,
+        body,
+        include_usage=include_usage,
+        session_header=request.headers.get("x-session-id"),
+        context_cache=rt.config.caching(route.kind, route.name)[1],
+    )
     if not stream or enforcement is not None:
         result = await flow.chat(rt, record, job, enforcement)
         record.completion = result.body
@@ -65,6 +77,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             record.usage, record.finish_reason = result.usage, result.finish_reason
             sse = enforce.as_sse(result, include_usage)
             return web.Response(body=sse, headers={**SSE_HEADERS, **answer_headers(record)})
-        return json_answer(record, result)
+        answer = json_answer(record, result)
+        await exact_cache.keep_json(answers, cache, record, result)
+        return answer
     first, agen, state = await flow.stream(rt, record, job, Operation.CHAT_STREAM)
-    return await relay(request, record, first, agen, state, write_timeout_s=rt.config.server.client_write_timeout_s)
+    if cache is None:
+        return await relay(request, record, first, agen, state, write_timeout_s=rt.config.server.client_write_timeout_s)
+    copy = exact_cache.Recorder(agen)
+    resp = await relay(request, record, first, copy, state, write_timeout_s=rt.config.server.client_write_timeout_s)
+    await exact_cache.keep_stream(answers, cache, record, [first, *copy.chunks])
+    return resp

@@ -55,7 +55,7 @@ async def _generate(request: web.Request, record: RequestRecord) -> web.StreamRe
     record.model_requested, record.stream = alias, stream
     route = await flow.route_request(request, rt, record, alias)
     record.prompt_chars = len(orjson.dumps(body["contents"]))
-    job = flow.job_of(record, route, body, public_model=alias)
+    job = flow.job_of(record, route, body, public_model=alias, session_header=request.headers.get("x-session-id"))
     if not stream:
         return json_answer(record, await flow.unary(rt, record, job, Operation.NATIVE))
     first, agen, state = await flow.stream(rt, record, job, Operation.NATIVE_STREAM)

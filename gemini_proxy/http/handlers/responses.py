@@ -142,7 +142,15 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         enforcement = enforce.prepare(task.structured if task else None, route.task, chat)
     except InvalidRequest as exc:
         raise renamed(exc) from None
-    job = flow.job_of(record, route, chat, public_model=None, include_usage=True)
+    job = flow.job_of(
+        record,
+        route,
+        chat,
+        public_model=None,
+        include_usage=True,
+        session_header=request.headers.get("x-session-id"),  # key affinity, as chat
+        context_cache=rt.config.caching(route.kind, route.name)[1],
+    )
     saver = Saver(request.app[RESPONSES], team_of(request), ctx, stored_input(body, history))
     if not ctx.stream or enforcement is not None:
         try:

@@ -2,8 +2,11 @@
 
 Why each rule:
 
-- Requests are spread round-robin over the healthy keys (a pool survives a revoked key; keys of
-  one Google project share its quota, so a pool adds resilience, not quota).
+- A request with a session (:mod:`.affinity`: ``prompt_cache_key``, ``x-session-id`` or its
+  stable prefix) prefers one key by rendezvous hashing, so a conversation stays on the project
+  whose implicit cache holds its prefix; without one (or with ``key_affinity = false``) requests
+  are spread round-robin over the healthy keys (a pool survives a revoked key; keys of one
+  Google project share its quota, so a pool adds resilience, not quota).
 - A per-minute 429 rests the key *for that model* for the upstream's ``retryDelay`` (Gemini's
   quotas are per project and model). A request that finds every key of its model resting waits
   for the earliest one in a :class:`~proxy.key_gate.KeyGate` when that fits its budget, instead of
@@ -33,6 +36,7 @@ from gemini_proxy.adapters import REGISTRY
 from gemini_proxy.adapters.base import UpstreamError
 from gemini_proxy.config import UpstreamConfig
 from gemini_proxy.resilience.failures import FailureClass, classify
+from gemini_proxy.resilience.keys import affinity
 from gemini_proxy.resilience.keys.gate import KeyGate, NoKeyComing, Priority
 from gemini_proxy.resilience.keys.sources import UpstreamKey, read_keys
 from gemini_proxy.resilience.refusals import NoKey
@@ -101,6 +105,7 @@ class KeyPool:
     sleep: Callable[[float], Awaitable[None]] = _asyncio_sleep
     probe_s: float = 30.0  # first wait before a quarantined key is tried again
     probe_max_s: float = 1800.0  # the wait doubles per failed probe up to this
+    key_affinity: bool = True  # a request's session prefers one key (rendezvous); False: round-robin only
     _turn: itertools.count[int] = field(default_factory=itertools.count)
     _gates: dict[str, KeyGate] = field(default_factory=dict)
     # Set with a shared state backend (gemini_proxy/state/sync.py): (field, seconds it holds or None to
@@ -122,6 +127,7 @@ class KeyPool:
         *,
         probe_s: float = 30.0,
         probe_max_s: float = 1800.0,
+        key_affinity: bool = True,
     ) -> KeyPool:
         """Read the upstream's key sources (blocking: files) into a pool."""
         keys = read_keys(upstream, environ)
@@ -135,6 +141,7 @@ class KeyPool:
             sleep=sleep or _asyncio_sleep,
             probe_s=probe_s,
             probe_max_s=probe_max_s,
+            key_affinity=key_affinity,
         )
 
     @classmethod
@@ -171,14 +178,21 @@ class KeyPool:
 
     # --- choosing a key -----------------------------------------------------------------------
 
-    def pick(self, model: str | None = None) -> UpstreamKey:
+    def pick(self, model: str | None = None, session: str | None = None) -> UpstreamKey:
         """A key for ``model`` now: a quarantined key whose probe is due (one request per
-        interval), else the next healthy key round-robin; raises the NoKey refusal naming why none is."""
+        interval), else the session's most preferred healthy key (rendezvous hashing), else the
+        next healthy key round-robin; raises the NoKey refusal naming why none is."""
         now = self.clock()
         probe = self._due_probe(model, now)
         if probe is not None:
             return probe
         n = len(self.slots)
+        if session is not None and self.key_affinity and n > 1:
+            for i in affinity.ranked(session, model, self.ids):
+                slot = self.slots[i]
+                if slot.blocked(model) is None and slot.resting(model, now) == 0.0:
+                    return slot.key
+            raise self._exhausted(now, model)
         start = next(self._turn)
         for i in range(n):
             slot = self.slots[(start + i) % n]
@@ -211,13 +225,13 @@ class KeyPool:
         now = self.clock()
         return any(s.key.value != key and s.blocked(model) is None and s.resting(model, now) == 0.0 for s in self.slots)
 
-    async def acquire(self, model: str, budget_s: float, priority: Priority) -> UpstreamKey:
+    async def acquire(self, model: str, budget_s: float, priority: Priority, session: str | None = None) -> UpstreamKey:
         """A key for ``model``, waiting in line for a resting one when it comes back within
         ``budget_s``; raises the pool's NoKey refusal when that cannot be."""
         gate = self._gates.get(model)
         if gate is None or not gate.waiting:  # nobody in line: the common case costs one pick()
             try:
-                return self.pick(model)
+                return self.pick(model, session)
             except NoKey:
                 pass
         deadline = self.clock() + budget_s
@@ -233,7 +247,7 @@ class KeyPool:
             except (TimeoutError, NoKeyComing):
                 raise self._exhausted(self.clock(), model) from None
             if self.ready(model) == 0.0:
-                return self.pick(model)
+                return self.pick(model, session)
 
     def _exhausted(self, now: float, model: str | None = None) -> NoKey:
         if not self.slots:
