@@ -7,6 +7,7 @@ handlers and the reloader share the keys without importing each other.
     app[STATE]       the shared state backend (Redis), or None for memory
     app[METER]       TeamMeter: team rpm and daily budgets (outlives reloads)
     app[TELEMETRY]   Telemetry: prices, metrics, the access log
+    app[TRACING]     OpenTelemetry tracing, or None when it is off (observe/tracing.py)
     request[REQUEST_ID], request[RECORD], request[TEAM]
 """
 
@@ -17,6 +18,7 @@ from aiohttp import web
 from gemini_proxy.config import TeamConfig
 from gemini_proxy.observe.record import RequestRecord
 from gemini_proxy.observe.telemetry import Telemetry
+from gemini_proxy.observe.tracing import Tracing
 from gemini_proxy.routing.meter import TeamMeter
 from gemini_proxy.runtime import RuntimeRef
 from gemini_proxy.state.backend import StateBackend
@@ -25,6 +27,7 @@ RUNTIME = web.AppKey("runtime", RuntimeRef)
 STATE: web.AppKey[StateBackend | None] = web.AppKey("shared_state")
 METER = web.AppKey("team_meter", TeamMeter)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
+TRACING: web.AppKey[Tracing | None] = web.AppKey("tracing")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 RECORD = web.RequestKey("record", RequestRecord)

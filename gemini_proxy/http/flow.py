@@ -90,6 +90,7 @@ def job_of(
         prompt_chars=record.prompt_chars,
         public_model=public_model,
         include_usage=include_usage,
+        trace=record.trace,
     )
 
 

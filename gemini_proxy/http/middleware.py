@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gemini_proxy.adapters.unique import unique_hex
 from gemini_proxy.errors import InternalError, InvalidRequest, NotFound, PayloadTooLarge, ProxyError
-from gemini_proxy.http.appkeys import METER, RECORD, REQUEST_ID, RUNTIME, TELEMETRY
+from gemini_proxy.http.appkeys import METER, RECORD, REQUEST_ID, RUNTIME, TELEMETRY, TRACING
 from gemini_proxy.http.errors import describe, error_response
 from gemini_proxy.observe.record import RequestRecord
 
@@ -55,6 +55,11 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         return await handler(request)
     record = RequestRecord(request_id=request_id_of(request), endpoint=request.path)
     request[RECORD] = record
+    tracing = request.app[TRACING]
+    if tracing is not None:  # the request's SERVER span, ended with its log line in _emit
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else request.path
+        record.trace = tracing.start(request.headers, request.method, route, record)
     try:
         response = await handler(request)
     except asyncio.CancelledError:
@@ -80,8 +85,13 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
 
 
 def _emit(request: web.Request, record: RequestRecord) -> None:
-    """Account for the request once: its log line and metrics, then its cost against the team's budget."""
+    """Account for the request once: its log line, metrics and trace, then its cost against the team's budget."""
     line = request.app[TELEMETRY].emit(record, request.app[RUNTIME].current.config)
+    if record.trace is not None:
+        try:
+            record.trace.finish(line)
+        except Exception:  # a tracing bug must not turn an answered request into a 500
+            log.exception("tracing failed for %s", record.request_id)
     cost = line.get("cost_usd")
     if record.team_id is not None and cost:
         request.app[METER].charge(record.team_id, float(cost))
