@@ -3,13 +3,15 @@
     python -m bench.bench_tracing                          # this checkout: tracing off, then on
     python -m bench.bench_tracing --baseline ../old-main   # and the code before tracing, alternately
 
-``--baseline`` runs each round of another checkout's ``gemini_proxy`` (the code before tracing
-existed) in a process of its own, between this code's rounds. Rows go to
-``bench/results/tracing.json``. Two measures, in-process, loopback only, bounded by
+``--baseline`` measures another checkout's ``gemini_proxy`` (the code before tracing existed)
+the same way. Every round of every variant runs in a fresh process, so none inherits another's
+imports or garbage. Rows go to ``bench/results/tracing.json``. Two measures, in-process, loopback only, bounded by
 ``--requests`` x ``--rounds``:
 
-    loop     µs per request through the attempt loop alone (resilience/attempts.perform) with an
-             adapter that answers at once: the code tracing touched, without HTTP in the way
+    loop     CPU µs per request through the attempt loop alone (resilience/attempts.perform) with
+             an adapter that answers at once: the code tracing touched, without HTTP in the way
+    loop_calls, request_calls   function calls per request on those paths (sys.setprofile):
+             what the code does, whatever the neighbours on a shared machine do
     request  CPU µs per chat completion through the whole app (middlewares, handler, routing,
              translation, the aiohttp client and the simulated Gemini, all in this process)
 
@@ -72,15 +74,6 @@ fallbacks = ["google:gemini-2.5-flash-lite"]
 """
 
 
-def has_tracing() -> bool:
-    """Whether the gemini_proxy under test knows tracing at all (the code before it does not)."""
-    try:
-        from gemini_proxy.observe import tracing  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def drop_exporter() -> Any:
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -115,11 +108,24 @@ class AnswerAtOnce:
         return None
 
 
+class Counter:
+    """A ``sys.setprofile`` hook counting Python and C function calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, frame: Any, event: str, arg: Any) -> None:
+        if event in ("call", "c_call"):
+            self.calls += 1
+
+
 class Labels:
     request_id, team_id, task_type = "req_bench", None, None
 
 
-async def loop_us(n: int, traced: bool) -> float:
+async def loop_us(n: int, traced: bool, count_calls: bool = False) -> float:
+    """CPU µs per request through the attempt loop; with ``count_calls``, Python and C function
+    calls per request instead (deterministic: what the code does, whatever the neighbours do)."""
     config = parse(tomllib.loads(config_text("http://127.0.0.1:9")), "bench")
     kinds = {**REGISTRY, "gemini": dataclasses.replace(REGISTRY["gemini"], build=AnswerAtOnce)}
     rt = Runtime.build(config, ENV, kinds=kinds)
@@ -129,7 +135,10 @@ async def loop_us(n: int, traced: bool) -> float:
         from gemini_proxy.observe import otel
 
         tracer = otel.OtelTracing(None, "bench", 1.0, drop_exporter())
-    started = time.perf_counter()
+    calls = Counter()
+    if count_calls:
+        sys.setprofile(calls)
+    started = time.process_time()
     for _ in range(n):
         if tracer is None:
             await attempts.perform(rt, job, Operation.CHAT, Outcome())
@@ -137,13 +146,15 @@ async def loop_us(n: int, traced: bool) -> float:
         trace = tracer.start({}, "POST", "/v1/chat/completions", Labels())
         await attempts.perform(rt, dataclasses.replace(job, trace=trace), Operation.CHAT, Outcome())
         trace.finish({"status_code": 200, "model_used": "gemini-2.5-flash", "input_tokens": 120})
-    return (time.perf_counter() - started) / n * 1e6
+    elapsed = time.process_time() - started
+    sys.setprofile(None)
+    return calls.calls / n if count_calls else elapsed / n * 1e6
 
 
 # --- request: the whole app over loopback -----------------------------------------------------
 
 
-async def request_cpu_us(n: int, traced: bool) -> float:
+async def request_cpu_us(n: int, traced: bool, count_calls: bool = False) -> float:
     sim = web.AppRunner(SimulatedGemini().app(), access_log=None)
     await sim.setup()
     sim_site = web.TCPSite(sim, "127.0.0.1", 0)
@@ -162,11 +173,16 @@ async def request_cpu_us(n: int, traced: bool) -> float:
             for _ in range(20):  # warm: connections, caches
                 async with session.post(url, data=payload, headers={"Content-Type": "application/json"}) as r:
                     assert r.status == 200, await r.text()
+            calls = Counter()
+            if count_calls:
+                sys.setprofile(calls)
             cpu = time.process_time()
             for _ in range(n):
                 async with session.post(url, data=payload, headers={"Content-Type": "application/json"}) as r:
                     await r.read()
-            return (time.process_time() - cpu) / n * 1e6
+            elapsed = time.process_time() - cpu
+            sys.setprofile(None)
+            return calls.calls / n if count_calls else elapsed / n * 1e6
     finally:
         await proxy.cleanup()
         await sim.cleanup()
@@ -176,26 +192,29 @@ async def request_cpu_us(n: int, traced: bool) -> float:
 
 
 def summary(values: list[float]) -> dict[str, Any]:
-    return {"median_us": round(statistics.median(values), 2), "best_us": round(min(values), 2), "rounds": len(values)}
+    return {"median": round(statistics.median(values), 2), "best": round(min(values), 2), "rounds": len(values)}
 
 
-async def one_round(variants: dict[str, bool], requests: int, out: dict[str, dict[str, list[float]]]) -> None:
-    for name, traced in variants.items():
-        await loop_us(200, traced)  # warm: imports, first-call paths
-        out[name]["loop"].append(await loop_us(requests * 5, traced))
-        out[name]["request"].append(await request_cpu_us(requests, traced))
+async def measure_once(traced: bool, requests: int) -> dict[str, float]:
+    await loop_us(200, traced)  # warm: imports, first-call paths
+    return {
+        "loop": await loop_us(requests * 5, traced),
+        "loop_calls": await loop_us(100, traced, count_calls=True),
+        "request": await request_cpu_us(requests, traced),
+        "request_calls": await request_cpu_us(100, traced, count_calls=True),
+    }
 
 
-def baseline_round(path: Path, requests: int, out: dict[str, list[float]]) -> None:
-    """One round of the code at ``path`` (the code before tracing), in a process of its own."""
+def child_round(code: Path, label: str, traced: bool, requests: int) -> dict[str, float]:
+    """One round of one variant in a fresh process running ``code``'s gemini_proxy: no variant
+    inherits another's imports or garbage (the OpenTelemetry SDK loaded, spans to collect)."""
     with tempfile.TemporaryDirectory() as tmp:
-        result = Path(tmp) / "before.json"
-        cmd = [sys.executable, __file__, "--label", "before", "--rounds", "1", "--requests", str(requests)]
-        env = {**os.environ, "PYTHONPATH": str(path)}
-        subprocess.run([*cmd, "--out", str(result)], cwd=tmp, env=env, check=True, timeout=600)
-        row = json.loads(result.read_text())["rows"]["before"]
-    out["loop"].append(row["loop"]["median_us"])
-    out["request"].append(row["request"]["median_us"])
+        result = Path(tmp) / "row.json"
+        cmd = [sys.executable, __file__, "--child", label, "--requests", str(requests), "--out", str(result)]
+        env = {**os.environ, "PYTHONPATH": str(code)}
+        subprocess.run([*cmd, *(["--traced"] if traced else [])], cwd=tmp, env=env, check=True, timeout=600)
+        row: dict[str, float] = json.loads(result.read_text())
+    return row
 
 
 def commit(path: Path) -> str:
@@ -207,26 +226,31 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=1000, help="HTTP requests per round (the loop runs 5x)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--baseline", type=Path, help="a checkout of the code before tracing, run round by round")
-    parser.add_argument("--label", default=None, help="name of this code's row, tracing off (used by --baseline)")
+    parser.add_argument("--baseline", type=Path, help="a checkout of the code before tracing, measured alongside")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one round of one variant (internal)
+    parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.getLogger("gemini_proxy").setLevel(logging.ERROR)  # "auth is off" once per app built
-    variants = {args.label: False} if args.label else {"off": False, "on": True}
-    raw: dict[str, dict[str, list[float]]] = {name: {"loop": [], "request": []} for name in variants}
-    codes = {name: f"{SOURCE.name}@{commit(SOURCE)}" for name in variants}
+    if args.child:
+        args.out.write_text(json.dumps(asyncio.run(measure_once(args.traced, args.requests))))
+        return
+    variants: dict[str, tuple[Path, bool]] = {"off": (SOURCE, False), "on": (SOURCE, True)}
     if args.baseline is not None:
-        raw["before"] = {"loop": [], "request": []}
-        codes["before"] = f"{args.baseline.name}@{commit(args.baseline)}"
+        variants = {"before": (args.baseline.resolve(), False), **variants}
+    raw: dict[str, dict[str, list[float]]] = {
+        name: {"loop": [], "loop_calls": [], "request": [], "request_calls": []} for name in variants
+    }
     for _ in range(args.rounds):  # interleaved: a neighbour's CPU burst spreads over every variant
-        if args.baseline is not None:
-            baseline_round(args.baseline, args.requests, raw["before"])
-        asyncio.run(one_round(variants, args.requests, raw))
+        for name, (code, traced) in variants.items():
+            for measure, value in child_round(code, name, traced, args.requests).items():
+                raw[name][measure].append(value)
     data = json.loads(args.out.read_text()) if args.out.exists() else {"rows": {}}
     for name, measures in raw.items():
+        code, traced = variants[name]
         row = {m: summary(values) for m, values in measures.items()}
-        data["rows"][name] = {**row, "code": codes[name], "tracing": variants.get(name, False)}
-        print(f"{name:>8}: loop {row['loop']}  request {row['request']}")
+        data["rows"][name] = {**row, "code": f"{code.name}@{commit(code)}", "tracing": traced}
+        print(f"{name:>8}: " + "  ".join(f"{m} {v['median']} (best {v['best']})" for m, v in row.items()))
     data["command"] = "python -m bench.bench_tracing " + " ".join(argv if argv is not None else sys.argv[1:])
     data["machine"] = (
         f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores"

@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+import gemini_proxy.observe
 from gemini_proxy.adapters.simulated import split_stream
 from gemini_proxy.config import ConfigError
 from gemini_proxy.config.tracing import TracingConfig
@@ -32,6 +33,7 @@ from tests.conftest import ENV, Proxy, config_toml, eventually, make_config
 from tests.fakes.clock import FakeClock
 from tests.fakes.gemini import FakeGemini, HeldStream, error, text_answer
 from tests.fakes.openai import FakeOpenAI
+from tests.helpers import post
 
 SECRET_PROMPT = "my passport number is X1234567"
 SECRET_ANSWER = "your passport is noted"
@@ -308,3 +310,52 @@ def test_a_bad_tracing_section_is_an_error_naming_the_key_and_the_fix(table: str
     with pytest.raises(ConfigError) as caught:
         make_config(config_toml("http://127.0.0.1:9", "http://127.0.0.1:9/v1", f"\n[tracing]\n{table}\n"))
     assert caught.value.key == key and fix in caught.value.fix
+
+
+async def test_embeddings_and_the_native_api_name_their_operations(traced: Any, fake_gemini: FakeGemini) -> None:
+    proxy, exporter = await traced()
+    await proxy.client().embeddings.create(model="google:gemini-embedding-001", input=["a", "b"])
+    assert await eventually(lambda: len(by_kind(exporter, SpanKind.SERVER)) == 1)
+    (client,) = by_kind(exporter, SpanKind.CLIENT)
+    assert client.name == "embeddings gemini-embedding-001"
+    assert client.attributes is not None and client.attributes["gen_ai.operation.name"] == "embeddings"
+
+
+async def test_an_unknown_path_gets_a_span_named_by_its_method_only(traced: Any) -> None:
+    proxy, exporter = await traced()
+    status, _, _ = await post(proxy.url + "/v1/no-such-endpoint-a1b2", {"model": "pro"})
+    assert status == 404
+    server = await server_span(exporter)
+    assert server.name == "POST" and server.attributes is not None
+    assert server.attributes["http.response.status_code"] == 404
+    assert server.status.status_code is not StatusCode.ERROR  # a 4xx is the caller's error
+
+
+def test_tracing_on_without_the_packages_stops_with_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, fake_gemini: FakeGemini, fake_openai: FakeOpenAI
+) -> None:
+    # As if opentelemetry were not installed: the import of the module that needs it fails.
+    monkeypatch.setitem(sys.modules, "gemini_proxy.observe.otel", None)
+    monkeypatch.delattr(gemini_proxy.observe, "otel", raising=False)
+    cfg = make_config(config_toml(fake_gemini.url, fake_openai.url))
+    with pytest.raises(ValueError, match=r"pip install 'gemini-proxy\[otel\]'") as caught:
+        make_app(cfg, environ={**ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in str(caught.value)
+
+
+async def test_a_target_refused_before_any_call_is_an_event_not_a_client_span(
+    aiohttp_server: Callable[..., Any], fake_gemini: FakeGemini, fake_openai: FakeOpenAI
+) -> None:
+    exporter = InMemorySpanExporter()
+    cfg = make_config(config_toml(fake_gemini.url, fake_openai.url))
+    app = make_app(cfg, environ={"TEST_GEMINI_KEY": ENV["TEST_GEMINI_KEY"]}, span_exporter=exporter)  # no gateway key
+    server = await aiohttp_server(app)
+    status, _, _ = await post(
+        str(server.make_url("/v1/chat/completions")), {"model": "cn", "messages": [{"role": "user", "content": "Hi"}]}
+    )
+    assert status == 503
+    span = await server_span(exporter)
+    assert by_kind(exporter, SpanKind.CLIENT) == []
+    (event,) = [e for e in span.events if e.name == "gemini_proxy.attempt_refused"]
+    assert event.attributes is not None and event.attributes["error.type"] == "upstream_key_missing"
+    assert span.status.status_code is StatusCode.ERROR

@@ -44,8 +44,9 @@ def make_app(
     adapter registry (``demo`` builds some kinds against their simulators). ``span_exporter``:
     an OpenTelemetry exporter instead of OTLP (tests); tracing is otherwise on only when an
     OTLP endpoint is configured (observe/tracing.py)."""
+    tracer = tracing.build(config, environ, span_exporter)  # None: off; [tracing] changes need a restart
     app = web.Application(
-        middlewares=[access_log, errors, auth],
+        middlewares=[access_log(tracer), errors, auth],
         client_max_size=config.server.max_body_bytes,
         # handler_cancellation: a client that disconnects cancels its handler, and so the
         # upstream call it is waiting on (aiohttp leaves handlers running by default).
@@ -64,7 +65,7 @@ def make_app(
     app[RUNTIME] = RuntimeRef(Runtime.build(config, environ, clock, state, kinds))
     app[METER] = TeamMeter(state=state, replicas=config.state.replicas)
     app[TELEMETRY] = Telemetry(Metrics())
-    app[TRACING] = tracing.build(config, environ, span_exporter)  # None: off; [tracing] needs a restart
+    app[TRACING] = tracer  # for its shutdown with the app
     # Live lane state, read at each scrape from whichever Runtime is current (reload swaps it).
     app[TELEMETRY].metrics.register_source("lane", lambda: app[RUNTIME].current.guard.lane_gauges(), label="lane")
     app[TELEMETRY].metrics.register_source(

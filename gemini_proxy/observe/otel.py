@@ -64,15 +64,11 @@ class OtelTracing:
 
     def start(self, headers: Mapping[str, str], method: str, route: str, labels: Labels) -> RequestSpans:
         parent = PROPAGATOR.extract(headers)
+        attributes = {"http.request.method": method, "gemini_proxy.request_id": labels.request_id}
+        if route:
+            attributes["http.route"] = route
         span = self.tracer.start_span(
-            f"{method} {route}",
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={
-                "http.request.method": method,
-                "http.route": route,
-                "gemini_proxy.request_id": labels.request_id,
-            },
+            f"{method} {route}" if route else method, context=parent, kind=SpanKind.SERVER, attributes=attributes
         )
         return RequestSpans(self.tracer, span, labels)
 

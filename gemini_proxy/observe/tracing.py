@@ -32,7 +32,8 @@ class Tracing(Protocol):
     """The app's tracer (``app[TRACING]``), built once at start; ``[tracing]`` changes need a restart."""
 
     def start(self, headers: Mapping[str, str], method: str, route: str, labels: Labels) -> ServerTrace:
-        """A request's SERVER span, the child of the caller's W3C ``traceparent`` when it sent one."""
+        """A request's SERVER span, the child of the caller's W3C ``traceparent`` when it sent one.
+        ``route``: the endpoint's template ("" when no route matched), never the raw path."""
         ...
 
     def shutdown(self) -> None:

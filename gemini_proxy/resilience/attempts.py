@@ -387,7 +387,8 @@ async def perform(rt: Resources, job: Job, op: Operation, outcome: Outcome) -> C
 
         target, result = await run.run(one)
         run.settle(target, result.usage)
-        run.finish(result.usage, result.finish_reason)
+        if run.span is not None:  # tracing off: not even a call (bench/bench_tracing.py counts them)
+            run.finish(result.usage, result.finish_reason)
         return result
     finally:
         run.release()

@@ -65,7 +65,8 @@ async def open_stream(
 
     def close() -> None:
         run.settle(target, state.usage)
-        run.finish(state.usage, state.finish_reason)
+        if run.span is not None:
+            run.finish(state.usage, state.finish_reason)
         run.release()
 
     return first, GuardedStream(agen, close), state
