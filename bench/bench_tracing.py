@@ -241,8 +241,10 @@ def main(argv: list[str] | None = None) -> None:
     raw: dict[str, dict[str, list[float]]] = {
         name: {"loop": [], "loop_calls": [], "request": [], "request_calls": []} for name in variants
     }
-    for _ in range(args.rounds):  # interleaved: a neighbour's CPU burst spreads over every variant
-        for name, (code, traced) in variants.items():
+    names = list(variants)
+    for i in range(args.rounds):  # interleaved, and each round in another order: no variant always goes first
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            code, traced = variants[name]
             for measure, value in child_round(code, name, traced, args.requests).items():
                 raw[name][measure].append(value)
     data = json.loads(args.out.read_text()) if args.out.exists() else {"rows": {}}

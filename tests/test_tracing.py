@@ -34,6 +34,7 @@ from tests.fakes.clock import FakeClock
 from tests.fakes.gemini import FakeGemini, HeldStream, error, text_answer
 from tests.fakes.openai import FakeOpenAI
 from tests.helpers import post
+from tests.test_cli import _check
 
 SECRET_PROMPT = "my passport number is X1234567"
 SECRET_ANSWER = "your passport is noted"
@@ -359,3 +360,11 @@ async def test_a_target_refused_before_any_call_is_an_event_not_a_client_span(
     (event,) = [e for e in span.events if e.name == "gemini_proxy.attempt_refused"]
     assert event.attributes is not None and event.attributes["error.type"] == "upstream_key_missing"
     assert span.status.status_code is StatusCode.ERROR
+
+
+def test_check_says_where_traces_go() -> None:
+    off = _check("--no-secrets", env={})
+    on = _check("--no-secrets", env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318"})
+    assert off.returncode == 0 and on.returncode == 0, off.stderr + on.stderr
+    assert "tracing: off" in off.stdout
+    assert "tracing: OTLP/HTTP to http://otel-collector:4318/v1/traces as service 'gemini-proxy'" in on.stdout
