@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import openai
 import orjson
 import pytest
 from aiohttp import web
@@ -31,7 +32,7 @@ from gemini_proxy.http.app import make_app
 from gemini_proxy.http.appkeys import TRACING
 from tests.conftest import ENV, Proxy, config_toml, eventually, make_config
 from tests.fakes.clock import FakeClock
-from tests.fakes.gemini import FakeGemini, HeldStream, error, text_answer
+from tests.fakes.gemini import CutStream, FakeGemini, HeldStream, error, text_answer
 from tests.fakes.openai import FakeOpenAI
 from tests.helpers import post
 from tests.test_cli import _check
@@ -219,6 +220,22 @@ async def test_a_streams_spans_end_when_the_stream_ends(traced: Any, fake_gemini
     assert client.attributes is not None
     assert client.attributes["gen_ai.usage.output_tokens"] == chunks[-1].usage.completion_tokens == 4
     assert client.attributes["gen_ai.response.finish_reasons"] == ("stop",)
+
+
+async def test_a_stream_cut_by_the_upstream_after_its_first_chunk_fails_its_client_span(
+    traced: Any, fake_gemini: FakeGemini
+) -> None:
+    proxy, exporter = await traced()
+    fake_gemini.push(CutStream(split_stream(text_answer("one two three four").body), after=1))
+    stream = await ask(proxy, "pro", stream=True)
+    with pytest.raises(openai.APIError):
+        async for _ in stream:
+            pass
+    server = await server_span(exporter)
+    (client,) = by_kind(exporter, SpanKind.CLIENT)
+    assert client.status.status_code is StatusCode.ERROR and client.attributes is not None
+    assert "stream broke" in str(client.attributes["gemini_proxy.decision"])
+    assert server.attributes is not None and str(server.attributes["error.type"]).startswith("stream_interrupted")
 
 
 async def test_with_tracing_off_no_span_is_made_and_no_traceparent_is_sent(

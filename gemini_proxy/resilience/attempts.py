@@ -107,11 +107,16 @@ class Run:
             self.admitted = False
             self.lane.leave()
 
-    def finish(self, usage: Usage | None, finish_reason: str | None) -> None:
-        """The answer is complete (a stream: it ended): the answering attempt's span ends."""
-        if self.span is not None:
+    def finish(self, usage: Usage | None, finish_reason: str | None, broken: UpstreamError | None = None) -> None:
+        """The answer is complete (a stream: it ended, or ``broken`` after its first chunk): the
+        answering attempt's span ends."""
+        if self.span is None:
+            return
+        if broken is not None:
+            self.span.failed(broken.status, broken.code or "mid_stream", "stop: the stream broke after its first chunk")
+        else:
             self.span.answered(usage, finish_reason)
-            self.span = None
+        self.span = None
 
     def settle(self, target: Target, usage: Usage | None) -> None:
         """Correct the TPM estimate with the input tokens the upstream reported."""
