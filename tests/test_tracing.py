@@ -30,6 +30,7 @@ from gemini_proxy.config import ConfigError
 from gemini_proxy.config.tracing import TracingConfig
 from gemini_proxy.http.app import make_app
 from gemini_proxy.http.appkeys import TRACING
+from gemini_proxy.routing.teams import hash_client_key
 from tests.conftest import ENV, Proxy, config_toml, eventually, make_config
 from tests.fakes.clock import FakeClock
 from tests.fakes.gemini import CutStream, FakeGemini, HeldStream, error, text_answer
@@ -167,6 +168,19 @@ async def test_a_fallback_is_a_client_span_of_the_next_model(traced: Any, fake_g
     assert [s.attributes and s.attributes["gemini_proxy.fallback"] for s in spans] == [False, True]
     assert server.attributes is not None and server.attributes["gen_ai.response.model"] == "gemini-2.5-flash-lite"
     assert server.attributes["gemini_proxy.fallback"] is True
+
+
+async def test_spans_name_the_team_and_the_task(traced: Any, fake_gemini: FakeGemini) -> None:
+    team_key = "team-search-client-key-not-real"
+    proxy, exporter = await traced(f'\n[teams.search]\nkey_sha256 = ["{hash_client_key(team_key)}"]\n')
+    await proxy.client(api_key=team_key).chat.completions.create(
+        model="fast", messages=[{"role": "user", "content": "Hi"}], extra_headers={"x-task": "summary"}
+    )
+    server = await server_span(exporter)
+    (client,) = by_kind(exporter, SpanKind.CLIENT)
+    for span in (server, client):
+        assert span.attributes is not None
+        assert (span.attributes["gemini_proxy.team"], span.attributes["gemini_proxy.task"]) == ("search", "summary")
 
 
 def span_text(exporter: InMemorySpanExporter) -> str:
