@@ -344,7 +344,7 @@ def test_a_bad_tracing_section_is_an_error_naming_the_key_and_the_fix(table: str
     assert caught.value.key == key and fix in caught.value.fix
 
 
-async def test_embeddings_and_the_native_api_name_their_operations(traced: Any, fake_gemini: FakeGemini) -> None:
+async def test_an_embeddings_request_is_an_embeddings_client_span(traced: Any, fake_gemini: FakeGemini) -> None:
     proxy, exporter = await traced()
     await proxy.client().embeddings.create(model="google:gemini-embedding-001", input=["a", "b"])
     assert await eventually(lambda: len(by_kind(exporter, SpanKind.SERVER)) == 1)
