@@ -42,9 +42,7 @@ log = logging.getLogger("gemini_proxy.retry")
 T = TypeVar("T")
 
 _LANE_RANK = {"online": 0, "batch": 1}  # who goes first when requests wait for a resting key
-# The key pool's common path (a usable key at hand) takes microseconds; a wait worth a trace
-# span is one in line for a resting key, which lasts at least this long.
-_KEY_WAIT_SPAN_S = 0.001
+_KEY_WAIT_SPAN_S = 0.001  # a key at hand takes µs; a wait in line for a resting key, at least this
 
 
 class Resources(Protocol):
