@@ -20,7 +20,8 @@
 FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS build
 WORKDIR /src
 # Dependencies first, each pinned and hash-checked (`make lock` regenerates the file); this layer
-# is rebuilt only when the lock changes.
+# is rebuilt only when the lock changes. The lock includes the [otel] extra: the image sends
+# traces when given an OTLP endpoint (-e OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318).
 COPY requirements.lock ./
 RUN pip install --no-cache-dir --require-hashes --prefix=/install -r requirements.lock
 # The package itself (with its bundled example config and schemas, package data), built by the

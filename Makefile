@@ -46,9 +46,10 @@ bench: $(STAMP)
 
 # Regenerate the image's hashed lock (requirements.lock) after changing dependencies in
 # pyproject.toml (tests/test_lock.py fails until they agree again); pins that still fit are
-# kept. `make lock LOCK_ARGS=--upgrade` takes the newest releases instead.
+# kept. `make lock LOCK_ARGS=--upgrade` takes the newest releases instead. The [otel] extra is
+# locked too, so the image can send traces when an OTLP endpoint is configured.
 lock: $(STAMP)
-	$(BIN)/pip-compile --quiet $(LOCK_ARGS) --generate-hashes --strip-extras --allow-unsafe \
+	$(BIN)/pip-compile --quiet $(LOCK_ARGS) --extra otel --generate-hashes --strip-extras --allow-unsafe \
 	    --no-emit-index-url --no-emit-find-links --output-file=requirements.lock pyproject.toml
 
 # Build the wheel, install it into a fresh venv outside the checkout, run the demo and one SDK call.

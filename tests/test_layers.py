@@ -24,8 +24,15 @@ LAYERS = [
     ("__main__", "__init__"),
 ]
 RANK = {name: n for n, names in enumerate(LAYERS) for name in names}
-# The only lazy import of our own code: the Redis backend pulls in redis, an optional heavy dependency.
-LAZY_ALLOWED = {("state/sync.py", "gemini_proxy.state.redis")}
+# The only lazy imports of our own code, each for an optional heavy dependency:
+# - the Redis backend pulls in redis, needed only with [state] backend = "redis";
+# - the OpenTelemetry tracer pulls in the opentelemetry packages, an optional extra
+#   (gemini-proxy[otel]) needed only when an OTLP endpoint is configured: with tracing off the
+#   proxy neither needs them installed nor pays their import time.
+LAZY_ALLOWED = {
+    ("state/sync.py", "gemini_proxy.state.redis"),
+    ("observe/tracing.py", "gemini_proxy.observe.otel"),
+}
 
 
 def modules() -> dict[str, Path]:

@@ -36,8 +36,9 @@ def _lock_entries(text: str) -> dict[str, tuple[str, list[str]]]:
 
 
 def _runtime_requirements() -> list[Requirement]:
+    """The dependencies and the [otel] extra: the image can trace (README "Traces")."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return [Requirement(dep) for dep in project["dependencies"]]
+    return [Requirement(dep) for dep in [*project["dependencies"], *project["optional-dependencies"]["otel"]]]
 
 
 def test_every_runtime_dependency_is_locked_at_a_version_its_range_allows() -> None:

@@ -51,6 +51,7 @@ input = 1.0
 [lanes.online]
 [state]
 [responses]
+[tracing]
 """
 
 # A table path of the parsed config -> the README heading that documents it.
@@ -63,7 +64,7 @@ SECTIONS = [
     (r"retry(\.(upstreams|tasks)\.[^.]+)?", "retry"),
     (r"limits\.[^.]+", "limits.UPSTREAM"),
     (r"lanes\.[^.]+", "lanes.NAME"),
-    (r"server|logging|state|responses", None),
+    (r"server|logging|state|responses|tracing", None),
 ]
 
 

@@ -81,6 +81,9 @@ class Call:
     # succeeded in ``progress``, so a retry of the same target resumes at the call that failed.
     pace: Callable[[int], Awaitable[None]] | None = field(default=None, repr=False)
     progress: Progress | None = None
+    # W3C trace context for the upstream request (``traceparent``), when the proxy traces: the
+    # attempt's span is the upstream's parent. None when tracing is off (nothing is added).
+    trace_headers: Mapping[str, str] | None = None
     # Put the request's stable prefix into a Gemini context cache (None: never for this call).
     context_cache: ContextCaching | None = None
 

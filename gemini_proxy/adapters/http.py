@@ -105,6 +105,8 @@ class HttpTransport:
         self, call: Call, url: str, payload: bytes, headers: Mapping[str, str]
     ) -> tuple[dict[str, Any], bytes]:
         """One non-stream POST: the parsed JSON object and its raw bytes, or an UpstreamError."""
+        if call.trace_headers:
+            headers = {**headers, **call.trace_headers}
         try:
             async with self.session.post(url, data=payload, headers=headers, timeout=self.complete_timeout) as resp:
                 if resp.status != 200:
@@ -136,6 +138,8 @@ class HttpTransport:
         before an error (or before a bug of ours) are yielded first, so the client gets them.
         """
         started = False
+        if call.trace_headers:
+            headers = {**headers, **call.trace_headers}
         try:
             async with self.session.post(url, data=payload, headers=headers, timeout=self.stream_timeout) as resp:
                 if resp.status != 200:

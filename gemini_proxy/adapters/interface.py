@@ -72,6 +72,8 @@ class Capabilities:
     own_credentials: bool = False
     base_url_optional: bool = False  # the adapter derives its URL (Vertex: from location)
     required_keys: tuple[str, ...] = ()  # config keys this kind cannot do without
+    # Who answers, in OpenTelemetry's GenAI terms (gen_ai.provider.name on the attempt's span).
+    provider: str = ""
 
     def serves(self, op: Operation) -> bool:
         return op in self.operations

@@ -82,6 +82,7 @@ CAPABILITIES = Capabilities(
     own_credentials=True,
     base_url_optional=True,  # derived from location
     required_keys=("project", "location"),
+    provider="gcp.vertex_ai",
 )
 
 

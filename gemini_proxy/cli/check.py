@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -58,6 +60,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"\nstate: {state.backend} at {where}, prefix {state.key_prefix!r}, on error: {state.on_state_error}"
             f" (local fallback divides limits by replicas={state.replicas})"
         )
+    if not _tracing(config):
+        return 1
     print("\nteams:" if config.teams else "\nteams: none, so auth is OFF (every client is let in)")
     for name, team in config.teams.items():
         limits = [f"keys={len(team.key_sha256)}"]
@@ -74,6 +78,22 @@ def cmd_check(args: argparse.Namespace) -> int:
             limits.append(f"budget=${team.daily_budget_usd:g}/day")
         print(f"  {name:<20} {' '.join(limits)}")
     return _missing_keys(config, args.no_secrets)
+
+
+def _tracing(config: Config) -> bool:
+    """Print where traces go; False when tracing is on but its packages are missing (serve would stop)."""
+    endpoint = config.tracing.endpoint(os.environ)
+    if endpoint is None:
+        print("\ntracing: off (no [tracing] otlp_endpoint, no OTEL_EXPORTER_OTLP_ENDPOINT)")
+        return True
+    service, ratio = config.tracing.service(os.environ), config.tracing.sample_ratio
+    print(f"\ntracing: OTLP/HTTP to {redact(endpoint)} as service {service!r}, sample_ratio={ratio:g}")
+    if importlib.util.find_spec("opentelemetry.sdk") is None:  # looked up, not imported
+        print(
+            "error: tracing is on but OpenTelemetry is not installed: pip install 'gemini-proxy[otel]'", file=sys.stderr
+        )
+        return False
+    return True
 
 
 def _missing_keys(config: Config, no_secrets: bool) -> int:

@@ -2,7 +2,7 @@
 
 Built once by :func:`gemini_proxy.config.parse.parse` (at start and on reload); nothing on the
 hot path parses config. The section types of ``[retry]``/``[limits]``/``[lanes]``, ``[state]``,
-``[logging]`` and ``[pricing]`` live beside their parsers; this module holds the core ones and
+``[logging]``, ``[tracing]`` and ``[pricing]`` live beside their parsers; this module holds the core ones and
 the :class:`Config` that ties them together.
 """
 
@@ -19,6 +19,7 @@ from gemini_proxy.config.pricing import PriceBook
 from gemini_proxy.config.resilience import ResilienceConfig
 from gemini_proxy.config.responses import ResponsesConfig
 from gemini_proxy.config.state import StateConfig
+from gemini_proxy.config.tracing import TracingConfig
 from gemini_proxy.structured.enforce import TaskSchema
 
 
@@ -140,6 +141,7 @@ class Config:
     pricing: PriceBook = field(default_factory=PriceBook)
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     state: StateConfig = field(default_factory=StateConfig)  # [state]: memory or shared through Redis
+    tracing: TracingConfig = field(default_factory=TracingConfig)  # [tracing]: OpenTelemetry, off by default
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)  # [responses]: the response store
 
     def caching(self, kind: str, name: str) -> tuple[ResponseCacheConfig | None, ContextCacheConfig | None]:

@@ -4,7 +4,7 @@ Every problem is reported as file + key + what is wrong + how to fix it, and unk
 errors (a typo'd ``fallback`` must not silently mean "no fallbacks"). The config says *where*
 a key lives (an environment variable or a file), never the key itself. Each section with knobs
 of its own has its own parser module beside this one (resilience, state, teams, logging,
-pricing, structured); this one parses servers, upstreams, aliases and tasks and ties them up.
+pricing, structured, tracing); this one parses servers, upstreams, aliases and tasks and ties them up.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from gemini_proxy.config.model import EVENT_LOOPS, Config, ModelAlias, ServerCon
 from gemini_proxy.config.pricing import parse_pricing
 from gemini_proxy.config.table import Table, str_list
 from gemini_proxy.config.teams import parse_regions, parse_teams
+from gemini_proxy.config.tracing import parse_tracing
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -257,6 +258,7 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
     resilience_cfg = resilience.parse(root, upstreams, tasks)
     state_cfg = state.parse(root.table("state"))
     responses_cfg = responses.parse(root.table("responses"))
+    tracing = parse_tracing(root.table("tracing"))
     root.done()
     for name in set(models) & set(tasks):
         raise ConfigError(
@@ -277,4 +279,5 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
         resilience=resilience_cfg,
         state=state_cfg,
         responses=responses_cfg,
+        tracing=tracing,
     )

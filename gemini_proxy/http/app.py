@@ -1,6 +1,7 @@
 """The aiohttp application: routes, middleware order, and the lifecycle of app-wide resources.
 
-Middlewares, outermost first: access log (one record per request), errors -> OpenAI JSON, auth.
+Middlewares, outermost first: access log (one record per request, and its SERVER span when
+tracing is on), errors -> OpenAI JSON, auth.
 App-wide resources are typed keys (appkeys.py) opened and closed in ``cleanup_ctx``: the
 Runtime's upstream sessions, and the shared state's health sync (Redis) with its connection.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -16,10 +18,11 @@ from gemini_proxy.adapters import REGISTRY
 from gemini_proxy.adapters.interface import AdapterKind
 from gemini_proxy.config import Config
 from gemini_proxy.http import wire_errors
-from gemini_proxy.http.appkeys import ANSWERS, METER, RESPONSES, RUNTIME, STATE, TELEMETRY
+from gemini_proxy.http.appkeys import ANSWERS, METER, RESPONSES, RUNTIME, STATE, TELEMETRY, TRACING
 from gemini_proxy.http.auth import auth
 from gemini_proxy.http.handlers import chat, embeddings, health, models, native, responses, stored_responses
 from gemini_proxy.http.middleware import access_log, errors, on_response_prepare
+from gemini_proxy.observe import tracing
 from gemini_proxy.observe.metrics import Metrics
 from gemini_proxy.observe.telemetry import Telemetry
 from gemini_proxy.resilience.clock import Clock
@@ -37,11 +40,15 @@ def make_app(
     environ: Mapping[str, str] | None = None,
     clock: Clock | None = None,
     kinds: Mapping[str, AdapterKind] = REGISTRY,
+    span_exporter: Any = None,
 ) -> web.Application:
     """Build the app; upstream sessions open lazily and close with the app. ``kinds``: the
-    adapter registry (``demo`` builds some kinds against their simulators)."""
+    adapter registry (``demo`` builds some kinds against their simulators). ``span_exporter``:
+    an OpenTelemetry exporter instead of OTLP (tests); tracing is otherwise on only when an
+    OTLP endpoint is configured (observe/tracing.py)."""
+    tracer = tracing.build(config, environ, span_exporter)  # None: off; [tracing] changes need a restart
     app = web.Application(
-        middlewares=[access_log, errors, auth],
+        middlewares=[access_log(tracer), errors, auth],
         client_max_size=config.server.max_body_bytes,
         # handler_cancellation: a client that disconnects cancels its handler, and so the
         # upstream call it is waiting on (aiohttp leaves handlers running by default).
@@ -62,6 +69,7 @@ def make_app(
     app[RESPONSES] = response_store.build(config.responses, state)  # [responses] changes need a restart
     app[TELEMETRY] = Telemetry(Metrics())
     app[ANSWERS] = AnswerStore(state) if clock is None else AnswerStore(state, clock.now)
+    app[TRACING] = tracer  # for its shutdown with the app
     # Live lane state, read at each scrape from whichever Runtime is current (reload swaps it).
     app[TELEMETRY].metrics.register_source("lane", lambda: app[RUNTIME].current.guard.lane_gauges(), label="lane")
     app[TELEMETRY].metrics.register_source(
@@ -70,6 +78,7 @@ def make_app(
     app.on_response_prepare.append(on_response_prepare)
     app.cleanup_ctx.append(_runtime_lifecycle)
     app.cleanup_ctx.append(_state_lifecycle)
+    app.cleanup_ctx.append(_tracing_lifecycle)
     app.router.add_post("/v1/chat/completions", chat.chat_completions)
     app.router.add_post("/v1/responses", responses.create_response)
     app.router.add_get("/v1/responses/{response_id}", stored_responses.retrieve)
@@ -89,6 +98,14 @@ def make_app(
 async def _runtime_lifecycle(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[RUNTIME].current.close()
+
+
+async def _tracing_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """Export the spans still buffered when the app stops (off the loop: the exporter blocks)."""
+    yield
+    provider = app[TRACING]
+    if provider is not None:
+        await asyncio.to_thread(provider.shutdown)
 
 
 async def _state_lifecycle(app: web.Application) -> AsyncIterator[None]:

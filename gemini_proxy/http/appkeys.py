@@ -9,6 +9,7 @@ handlers and the reloader share the keys without importing each other.
     app[TELEMETRY]   Telemetry: prices, metrics, the access log
     app[RESPONSES]   the Responses API's store (memory, or Redis with [state]); outlives reloads
     app[ANSWERS]     AnswerStore: the exact response cache (outlives reloads; Redis when shared)
+    app[TRACING]     OpenTelemetry tracing, or None when it is off (observe/tracing.py)
     request[REQUEST_ID], request[RECORD], request[TEAM]
 """
 
@@ -19,6 +20,7 @@ from aiohttp import web
 from gemini_proxy.config import TeamConfig
 from gemini_proxy.observe.record import RequestRecord
 from gemini_proxy.observe.telemetry import Telemetry
+from gemini_proxy.observe.tracing import Tracing
 from gemini_proxy.routing.meter import TeamMeter
 from gemini_proxy.runtime import RuntimeRef
 from gemini_proxy.state.answer_store import AnswerStore
@@ -31,6 +33,7 @@ METER = web.AppKey("team_meter", TeamMeter)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 RESPONSES: web.AppKey[ResponseStore] = web.AppKey("response_store")
 ANSWERS = web.AppKey("answer_store", AnswerStore)
+TRACING: web.AppKey[Tracing | None] = web.AppKey("tracing")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 RECORD = web.RequestKey("record", RequestRecord)

@@ -96,6 +96,7 @@ def job_of(
         include_usage=include_usage,
         session=affinity.session_of(record.team_id, body, session_header),
         context_cache=context_cache,
+        trace=record.trace,
     )
 
 

@@ -12,12 +12,14 @@ import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gemini_proxy.adapters.unique import unique_hex
 from gemini_proxy.errors import InternalError, InvalidRequest, NotFound, PayloadTooLarge, ProxyError
 from gemini_proxy.http.appkeys import METER, RECORD, REQUEST_ID, RUNTIME, TELEMETRY
 from gemini_proxy.http.errors import describe, error_response
 from gemini_proxy.observe.record import RequestRecord
+from gemini_proxy.observe.tracing import Tracing
 
 log = logging.getLogger("gemini_proxy")
 
@@ -43,45 +45,61 @@ async def on_response_prepare(request: web.Request, response: web.StreamResponse
     response.headers["x-request-id"] = request_id_of(request)
 
 
-@web.middleware
-async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every API request yields exactly one log record, whatever happened to it.
+def access_log(tracing: Tracing | None = None) -> Middleware:
+    """Every API request yields exactly one log record, whatever happened to it, and with
+    ``tracing`` one SERVER span, ended with the record (``_emit``).
 
-    The app runs with ``handler_cancellation``: a client that goes away cancels its handler (and
-    with it the upstream call), which reaches us as CancelledError. That is a 499, not a crash;
-    a cancellation while the client is still connected is the server shutting down.
+    ``tracing`` is fixed when the app is built, so with tracing off a request does not even look
+    it up (bench/bench_tracing.py counts the calls on the request path). The app runs with
+    ``handler_cancellation``: a client that goes away cancels its handler (and with it the
+    upstream call), which reaches us as CancelledError. That is a 499, not a crash; a
+    cancellation while the client is still connected is the server shutting down.
     """
-    if not request.path.startswith(LOGGED_PREFIXES) or request.method != "POST":
-        return await handler(request)
-    record = RequestRecord(request_id=request_id_of(request), endpoint=request.path)
-    request[RECORD] = record
-    try:
-        response = await handler(request)
-    except asyncio.CancelledError:
-        gone = request.transport is None or request.transport.is_closing()
-        record.status_code = 499 if gone else 503
-        record.error_type = "client_disconnected" if gone else "server_shutdown"
+
+    @web.middleware
+    async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith(LOGGED_PREFIXES) or request.method != "POST":
+            return await handler(request)
+        record = RequestRecord(request_id=request_id_of(request), endpoint=request.path)
+        request[RECORD] = record
+        if tracing is not None:  # the request's SERVER span, ended with its log line in _emit
+            resource = request.match_info.route.resource  # the route's template: one name per endpoint
+            route = resource.canonical if resource is not None else ""  # no route (a 404): no client-chosen name
+            record.trace = tracing.start(request.headers, request.method, route, record)
+        try:
+            response = await handler(request)
+        except asyncio.CancelledError:
+            gone = request.transport is None or request.transport.is_closing()
+            record.status_code = 499 if gone else 503
+            record.error_type = "client_disconnected" if gone else "server_shutdown"
+            _emit(request, record)
+            raise
+        except web.HTTPException as exc:  # redirects and the like, re-raised by `errors`
+            record.status_code = exc.status
+            _emit(request, record)
+            raise
+        except BaseException:
+            record.status_code, record.error_type = 500, record.error_type or "internal_error"
+            _emit(request, record)
+            raise
+        if record.status_code == 0:  # a stream's handler sets its own (an error or a disconnect may end it)
+            record.status_code = response.status
+        if record.status_code >= 400 and record.error_type is None:
+            record.error_type = "http_" + str(record.status_code)
         _emit(request, record)
-        raise
-    except web.HTTPException as exc:  # redirects and the like, re-raised by `errors`
-        record.status_code = exc.status
-        _emit(request, record)
-        raise
-    except BaseException:
-        record.status_code, record.error_type = 500, record.error_type or "internal_error"
-        _emit(request, record)
-        raise
-    if record.status_code == 0:  # a stream's handler sets its own (an error or a disconnect may end it)
-        record.status_code = response.status
-    if record.status_code >= 400 and record.error_type is None:
-        record.error_type = "http_" + str(record.status_code)
-    _emit(request, record)
-    return response
+        return response
+
+    return access_log
 
 
 def _emit(request: web.Request, record: RequestRecord) -> None:
-    """Account for the request once: its log line and metrics, then its cost against the team's budget."""
+    """Account for the request once: its log line, metrics and trace, then its cost against the team's budget."""
     line = request.app[TELEMETRY].emit(record, request.app[RUNTIME].current.config)
+    if record.trace is not None:
+        try:
+            record.trace.finish(line)
+        except Exception:  # a tracing bug must not turn an answered request into a 500
+            log.exception("tracing failed for %s", record.request_id)
     cost = line.get("cost_usd")
     if record.team_id is not None and cost:
         request.app[METER].charge(record.team_id, float(cost))

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from gemini_proxy.adapters.base import Usage
+from gemini_proxy.observe.tracing import ServerTrace
 from gemini_proxy.resilience.outcome import Attempt, Outcome
 
 # Mandatory on every line (the issue's contract with the teams reading the logs).
@@ -76,6 +77,7 @@ class RequestRecord:
     capture_content: bool = False
     answer_chars: int = 0  # streams: characters of answer text relayed so far
     answer_parts: list[str] = field(default_factory=list)  # streams, only when capture_content
+    trace: ServerTrace | None = None  # the request's spans (observe/tracing.py); None: tracing is off
 
     def apply(self, outcome: Outcome) -> None:
         """What the attempt loop did (every attempt, who answered, waits): the one place it lands here."""

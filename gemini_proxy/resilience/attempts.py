@@ -9,6 +9,8 @@ is logged (debug, one line) and stored on the attempt. The request's deadline bo
 retry starts that cannot start in time, and each attempt is cut at the deadline. The loop
 writes nothing but the :class:`~.outcome.Outcome` it is given (the handler flow reads that into
 the request record). Streams use the same loop until their first chunk exists (:mod:`.streams`).
+A traced request (``Job.trace``) also gets a CLIENT span per upstream call and a span per wait
+(:mod:`.tracing`); untraced, each of those steps costs one ``is None`` test.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from gemini_proxy.resilience.keys.sources import UpstreamKey
 from gemini_proxy.resilience.limits import estimate_tokens
 from gemini_proxy.resilience.outcome import Attempt, Outcome
 from gemini_proxy.resilience.refusals import CircuitOpen, LimitReached, Refusal, Unsupported
+from gemini_proxy.resilience.tracing import AttemptSpan, RequestTrace
 from gemini_proxy.routing.resolve import Route
 
 log = logging.getLogger("gemini_proxy.retry")
@@ -47,6 +50,7 @@ log = logging.getLogger("gemini_proxy.retry")
 T = TypeVar("T")
 
 _LANE_RANK = {"online": 0, "batch": 1}  # who goes first when requests wait for a resting key
+_KEY_WAIT_SPAN_S = 0.001  # a key at hand takes µs; a wait in line for a resting key, at least this
 
 
 class Resources(Protocol):
@@ -73,6 +77,7 @@ class Job:
     include_usage: bool = False  # streams: the client's stream_options.include_usage
     session: str | None = None  # key affinity (resilience/keys/affinity.py): the key this prefers
     context_cache: ContextCaching | None = None  # the route's opt-in to Gemini context caching
+    trace: RequestTrace | None = None  # the request's trace (resilience/tracing.py); None: tracing is off
 
 
 class Run:
@@ -91,19 +96,35 @@ class Run:
         self.admitted = False
         self.pressure = False  # a 429 (theirs or ours) was seen: degrade_to may answer
         self.tried: list[tuple[Target, Failure]] = []  # every failed attempt, in order
+        self.trace = job.trace
+        self.span: AttemptSpan | None = None  # the answering attempt's span, open until finish()
 
     def remaining(self) -> float:
         return self.deadline_at - self.clock.now()
 
     async def admit(self) -> None:
+        began = time.time_ns() if self.trace is not None else 0
         waited = await self.lane.enter(self.remaining())
         self.admitted = True
         self.outcome.queue_wait_ms = waited * 1000.0
+        if waited > 0 and self.trace is not None:
+            self.trace.waited("lane", began, {"gemini_proxy.lane": self.job.lane})
 
     def release(self) -> None:
         if self.admitted:
             self.admitted = False
             self.lane.leave()
+
+    def finish(self, usage: Usage | None, finish_reason: str | None, broken: UpstreamError | None = None) -> None:
+        """The answer is complete (a stream: it ended, or ``broken`` after its first chunk): the
+        answering attempt's span ends."""
+        if self.span is None:
+            return
+        if broken is not None:
+            self.span.failed(broken.status, broken.code or "mid_stream", "stop: the stream broke after its first chunk")
+        else:
+            self.span.answered(usage, finish_reason)
+        self.span = None
 
     def settle(self, target: Target, usage: Usage | None) -> None:
         """Correct the TPM estimate with the input tokens the upstream reported."""
@@ -127,8 +148,11 @@ class Run:
                 break
             refusal = self._skip(target)
             if refusal is not None:
-                self._note(target, time.perf_counter(), refusal, f"next: {TIERS[classify(refusal)].why}")
+                decision = f"next: {TIERS[classify(refusal)].why}"
+                self._note(target, time.perf_counter(), refusal, decision)
                 self.tried.append((target, refusal))
+                if self.trace is not None:
+                    self.trace.skipped(target.upstream, target.model, classify(refusal).value, decision)
                 continue
             found, value = await self._target(target, do)
             if found:
@@ -167,6 +191,7 @@ class Run:
         when every key of the model rests after a 429, this request waits in line for the first
         one back if that fits the lane's max_wait_s and the deadline (else the pool's refusal)."""
         started = self.clock.now()
+        began = time.time_ns() if self.trace is not None else 0
         try:
             key = await self.rt.keys[target.upstream].acquire(
                 target.model, min(self.remaining(), self.lane.cfg.max_wait_s), self.priority, self.job.session
@@ -175,6 +200,8 @@ class Run:
             waited = self.clock.now() - started
             if waited > 0:
                 self.outcome.queue_wait_ms = (self.outcome.queue_wait_ms or 0.0) + waited * 1000.0
+                if self.trace is not None and waited >= _KEY_WAIT_SPAN_S:
+                    self.trace.waited("key", began, {"gemini_proxy.upstream": target.upstream})
         self.outcome.key_id = key.id
         return key
 
@@ -203,17 +230,22 @@ class Run:
         while True:
             started = time.perf_counter()
             call: Call | None = None
+            span: AttemptSpan | None = None
             try:
                 # The key first: with none usable, no limiter budget is spent on a call never made.
                 call = self._call(target, await self._key(target), progress)
                 if not paced:
                     await self._limit(target)
+                if self.trace is not None:
+                    span = self._open_span(target, call)
                 async with asyncio.timeout(max(0.0, self.remaining())):
                     value = await do(self.rt.adapters[target.upstream], call)
             except (UpstreamError, Refusal) as exc:
                 err: Failure = exc
             except RequestError as exc:
                 if not self.outcome.attempts:
+                    if span is not None:
+                        span.failed(400, exc.code, "stop: the request cannot be expressed")
                     raise  # the first target cannot express the request: the client's 400
                 # A fallback of another kind or family cannot express it (e.g. reasoning_effort on
                 # a model without thinking): that target is skipped, the upstream failure stands.
@@ -221,21 +253,55 @@ class Run:
             except TimeoutError:
                 message = f"request deadline of {self.deadline_s:g}s reached"
                 err = UpstreamError(504, message, upstream=target.upstream, timeout=True)
+            except BaseException:  # cancelled (the client left, the server stops) or a bug: re-raised
+                if span is not None:
+                    span.failed(499, "cancelled", None)
+                raise
             else:
                 pool.succeeded(call.api_key, target.model)  # lifts a quarantine this call probed
                 self.guard.breaker(target).success()
                 self.lane.on_success()
                 self._note(target, started, None, None)
+                self.span = span  # ends when the answer is complete (finish())
                 return True, value
             decision = self._decide(target, err, call, retries)
-            self._note(target, started, err, f"{decision.action}: {decision.why}")
+            why = f"{decision.action}: {decision.why}"
+            self._note(target, started, err, why)
             self.tried.append((target, err))
+            if self.trace is not None:
+                self._trace_failure(span, target, err, why)
             if decision.action == "stop":
                 raise to_client(err)
             if decision.action == "next":
                 return False, None
             retries[classify(err)] = retries.get(classify(err), 0) + 1
+            began = time.time_ns() if self.trace is not None else 0
             await self.clock.sleep(decision.delay_s)
+            if self.trace is not None and decision.delay_s > 0:
+                self.trace.waited("backoff", began, {"gemini_proxy.upstream": target.upstream})
+
+    def _open_span(self, target: Target, call: Call) -> AttemptSpan:
+        """The attempt's CLIENT span; its trace context rides on the call to the upstream."""
+        assert self.trace is not None
+        span = self.trace.attempt(
+            self.op,
+            self.rt.adapters[target.upstream].capabilities.provider,
+            target.upstream,
+            target.model,
+            len(self.outcome.attempts) + 1,
+            target != self.job.route.targets[0],
+        )
+        call.trace_headers = span.headers
+        return span
+
+    def _trace_failure(self, span: AttemptSpan | None, target: Target, err: Failure, why: str) -> None:
+        """A failed call ends its span; a refusal before any call (no key, a limit) is an event."""
+        assert self.trace is not None
+        error_type = err.code or classify(err).value
+        if span is not None:
+            span.failed(err.status, error_type, why)
+        else:
+            self.trace.skipped(target.upstream, target.model, error_type, why)
 
     def _decide(
         self, target: Target, err: Failure, call: Call | None, retries: dict[FailureClass, int]
@@ -277,6 +343,7 @@ class Run:
         if limits is None:
             return
         budget = min(self.remaining(), self.lane.cfg.max_wait_s)
+        began = time.time_ns() if self.trace is not None else 0
         try:
             waited_on = await limits.acquire(
                 self.tokens if tokens is None else tokens, budget_s=budget, share=self.lane.cfg.rate_share
@@ -286,6 +353,8 @@ class Run:
             raise
         if waited_on:
             self.outcome.limited_by = f"{waited_on}:{target.upstream}"
+            if self.trace is not None:
+                self.trace.waited("rate_limit", began, {"gemini_proxy.limit": self.outcome.limited_by})
 
     def _account(self, target: Target, cls: FailureClass) -> None:
         tier = TIERS[cls]
@@ -334,6 +403,8 @@ async def perform(rt: Resources, job: Job, op: Operation, outcome: Outcome) -> C
 
         target, result = await run.run(one)
         run.settle(target, result.usage)
+        if run.span is not None:  # tracing off: not even a call (bench/bench_tracing.py counts them)
+            run.finish(result.usage, result.finish_reason)
         return result
     finally:
         run.release()

@@ -23,12 +23,17 @@ class GuardedStream:
 
     def __init__(self, agen: AsyncIterator[bytes], on_close: Callable[[], None]) -> None:
         self._agen, self._on_close, self._closed = agen, on_close, False
+        self.error: UpstreamError | None = None  # the upstream broke the stream after its first chunk
 
     def __aiter__(self) -> GuardedStream:
         return self
 
     async def __anext__(self) -> bytes:
-        return await self._agen.__anext__()
+        try:
+            return await self._agen.__anext__()
+        except UpstreamError as exc:  # the handler ends the stream with an error event; the span says so
+            self.error = exc
+            raise
 
     async def aclose(self) -> None:
         if self._closed:
@@ -65,6 +70,9 @@ async def open_stream(
 
     def close() -> None:
         run.settle(target, state.usage)
+        if run.span is not None:
+            run.finish(state.usage, state.finish_reason, guarded.error)
         run.release()
 
-    return first, GuardedStream(agen, close), state
+    guarded = GuardedStream(agen, close)
+    return first, guarded, state

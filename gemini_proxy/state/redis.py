@@ -224,6 +224,7 @@ class RedisState:
                 return list(await pipe.execute())
 
         return bool((await self._run(go))[0])
+
     async def get_value(self, key: str) -> bytes | None:
         value = await self._run(lambda: self.client.get(self.prefix + key))
         return value.encode() if isinstance(value, str) else value

@@ -26,6 +26,7 @@ CAPABILITIES = Capabilities(
         {Operation.CHAT, Operation.CHAT_STREAM, Operation.EMBED, Operation.NATIVE, Operation.NATIVE_STREAM}
     ),
     self_paced=frozenset({Operation.EMBED}),
+    provider="gcp.gemini",
 )
 
 

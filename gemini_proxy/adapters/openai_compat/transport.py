@@ -66,6 +66,7 @@ def error_from(status: int, body: Any, upstream: str, retry_after: str | None) -
 CAPABILITIES = Capabilities(
     operations=frozenset({Operation.CHAT, Operation.CHAT_STREAM, Operation.EMBED}),
     self_paced=frozenset({Operation.EMBED}),
+    provider="openai",  # the wire protocol: a gateway speaking OpenAI's API
 )
 
 
