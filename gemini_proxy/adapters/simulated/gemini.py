@@ -112,7 +112,7 @@ def split_stream(answer: dict[str, Any], pieces: int = 4) -> list[dict[str, Any]
     """Split a whole answer into SSE events the way Gemini streams.
 
     Per candidate: thought parts first, answer text in ``pieces`` deltas, function calls whole
-    in the last event with the finish reason (and finishMessage / logprobsResult). Usage is a
+    in the last event with the finish reason (and finishMessage / logprobsResult / groundingMetadata). Usage is a
     running total, complete on the last event. An answer without candidates (a blocked prompt)
     is one event.
     """
@@ -142,7 +142,14 @@ def split_stream(answer: dict[str, Any], pieces: int = 4) -> list[dict[str, Any]
             if event_parts:
                 cand_out["content"] = {"role": "model", "parts": event_parts}
             if last:
-                for key in ("finishReason", "finishMessage", "logprobsResult", "safetyRatings"):
+                for key in (
+                    "finishReason",
+                    "finishMessage",
+                    "logprobsResult",
+                    "safetyRatings",
+                    "groundingMetadata",  # Gemini sends citations with the last event
+                    "urlContextMetadata",
+                ):
                     if key in cand:
                         cand_out[key] = cand[key]
                 if "content" not in cand_out and "content" in cand:
