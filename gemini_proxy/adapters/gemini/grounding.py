@@ -88,7 +88,7 @@ def _fence(lang: str, body: str) -> str:
     return f"\n```{lang}\n{body.rstrip(chr(10))}\n```\n"
 
 
-def annotations(content: Content, meta: Any, *, per_part: bool) -> list[dict[str, Any]]:
+def citations(content: Content, meta: Any, *, per_part: bool) -> list[dict[str, Any]]:
     """groundingMetadata -> OpenAI ``url_citation`` annotations over ``content``'s text.
 
     ``per_part``: offsets count from the start of ``segment.partIndex`` (a whole answer); a

@@ -155,7 +155,7 @@ def _builtin_fields(
 ) -> None:
     """Citations and the ``extra_content.google`` extension (grounding.py) onto a message or delta."""
     if "groundingMetadata" in cand:
-        out["annotations"] = grounding.annotations(content, cand["groundingMetadata"], per_part=per_part)
+        out["annotations"] = grounding.citations(content, cand["groundingMetadata"], per_part=per_part)
     google = grounding.extension(cand)
     if len(content.code) > code_from:
         google["code_execution"] = content.code[code_from:]
