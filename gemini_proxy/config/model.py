@@ -93,6 +93,7 @@ class ModelAlias:
     targets: tuple[Target, ...]  # the target first, then fallbacks in order
     description: str = ""
     degrade_to: Target | None = None  # a cheaper model for online requests under 429 pressure
+    builtin_tools: tuple[str, ...] = ()  # Gemini built-in tools added to every request ("google_search"...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,7 @@ class TaskConfig:
     lane: str = "online"  # "online" | "batch" (the x-lane header wins)
     degrade_to: Target | None = None  # defaults to the alias's
     structured: TaskSchema | None = None  # pinned output schema (gemini_proxy/structured/enforce.py)
+    builtin_tools: tuple[str, ...] = ()  # defaults to the alias's
 
 
 @dataclass(frozen=True, slots=True)

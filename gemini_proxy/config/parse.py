@@ -16,6 +16,7 @@ from typing import Any
 
 from gemini_proxy.adapters import REGISTRY
 from gemini_proxy.adapters.base import Upstream
+from gemini_proxy.adapters.gemini.capabilities import ALL_BUILTIN
 from gemini_proxy.config import resilience, state, structured
 from gemini_proxy.config.errors import ConfigError
 from gemini_proxy.config.logging import parse_logging
@@ -166,6 +167,22 @@ def _headers(t: Table) -> dict[str, str]:
     return dict(headers)
 
 
+def _builtin_tools(t: Table, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """``builtin_tools = ["google_search", ...]``: Gemini built-in tools added to every request."""
+    present = "builtin_tools" in t.data  # absent: the default; [] turns an alias's tools off
+    names = str_list(t, "builtin_tools")
+    if not present:
+        return default
+    for i, value in enumerate(names):
+        if value not in ALL_BUILTIN:
+            raise t.error(
+                f"builtin_tools[{i}]",
+                f"{value!r} is not a Gemini built-in tool",
+                f"use some of: {', '.join(sorted(ALL_BUILTIN))}",
+            )
+    return tuple(dict.fromkeys(names))
+
+
 def _parse_alias(name: str, t: Table, upstreams: Mapping[str, UpstreamConfig]) -> ModelAlias:
     target = _parse_target(t.pop("target", str, required=True), t, "target", upstreams)
     fallbacks = t.pop("fallbacks", list, [])
@@ -184,6 +201,7 @@ def _parse_alias(name: str, t: Table, upstreams: Mapping[str, UpstreamConfig]) -
         targets=tuple(chain),
         description=t.pop("description", str, ""),
         degrade_to=_parse_target(degrade, t, "degrade_to", upstreams) if degrade else None,
+        builtin_tools=_builtin_tools(t),
     )
     t.done()
     return alias
@@ -215,6 +233,7 @@ def _parse_task(
         if degrade
         else (models[model].degrade_to if model in models else None),
         structured=structured.parse(t),
+        builtin_tools=_builtin_tools(t, models[model].builtin_tools if model in models else ()),
     )
     t.done()
     return task

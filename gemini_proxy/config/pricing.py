@@ -13,6 +13,9 @@ Billing rules this module encodes (Google's pricing page):
 - The long-context tier applies to the *whole* request when its prompt exceeds the threshold
   (200k tokens for the Pro models): every input, cached and output token uses the long rates.
 - A model with no price gets ``None``, never 0: a zero would hide spend in every report.
+- Google Search grounding bills per grounded request (``grounding_per_1k``, USD per 1,000),
+  beside the tokens; it is added when the answer shows a search was used. No default: the
+  rate and its free tier differ per model family and change, so a deployment states its own.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ class Price:
     output_long: float | None = None
     cached_long: float | None = None
     long_context_threshold: int = LONG_CONTEXT_TOKENS
+    # USD per 1,000 requests grounded with Google Search (Google bills grounding per request,
+    # beside the tokens); None: no fee known, none added.
+    grounding_per_1k: float | None = None
 
     def cost(self, usage: Usage) -> float:
         long = self.input_long is not None and usage.input_tokens > self.long_context_threshold
@@ -52,7 +58,10 @@ class Price:
             rate_cached = _first(self.cached, rate_in)
         cached = min(usage.cached_tokens, usage.input_tokens)
         fresh = usage.input_tokens - cached
-        return (fresh * rate_in + cached * rate_cached + usage.output_tokens * rate_out) / PER
+        tokens = (fresh * rate_in + cached * rate_cached + usage.output_tokens * rate_out) / PER
+        if self.grounding_per_1k is not None and "google_search" in usage.builtin_tools:
+            tokens += self.grounding_per_1k / 1000.0
+        return tokens
 
 
 def _first(*rates: float | None) -> float:
@@ -125,6 +134,7 @@ def _parse_price(t: Table) -> Price:
         output_long=rate("output_long"),
         cached_long=rate("cached_long"),
         long_context_threshold=t.positive("long_context_threshold", int, LONG_CONTEXT_TOKENS),
+        grounding_per_1k=rate("grounding_per_1k"),
     )
     if price.input_long is None and (price.output_long is not None or price.cached_long is not None):
         raise t.error("input_long", "is required when output_long or cached_long is set", "add input_long = ...")

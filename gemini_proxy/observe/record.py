@@ -205,6 +205,8 @@ class RequestRecord:
             out["schema_default"] = True
         if self.inputs is not None:
             out["inputs"] = self.inputs
+        if usage.builtin_tools:  # Gemini built-in tools the answer used (google_search...)
+            out["builtin_tools"] = list(usage.builtin_tools)
         return out
 
 

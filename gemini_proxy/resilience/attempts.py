@@ -177,6 +177,7 @@ class Run:
             stream=self.op.streams,
             include_usage=self.job.include_usage,
             public_model=self.job.public_model,
+            builtin_tools=self.job.route.builtin_tools,
             pace=(lambda tokens: self._limit(target, tokens)) if progress is not None else None,
             progress=progress,
         )
@@ -202,7 +203,7 @@ class Run:
             except (UpstreamError, Refusal) as exc:
                 err: Failure = exc
             except RequestError as exc:
-                if not self.outcome.attempts:
+                if not self.outcome.attempts and not exc.model_specific:
                     raise  # the first target cannot express the request: the client's 400
                 # A fallback of another kind or family cannot express it (e.g. reasoning_effort on
                 # a model without thinking): that target is skipped, the upstream failure stands.

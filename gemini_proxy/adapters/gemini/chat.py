@@ -27,7 +27,7 @@ def _sse(obj: dict[str, Any]) -> bytes:
 
 def _payload(call: Call) -> bytes:
     try:
-        return orjson.dumps(translate.build_request(call.model, call.body))
+        return orjson.dumps(translate.build_request(call.model, call.body, call.builtin_tools))
     except TypeError:  # e.g. a tool result string holding JSON nested past orjson's limit
         raise RequestError("the request nests JSON too deeply to send to Gemini", code="json_too_deep") from None
 

@@ -166,3 +166,27 @@ def extension(cand: dict[str, Any]) -> dict[str, Any]:
             if isinstance(u, dict)
         ]
     return out
+
+
+def used_tools(cand: Any) -> set[str]:
+    """The built-in tools a candidate shows were used (for the log and the grounding fee)."""
+    used: set[str] = set()
+    if not isinstance(cand, dict):
+        return used
+    meta = cand.get("groundingMetadata")
+    if isinstance(meta, dict) and (meta.get("webSearchQueries") or meta.get("groundingChunks")):
+        used.add("google_search")
+    if isinstance(cand.get("urlContextMetadata"), dict):
+        used.add("url_context")
+    for part in (cand.get("content") or {}).get("parts") or ():
+        if isinstance(part, dict) and ("executableCode" in part or "codeExecutionResult" in part):
+            used.add("code_execution")
+    return used
+
+
+def note_used(usage: Any, candidates: Any) -> None:
+    """Add the tools ``candidates`` used to ``usage.builtin_tools`` (kept sorted, each once)."""
+    used = set(usage.builtin_tools)
+    for cand in candidates if isinstance(candidates, list) else ():
+        used |= used_tools(cand)
+    usage.builtin_tools = tuple(sorted(used))

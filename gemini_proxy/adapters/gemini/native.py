@@ -20,6 +20,7 @@ import orjson
 from gemini_proxy.adapters import sse
 from gemini_proxy.adapters.base import Call, Completion, Progress, StreamState, UpstreamError, Usage
 from gemini_proxy.adapters.gemini import embed as embeddings
+from gemini_proxy.adapters.gemini import grounding
 from gemini_proxy.adapters.gemini.translate import usage_from
 from gemini_proxy.adapters.gemini.transport import GeminiTransport
 from gemini_proxy.adapters.http import joined
@@ -55,6 +56,7 @@ async def embed(g: GeminiTransport, call: Call) -> Completion:
 async def native(g: GeminiTransport, call: Call) -> Completion:
     data, raw = await g.post(call, "generateContent", orjson.dumps(call.body))
     usage = usage_from(data.get("usageMetadata")) or Usage(estimated=True)
+    grounding.note_used(usage, data.get("candidates"))
     return Completion(body=data, usage=usage, finish_reason=_finish(data), raw=raw)
 
 
@@ -82,8 +84,12 @@ class NativeEvents:
                 code = err.get("code")
                 status = code if isinstance(code, int) else 502
                 raise UpstreamError(status, str(err.get("message", "stream error")), upstream=self.upstream)
-            # usageMetadata is a running total: the last one wins.
+            # usageMetadata is a running total: the last one wins (with the tools used so far).
+            used = self.state.usage.builtin_tools if self.state.usage is not None else ()
             self.state.usage = usage_from(event.get("usageMetadata")) or self.state.usage
+            if self.state.usage is not None:
+                self.state.usage.builtin_tools = used
+                grounding.note_used(self.state.usage, event.get("candidates"))
             self.state.finish_reason = _finish(event) or self.state.finish_reason
         self.started = True
         return [sse.frame(data)]

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from gemini_proxy.adapters.base import RequestError
+from gemini_proxy.adapters.gemini import builtin
 from gemini_proxy.adapters.gemini.capabilities import thinking_config, validates_signatures
 from gemini_proxy.adapters.gemini.ids import parse_tool_call_id
 from gemini_proxy.adapters.gemini.parts import user_part
@@ -40,7 +41,6 @@ REJECTED_PARAMS: Mapping[str, str] = {
     "logit_bias": "Gemini has no per-token bias",
     "audio": "audio output is not served",
     "verbosity": "Gemini has no verbosity control",
-    "web_search_options": "use a Gemini route with grounding instead",
 }
 MAPPED_PARAMS = frozenset(
     {
@@ -64,6 +64,7 @@ MAPPED_PARAMS = frozenset(
         "tool_choice",
         "functions",
         "function_call",
+        "web_search_options",  # -> googleSearch (builtin.py)
     }
 )
 
@@ -234,8 +235,11 @@ def _declarations(body: dict[str, Any]) -> list[dict[str, Any]]:
         raise RequestError("'tools' must be a list", "tools")
     decls = []
     for i, tool in enumerate(tools):
+        if builtin.is_builtin(tool):
+            continue  # a Gemini built-in tool (builtin.py), not a declaration
         if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            raise RequestError(f"tools[{i}].type must be 'function'", "tools")
+            kinds = ", ".join(repr(k) for k in builtin.TOOL_TYPES)
+            raise RequestError(f"tools[{i}].type must be 'function' or a built-in tool ({kinds})", "tools")
         fn = tool.get("function")
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             raise RequestError(f"tools[{i}].function.name is required", "tools")
@@ -389,8 +393,11 @@ def _generation_config(model: str, body: dict[str, Any]) -> dict[str, Any]:
     return gen
 
 
-def build_request(model: str, body: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI chat.completions body -> Gemini generateContent body (raises RequestError)."""
+def build_request(model: str, body: dict[str, Any], builtin_tools: tuple[str, ...] = ()) -> dict[str, Any]:
+    """OpenAI chat.completions body -> Gemini generateContent body (raises RequestError).
+
+    ``builtin_tools``: the route's configured built-in tools, added to what the body asks for.
+    """
     _check_params(body)
     contents, system = messages_to_contents(body.get("messages"))
     if validates_signatures(model):
@@ -402,8 +409,13 @@ def build_request(model: str, body: dict[str, Any]) -> dict[str, Any]:
     if gen:
         out["generationConfig"] = gen
     tool_config, decls = _tool_choice(body.get("tool_choice", body.get("function_call")), _declarations(body))
-    if decls:
-        out["tools"] = [{"functionDeclarations": decls}]
+    tools = [{"functionDeclarations": decls}] if decls else []
+    tools += builtin.gemini_tools(model, builtin.requested(body, builtin_tools), bool(decls))
+    if tools:
+        out["tools"] = tools
+    if decls and len(tools) > 1:
+        # Gemini 3 takes built-in and function tools together only with this switch on.
+        tool_config = {**(tool_config or {}), "includeServerSideToolInvocations": True}
     if tool_config:
         out["toolConfig"] = tool_config
     return out

@@ -204,6 +204,7 @@ def completion_from(
         logprobs = logprobs_from(cand.get("logprobsResult"))
         choices.append({"index": idx, "message": message, "finish_reason": reason or "stop", "logprobs": logprobs})
     usage = usage_from(resp.get("usageMetadata")) or Usage(estimated=True)
+    grounding.note_used(usage, candidates)
     body = {
         "id": completion_id,
         "object": "chat.completion",
@@ -233,6 +234,7 @@ class StreamTranslator:
         "_include_thoughts",
         "_legacy",
         "_role_sent",
+        "_used",
         "finish_reason",
         "started",
         "upstream",
@@ -260,6 +262,7 @@ class StreamTranslator:
         self._calls: dict[int, int] = {}
         self._content: dict[int, grounding.Content] = {}
         self._code_sent: dict[int, int] = {}  # code-execution parts already in a delta's extension
+        self._used: set[str] = set()  # built-in tools the answer shows were used
         self._include_thoughts = include_thoughts
         self._legacy = legacy_functions
         self.upstream = upstream
@@ -285,9 +288,13 @@ class StreamTranslator:
                 mid_stream=True,
             )
         usage = usage_from(event.get("usageMetadata"))
-        if usage is not None:
-            self.usage = usage
         candidates = event.get("candidates") or []
+        for cand in candidates:
+            self._used |= grounding.used_tools(cand)
+        if usage is not None:  # a running total: the last wins
+            self.usage = usage
+        if self.usage is not None:
+            self.usage.builtin_tools = tuple(sorted(self._used))
         if not candidates and (event.get("promptFeedback") or {}).get("blockReason"):
             raise _blocked(event, self.upstream)
         rid = str(event.get("responseId") or self._completion_id)

@@ -96,8 +96,11 @@ def default_answer(model: str, body: dict[str, Any]) -> dict[str, Any]:
     parts = tool_call(model, body, said) or text_parts(model, body, said)
     written = sum(_tokens(orjson.dumps(p).decode()) for p in parts)
     prompt = sum(_tokens(p.get("text", "")) for c in body.get("contents") or [] for p in c.get("parts") or [])
+    cand: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
+    if any(isinstance(t, dict) and "googleSearch" in t for t in body.get("tools") or []):
+        cand["groundingMetadata"] = simulated_grounding(parts, said)
     return {
-        "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+        "candidates": [cand],
         "usageMetadata": {
             "promptTokenCount": prompt,
             "candidatesTokenCount": written,
@@ -105,6 +108,20 @@ def default_answer(model: str, body: dict[str, Any]) -> dict[str, Any]:
         },
         "modelVersion": model,
         "responseId": "sim-" + str(abs(hash(said)) % 10**8),
+    }
+
+
+def simulated_grounding(parts: list[dict[str, Any]], said: str) -> dict[str, Any]:
+    """What Google Search grounding adds: one query, one source, citing the whole first text part
+    (UTF-8 byte offsets, as Gemini counts)."""
+    text = next((p["text"] for p in parts if isinstance(p.get("text"), str)), "")
+    return {
+        "webSearchQueries": [said[:100]],
+        "searchEntryPoint": {"renderedContent": "<div>simulated search</div>"},
+        "groundingChunks": [{"web": {"uri": "https://example.com/simulated-search", "title": "example.com"}}],
+        "groundingSupports": [
+            {"segment": {"startIndex": 0, "endIndex": len(text.encode()), "text": text}, "groundingChunkIndices": [0]}
+        ],
     }
 
 
