@@ -196,7 +196,7 @@ class Run:
             try:
                 # The key first: with none usable, no limiter budget is spent on a call never made.
                 call = self._call(target, await self._key(target), progress)
-                if not paced:
+                if not paced and self.op.metered:
                     await self._limit(target)
                 async with asyncio.timeout(max(0.0, self.remaining())):
                     value = await do(self.rt.adapters[target.upstream], call)

@@ -7,7 +7,7 @@ Kept apart from :mod:`.chat` so each file has one job; both run over the same
   batch cap), joined back into one OpenAI answer.
 - :func:`native` / :func:`native_stream`: a google-genai client's own request body, forwarded
   unchanged to the routed model; the answer is relayed as Gemini sent it (the proxy only reads
-  usage from it, for the log).
+  usage from it, for the log). :func:`count_tokens` the same for ``countTokens``.
 """
 
 from __future__ import annotations
@@ -58,6 +58,17 @@ async def native(g: GeminiTransport, call: Call) -> Completion:
     usage = usage_from(data.get("usageMetadata")) or Usage(estimated=True)
     grounding.note_used(usage, data.get("candidates"))
     return Completion(body=data, usage=usage, finish_reason=_finish(data), raw=raw)
+
+
+async def count_tokens(g: GeminiTransport, call: Call) -> Completion:
+    """``countTokens`` on the routed model with the pool's key: not a generation, so no usage
+    is billed (the log shows zero tokens) and the answer is relayed as Gemini sent it."""
+    body = dict(call.body)
+    inner = body.get("generateContentRequest")
+    if isinstance(inner, dict):  # it names a model too: the routed one, never the alias
+        body["generateContentRequest"] = {**inner, "model": f"models/{call.model}"}
+    data, raw = await g.post(call, "countTokens", orjson.dumps(body))
+    return Completion(body=data, usage=Usage(), raw=raw)
 
 
 class NativeEvents:

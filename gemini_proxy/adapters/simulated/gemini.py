@@ -125,6 +125,23 @@ def simulated_grounding(parts: list[dict[str, Any]], said: str) -> dict[str, Any
     }
 
 
+def validate_count(model: str, body: Any) -> str | None:
+    """countTokens takes ``contents`` or a ``generateContentRequest`` naming this model, not both."""
+    if not isinstance(body, dict) or ("contents" in body) == ("generateContentRequest" in body):
+        return "countTokens takes exactly one of contents or generateContentRequest"
+    inner = body.get("generateContentRequest")
+    if isinstance(inner, dict) and inner.get("model") != f"models/{model}":
+        return f"generateContentRequest.model must be models/{model}"
+    return None
+
+
+def count_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """A deterministic token count (the simulated tokenizer: one token per 4 characters)."""
+    contents = body.get("contents") or (body.get("generateContentRequest") or {}).get("contents") or []
+    tokens = sum(_tokens(p.get("text", "")) for c in contents for p in c.get("parts") or [])
+    return {"totalTokens": tokens, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}]}
+
+
 def split_stream(answer: dict[str, Any], pieces: int = 4) -> list[dict[str, Any]]:
     """Split a whole answer into SSE events the way Gemini streams.
 
@@ -240,7 +257,7 @@ class SimulatedGemini:
                 "Please use API Key or other form of API consumer identity to call this API.",
                 "PERMISSION_DENIED",
             )
-        if method not in ("generateContent", "streamGenerateContent", "batchEmbedContents"):
+        if method not in ("generateContent", "streamGenerateContent", "batchEmbedContents", "countTokens"):
             return _error(404, f"Method {method} not found.", "NOT_FOUND")
         if not MODEL_NAME.match(model):
             return _error(
@@ -251,6 +268,8 @@ class SimulatedGemini:
             )
         if method == "batchEmbedContents":
             problem = validate_embed(model, body)
+        elif method == "countTokens":
+            problem = validate_count(model, body)
         else:
             problem = validate_generate(model, body, self.issued) or self.wire_problem(body)
         return _error(400, problem, "INVALID_ARGUMENT") if problem else None
@@ -262,6 +281,8 @@ class SimulatedGemini:
     async def reply(self, request: web.Request, model: str, method: str, body: Any) -> web.StreamResponse:
         if method == "batchEmbedContents":
             return web.Response(body=orjson.dumps(embed_answer(model, body)), content_type="application/json")
+        if method == "countTokens":
+            return web.Response(body=orjson.dumps(count_answer(body)), content_type="application/json")
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         answer = self.answer(model, body)
