@@ -53,27 +53,32 @@ async def tools_proxy(start_proxy: Any) -> Proxy:
     return proxy
 
 
+def _client(proxy: Proxy) -> Any:
+    """The OpenAI SDK, untyped: its types do not know Gemini's built-in tool entries."""
+    return proxy.client()
+
+
 def _sent_tools(fake: FakeGemini, i: int = 0) -> Any:
     return fake.requests[i]["body"].get("tools")
 
 
 async def test_web_search_options_becomes_google_search(tools_proxy: Proxy, fake_gemini: FakeGemini) -> None:
-    await tools_proxy.client().chat.completions.create(model="fast", messages=HI, web_search_options={})  # type: ignore[arg-type]
+    await _client(tools_proxy).chat.completions.create(model="fast", messages=HI, web_search_options={})
     assert _sent_tools(fake_gemini) == [{"googleSearch": {}}]
 
 
 async def test_builtin_tool_entries_map_to_gemini_tools(tools_proxy: Proxy, fake_gemini: FakeGemini) -> None:
     tools = [{"type": "google_search"}, {"type": "url_context"}, {"type": "code_execution"}, {"type": "web_search"}]
-    await tools_proxy.client().chat.completions.create(model="fast", messages=HI, tools=tools)  # type: ignore[arg-type]
+    await _client(tools_proxy).chat.completions.create(model="fast", messages=HI, tools=tools)
     assert _sent_tools(fake_gemini) == [{"googleSearch": {}}, {"urlContext": {}}, {"codeExecution": {}}]
     assert "toolConfig" not in fake_gemini.requests[0]["body"]
 
 
 async def test_alias_and_task_config_add_their_builtin_tools(tools_proxy: Proxy, fake_gemini: FakeGemini) -> None:
-    client = tools_proxy.client()
-    await client.chat.completions.create(model="search", messages=HI)  # type: ignore[arg-type]
-    await client.chat.completions.create(model="fast", messages=HI, extra_headers={"x-task": "research"})  # type: ignore[arg-type]
-    await client.chat.completions.create(model="calc", messages=HI)  # type: ignore[arg-type]
+    client = _client(tools_proxy)
+    await client.chat.completions.create(model="search", messages=HI)
+    await client.chat.completions.create(model="fast", messages=HI, extra_headers={"x-task": "research"})
+    await client.chat.completions.create(model="calc", messages=HI)
     assert _sent_tools(fake_gemini, 0) == [{"googleSearch": {}}, {"urlContext": {}}]
     assert _sent_tools(fake_gemini, 1) == [{"googleSearch": {}}, {"urlContext": {}}]  # the task inherits its alias's
     assert _sent_tools(fake_gemini, 2) == [{"codeExecution": {}}]
@@ -83,10 +88,10 @@ async def test_builtin_with_function_tools_on_gemini_25_is_a_400_naming_the_conf
     tools_proxy: Proxy, fake_gemini: FakeGemini
 ) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        await tools_proxy.client().chat.completions.create(
+        await _client(tools_proxy).chat.completions.create(
             model="pro",
             messages=HI,
-            tools=[WEATHER, {"type": "google_search"}],  # type: ignore[list-item]
+            tools=[WEATHER, {"type": "google_search"}],
         )
     assert info.value.code == "builtin_tool_conflict"
     assert "cannot combine" in info.value.message and "gemini-2.5-pro" in info.value.message
@@ -95,10 +100,10 @@ async def test_builtin_with_function_tools_on_gemini_25_is_a_400_naming_the_conf
 
 async def test_gemini_3_combines_builtin_and_function_tools(tools_proxy: Proxy, fake_gemini: FakeGemini) -> None:
     fake_gemini.push(answer(full_answer(candidate([{"text": "ok"}]))))
-    await tools_proxy.client().chat.completions.create(
+    await _client(tools_proxy).chat.completions.create(
         model="g3",
         messages=HI,
-        tools=[WEATHER, {"type": "google_search"}],  # type: ignore[list-item]
+        tools=[WEATHER, {"type": "google_search"}],
     )
     body = fake_gemini.requests[0]["body"]
     assert (
@@ -111,7 +116,7 @@ async def test_gemini_3_combines_builtin_and_function_tools(tools_proxy: Proxy, 
 async def test_model_without_the_tool_falls_over_to_the_next_target(
     tools_proxy: Proxy, fake_gemini: FakeGemini
 ) -> None:
-    await tools_proxy.client().chat.completions.create(model="old", messages=HI, web_search_options={})  # type: ignore[arg-type]
+    await _client(tools_proxy).chat.completions.create(model="old", messages=HI, web_search_options={})
     assert [r["model"] for r in fake_gemini.requests] == ["gemini-2.5-flash"]
 
 
@@ -119,10 +124,10 @@ async def test_no_target_can_serve_the_tool_is_a_400_naming_tool_and_model(
     tools_proxy: Proxy, fake_gemini: FakeGemini
 ) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        await tools_proxy.client().chat.completions.create(
+        await _client(tools_proxy).chat.completions.create(
             model="lite-only",
             messages=HI,
-            tools=[{"type": "url_context"}],  # type: ignore[list-item]
+            tools=[{"type": "url_context"}],
         )
     assert info.value.code == "builtin_tool_unsupported"
     assert "url_context" in info.value.message and "gemini-2.0-flash-lite" in info.value.message
@@ -134,11 +139,11 @@ async def test_openai_compatible_upstream_gets_the_client_fields_untouched(
 ) -> None:
     options = {"search_context_size": "low"}
     tools = [{"type": "google_search"}, WEATHER]
-    await tools_proxy.client().chat.completions.create(
+    await _client(tools_proxy).chat.completions.create(
         model="cn",
         messages=HI,
-        web_search_options=options,  # type: ignore[arg-type]
-        tools=tools,  # type: ignore[arg-type]
+        web_search_options=options,
+        tools=tools,
     )
     sent = fake_openai.requests[0]["body"]
     assert sent["web_search_options"] == options and sent["tools"] == tools
@@ -148,7 +153,7 @@ async def test_configured_tools_on_an_openai_compatible_target_are_refused_not_d
     tools_proxy: Proxy, fake_openai: FakeOpenAI
 ) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        await tools_proxy.client().chat.completions.create(model="search-gw", messages=HI)  # type: ignore[arg-type]
+        await _client(tools_proxy).chat.completions.create(model="search-gw", messages=HI)
     assert info.value.code == "builtin_tool_unsupported" and "need a Gemini target" in info.value.message
     assert fake_openai.requests == []
 
@@ -160,10 +165,10 @@ async def test_log_names_the_tools_used_and_cost_carries_the_grounding_fee(
     grounded = full_answer(candidate([{"text": "News."}], groundingMetadata=meta))
     plain = full_answer(candidate([{"text": "News."}]))
     fake_gemini.push(answer(grounded), answer(plain))
-    client = tools_proxy.client()
+    client = _client(tools_proxy)
     with caplog.at_level(logging.INFO, logger="gemini_proxy.access"):
-        await client.chat.completions.create(model="search", messages=HI)  # type: ignore[arg-type]
-        await client.chat.completions.create(model="search", messages=HI)  # type: ignore[arg-type]
+        await client.chat.completions.create(model="search", messages=HI)
+        await client.chat.completions.create(model="search", messages=HI)
     first, second = [r.__dict__ for r in caplog.records if r.name == "gemini_proxy.access"]
     assert first["builtin_tools"] == ["google_search"] and "builtin_tools" not in second
     assert first["cost_usd"] == pytest.approx(second["cost_usd"] + 35.0 / 1000)

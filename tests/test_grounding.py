@@ -91,11 +91,11 @@ def test_segment_in_a_later_part_counts_from_that_part() -> None:
 
 
 async def test_stream_and_non_stream_carry_the_same_annotations(proxy: Proxy, fake_gemini: FakeGemini) -> None:
-    client = proxy.client()
+    client: Any = proxy.client()  # untyped: extension fields are read from model_dump()
     fake_gemini.push(answer(_grounded()), answer(_grounded()))
-    whole = await client.chat.completions.create(model="fast", messages=HI)  # type: ignore[arg-type]
-    stream = await client.chat.completions.create(model="fast", messages=HI, stream=True)  # type: ignore[arg-type]
-    text, streamed, extension = "", [], {}
+    whole = await client.chat.completions.create(model="fast", messages=HI)
+    stream = await client.chat.completions.create(model="fast", messages=HI, stream=True)
+    text, streamed, extension = "", list[Any](), dict[str, Any]()
     async for chunk in stream:
         for choice in chunk.choices:
             delta = choice.delta.model_dump()
@@ -108,7 +108,7 @@ async def test_stream_and_non_stream_carry_the_same_annotations(proxy: Proxy, fa
     assert extension == message["extra_content"]["google"]
 
 
-CODE = [
+CODE: list[dict[str, Any]] = [
     {"text": "Let me compute that. "},
     {"executableCode": {"language": "PYTHON", "code": "print(6 * 7)\nprint('二')"}},
     {"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": "42\n"}},
@@ -139,10 +139,10 @@ async def test_code_execution_stream_matches_the_whole_answer(proxy: Proxy, fake
     for event in events[:-1]:  # Gemini sends the finish reason with the last event only
         del event["candidates"][0]["finishReason"]
     fake_gemini.push(answer(whole_body), stream_events(events))
-    client = proxy.client()
-    whole = await client.chat.completions.create(model="fast", messages=HI)  # type: ignore[arg-type]
-    stream = await client.chat.completions.create(model="fast", messages=HI, stream=True)  # type: ignore[arg-type]
-    text, code, finish = "", [], None
+    client: Any = proxy.client()  # untyped: extension fields are read from model_dump()
+    whole = await client.chat.completions.create(model="fast", messages=HI)
+    stream = await client.chat.completions.create(model="fast", messages=HI, stream=True)
+    text, code, finish = "", list[Any](), None
     async for chunk in stream:
         for choice in chunk.choices:
             delta = choice.delta.model_dump()

@@ -60,7 +60,7 @@ async def test_count_tokens_failure_is_the_sdks_client_error(client: genai.Clien
 async def test_embed_content_goes_through_the_embeddings_path(client: genai.Client, fake_gemini: FakeGemini) -> None:
     reply = await client.aio.models.embed_content(
         model="embed",
-        contents=["first text", "second text"],
+        contents=["first text", "second text"],  # type: ignore[arg-type]
         config=types.EmbedContentConfig(output_dimensionality=8, task_type="RETRIEVAL_DOCUMENT"),
     )
     assert reply.embeddings is not None and [len(e.values or []) for e in reply.embeddings] == [8, 8]
