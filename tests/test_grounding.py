@@ -153,3 +153,19 @@ async def test_code_execution_stream_matches_the_whole_answer(proxy: Proxy, fake
     assert text == message["content"]
     assert code == message["extra_content"]["google"]["code_execution"]
     assert (finish, whole.choices[0].finish_reason) == ("stop", "stop")
+
+
+def test_grounding_repeated_on_later_stream_events_is_cited_once() -> None:
+    grounded = _grounded()
+    meta = grounded["candidates"][0]["groundingMetadata"]
+    first = {"candidates": [{"index": 0, "content": {"role": "model", "parts": [{"text": TEXT}]}}]}
+    again = {"candidates": [{"index": 0, "groundingMetadata": meta}]}
+    last = {"candidates": [{"index": 0, "groundingMetadata": meta, "finishReason": "STOP"}]}
+    tr = translate.StreamTranslator(model="m", completion_id="c")
+    notes = [
+        note
+        for event in (first, again, last)
+        for chunk in tr.feed(event)
+        for note in chunk["choices"][0]["delta"].get("annotations") or []
+    ]
+    assert _citations(notes) == EXPECTED

@@ -111,3 +111,17 @@ async def test_models_get_finds_an_allowed_alias_and_404s_another(client: genai.
     with pytest.raises(errors.ClientError) as info:
         await client.aio.models.get(model="pro")
     assert (info.value.code, info.value.status) == (404, "NOT_FOUND")
+
+
+async def test_a_routes_builtin_tools_are_added_to_native_requests(
+    start_proxy: Any, fake_gemini: FakeGemini, fake_openai: FakeOpenAI
+) -> None:
+    extra = '[models.search]\ntarget = "google:gemini-2.5-flash"\nbuiltin_tools = ["google_search", "code_execution"]\n'
+    proxy: Proxy = await start_proxy(extra)
+    sdk = genai.Client(api_key="unused", http_options=types.HttpOptions(base_url=proxy.url, timeout=10_000))
+    config = types.GenerateContentConfig(tools=[types.Tool(code_execution=types.ToolCodeExecution())])
+    reply = await sdk.aio.models.generate_content(model="search", contents="news?", config=config)
+    await sdk.aio.aclose()
+    assert fake_gemini.requests[0]["body"]["tools"] == [{"codeExecution": {}}, {"googleSearch": {}}]
+    grounding = reply.candidates[0].grounding_metadata if reply.candidates else None
+    assert grounding is not None and grounding.web_search_queries == ["news?"]  # relayed as Gemini sent it

@@ -77,3 +77,13 @@ def gemini_tools(model: str, names: list[str], with_functions: bool) -> list[dic
             model_specific=True,
         )
     return [{GEMINI_FIELD[name]: {}} for name in names]
+
+
+def with_native_tools(body: dict[str, Any], configured: tuple[str, ...]) -> dict[str, Any]:
+    """A native generateContent body plus the route's configured built-in tools it lacks."""
+    if not configured:
+        return body
+    tools = list(body.get("tools") or [])
+    present = {key for tool in tools if isinstance(tool, dict) for key in tool}
+    tools += [{GEMINI_FIELD[name]: {}} for name in configured if GEMINI_FIELD[name] not in present]
+    return {**body, "tools": tools}

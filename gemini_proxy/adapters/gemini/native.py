@@ -19,8 +19,8 @@ import orjson
 
 from gemini_proxy.adapters import sse
 from gemini_proxy.adapters.base import Call, Completion, Progress, StreamState, UpstreamError, Usage
+from gemini_proxy.adapters.gemini import builtin, grounding
 from gemini_proxy.adapters.gemini import embed as embeddings
-from gemini_proxy.adapters.gemini import grounding
 from gemini_proxy.adapters.gemini.translate import usage_from
 from gemini_proxy.adapters.gemini.transport import GeminiTransport
 from gemini_proxy.adapters.http import joined
@@ -54,7 +54,9 @@ async def embed(g: GeminiTransport, call: Call) -> Completion:
 
 
 async def native(g: GeminiTransport, call: Call) -> Completion:
-    data, raw = await g.post(call, "generateContent", orjson.dumps(call.body))
+    data, raw = await g.post(
+        call, "generateContent", orjson.dumps(builtin.with_native_tools(call.body, call.builtin_tools))
+    )
     usage = usage_from(data.get("usageMetadata")) or Usage(estimated=True)
     grounding.note_used(usage, data.get("candidates"))
     return Completion(body=data, usage=usage, finish_reason=_finish(data), raw=raw)
@@ -111,7 +113,8 @@ class NativeEvents:
 
 def native_stream(g: GeminiTransport, call: Call, state: StreamState) -> AsyncIterator[bytes]:
     """Relay Gemini's SSE events as they arrive, one write per upstream read."""
-    return joined(g.events(call, orjson.dumps(call.body), state, NativeEvents(state, g.upstream.name)))
+    payload = orjson.dumps(builtin.with_native_tools(call.body, call.builtin_tools))  # the route's built-in tools
+    return joined(g.events(call, payload, state, NativeEvents(state, g.upstream.name)))
 
 
 def _finish(data: Any) -> str | None:

@@ -228,6 +228,7 @@ class StreamTranslator:
     __slots__ = (
         "_base",
         "_calls",
+        "_cited",
         "_code_sent",
         "_completion_id",
         "_content",
@@ -261,6 +262,7 @@ class StreamTranslator:
         self._role_sent: set[int] = set()
         self._calls: dict[int, int] = {}
         self._content: dict[int, grounding.Content] = {}
+        self._cited: dict[int, set[bytes]] = {}  # citations already sent, per choice
         self._code_sent: dict[int, int] = {}  # code-execution parts already in a delta's extension
         self._used: set[str] = set()  # built-in tools the answer shows were used
         self._include_thoughts = include_thoughts
@@ -324,6 +326,7 @@ class StreamTranslator:
             # Citations refer to text already sent: they ride on the event that carries them.
             _builtin_fields(delta, cand, content, per_part=False, code_from=self._code_sent.get(idx, 0))
             self._code_sent[idx] = len(content.code)
+            self._only_new_citations(idx, delta)
             logprobs = logprobs_from(cand.get("logprobsResult"))
             if delta:
                 out.append(self.chunk([{"index": idx, "delta": delta, "finish_reason": None, "logprobs": logprobs}]))
@@ -336,6 +339,20 @@ class StreamTranslator:
                     self.finish_reason = reason
                 out.append(self.chunk([{"index": idx, "delta": {}, "finish_reason": reason, "logprobs": None}]))
         return out
+
+    def _only_new_citations(self, idx: int, delta: dict[str, Any]) -> None:
+        """Gemini may repeat groundingMetadata on later events: each citation is sent once."""
+        if "annotations" not in delta:
+            return
+        seen = self._cited.setdefault(idx, set())
+        fresh = []
+        for note in delta.pop("annotations"):
+            key = orjson.dumps(note)
+            if key not in seen:
+                seen.add(key)
+                fresh.append(note)
+        if fresh:
+            delta["annotations"] = fresh
 
     def end(self) -> None:
         """The upstream body ended: an answer with no candidate at all is an upstream fault."""
