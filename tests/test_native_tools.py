@@ -125,3 +125,19 @@ async def test_a_routes_builtin_tools_are_added_to_native_requests(
     assert fake_gemini.requests[0]["body"]["tools"] == [{"codeExecution": {}}, {"googleSearch": {}}]
     grounding = reply.candidates[0].grounding_metadata if reply.candidates else None
     assert grounding is not None and grounding.web_search_queries == ["news?"]  # relayed as Gemini sent it
+
+
+async def test_count_tokens_takes_its_own_budget_not_the_generation_rpm(
+    start_proxy: Any, fake_gemini: FakeGemini, fake_openai: FakeOpenAI
+) -> None:
+    limits = "[limits.google]\nrpm = 1\ncount_tokens_rpm = 2\n"
+    proxy: Proxy = await start_proxy(limits)
+    sdk = genai.Client(api_key="unused", http_options=types.HttpOptions(base_url=proxy.url, timeout=10_000))
+    await sdk.aio.models.generate_content(model="pro", contents="uses the one generation slot")
+    for _ in range(2):  # the generation rpm is spent; counting still works
+        assert (await sdk.aio.models.count_tokens(model="pro", contents="count me")).total_tokens
+    with pytest.raises(errors.APIError) as info:  # the third count in the minute is over its own budget
+        await sdk.aio.models.count_tokens(model="pro", contents="count me")
+    await sdk.aio.aclose()
+    assert info.value.code == 429
+    assert [r["method"] for r in fake_gemini.requests] == ["generateContent", "countTokens", "countTokens"]

@@ -43,8 +43,8 @@ class Operation(enum.Enum):
 
     @property
     def metered(self) -> bool:
-        """Whether an attempt takes the upstream's generation rpm/tpm/rpd (countTokens has its
-        own quota at Google, so it must not eat the one generations need)."""
+        """Whether an attempt takes the upstream's generation rpm/tpm/rpd. countTokens has its
+        own quota at Google, so it takes ``[limits.UPSTREAM] count_tokens_rpm`` instead."""
         return self is not Operation.NATIVE_COUNT
 
     @property

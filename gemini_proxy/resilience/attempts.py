@@ -97,7 +97,7 @@ class Run:
 
     def settle(self, target: Target, usage: Usage | None) -> None:
         """Correct the TPM estimate with the input tokens the upstream reported."""
-        limits = self.guard.limits.get(target.upstream)
+        limits = self.guard.limits.get(target.upstream) if self.op.metered else None
         if limits is not None and usage is not None and not usage.estimated:
             limits.settle(self.tokens, usage.input_tokens)
 
@@ -196,7 +196,7 @@ class Run:
             try:
                 # The key first: with none usable, no limiter budget is spent on a call never made.
                 call = self._call(target, await self._key(target), progress)
-                if not paced and self.op.metered:
+                if not paced:
                     await self._limit(target)
                 async with asyncio.timeout(max(0.0, self.remaining())):
                     value = await do(self.rt.adapters[target.upstream], call)
@@ -263,7 +263,8 @@ class Run:
 
     async def _limit(self, target: Target, tokens: int | None = None) -> None:
         """The upstream's own rpm/tpm/rpd: once per attempt, or per upstream call (``tokens``)."""
-        limits = self.guard.limits.get(target.upstream)
+        # countTokens is not a generation: its own budget, never the generation rpm/tpm/rpd.
+        limits = (self.guard.limits if self.op.metered else self.guard.count_limits).get(target.upstream)
         if limits is None:
             return
         budget = min(self.remaining(), self.lane.cfg.max_wait_s)
