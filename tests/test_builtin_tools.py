@@ -182,3 +182,16 @@ def test_unknown_builtin_tool_in_config_is_an_error_naming_the_fix(fake_gemini: 
         make_config(text)
     message = str(info.value)
     assert "builtin_tools[0]" in message and "google_maps" in message and "google_search" in message
+
+
+async def test_a_streamed_answer_logs_the_tools_it_used(
+    tools_proxy: Proxy, fake_gemini: FakeGemini, caplog: pytest.LogCaptureFixture
+) -> None:
+    parts = [{"executableCode": {"language": "PYTHON", "code": "print(1)"}}, {"text": "Done."}]
+    fake_gemini.push(answer(full_answer(candidate(parts))))
+    with caplog.at_level(logging.INFO, logger="gemini_proxy.access"):
+        stream = await _client(tools_proxy).chat.completions.create(model="calc", messages=HI, stream=True)
+        async for _ in stream:
+            pass
+    (record,) = [r.__dict__ for r in caplog.records if r.name == "gemini_proxy.access"]
+    assert record["builtin_tools"] == ["code_execution"] and record["stream"] is True
