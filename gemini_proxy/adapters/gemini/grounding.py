@@ -27,17 +27,19 @@ _LANG = {"PYTHON": "python", "LANGUAGE_UNSPECIFIED": ""}
 
 
 class Content:
-    """One candidate's answer text as the client sees it, built part by part (whole or streamed)."""
+    """One candidate's answer text as the client sees it, built part by part (whole or streamed).
 
-    __slots__ = ("_byte_starts", "_spans", "chars", "code", "part_starts", "pieces", "text_bytes")
+    The hot path (every answer) only appends; UTF-8 byte positions, which only citations need,
+    are computed when asked (:meth:`char_at`, :meth:`part_byte`).
+    """
+
+    __slots__ = ("_parts", "_spans", "chars", "code", "pieces")
 
     def __init__(self) -> None:
         self.pieces: list[str] = []  # everything in message.content, in order
         self.chars = 0  # len("".join(pieces))
-        self.text_bytes = 0  # UTF-8 length of the model's own text so far (what Gemini counts)
-        self._spans: list[tuple[int, int, str]] = []  # (text byte start, content char start, text)
-        self._byte_starts: list[int] = []
-        self.part_starts: list[int] = []  # text byte offset at which each upstream part began
+        self._spans: list[tuple[int, str]] = []  # the model's own text: (content char start, text)
+        self._parts: list[int] = []  # per upstream part: how many text spans came before it
         self.code: list[dict[str, Any]] = []  # the structured extension, in order
 
     def text(self) -> str:
@@ -45,12 +47,10 @@ class Content:
 
     def add(self, part: dict[str, Any]) -> str:
         """Account for one non-thought, non-call part; return what it adds to the content."""
-        self.part_starts.append(self.text_bytes)
-        if isinstance(part.get("text"), str):
-            text = part["text"]
-            self._spans.append((self.text_bytes, self.chars, text))
-            self._byte_starts.append(self.text_bytes)
-            self.text_bytes += len(text.encode())
+        self._parts.append(len(self._spans))
+        text = part.get("text")
+        if isinstance(text, str):
+            self._spans.append((self.chars, text))
             return self._emit(text)
         code, result = part.get("executableCode"), part.get("codeExecutionResult")
         if isinstance(code, dict):
@@ -66,21 +66,38 @@ class Content:
 
     def skip(self) -> None:
         """A part that adds nothing to the content (a thought, a call) still has a partIndex."""
-        self.part_starts.append(self.text_bytes)
+        self._parts.append(len(self._spans))
 
     def _emit(self, text: str) -> str:
         self.pieces.append(text)
         self.chars += len(text)
         return text
 
+    def _byte_starts(self) -> list[int]:
+        """Where each text span starts, in UTF-8 bytes of the model's text (what Gemini counts)."""
+        starts, total = [], 0
+        for _, text in self._spans:
+            starts.append(total)
+            total += len(text.encode())
+        starts.append(total)  # the end, where a part after the last span starts
+        return starts
+
+    def part_byte(self, index: int) -> int:
+        """The byte offset at which upstream part ``index`` began (0 when unknown)."""
+        if not 0 <= index < len(self._parts):
+            return 0
+        return self._byte_starts()[self._parts[index]]
+
     def char_at(self, byte: int, *, end: bool = False) -> int:
         """The content character index of a UTF-8 byte offset into the model's text."""
         if not self._spans:
             return 0
-        pos = (bisect.bisect_left if end else bisect.bisect_right)(self._byte_starts, byte) - 1
-        start, char0, text = self._spans[max(pos, 0)]
+        starts = self._byte_starts()[:-1]
+        pos = (bisect.bisect_left if end else bisect.bisect_right)(starts, byte) - 1
+        pos = max(pos, 0)
+        char0, text = self._spans[pos]
         encoded = text.encode()
-        offset = min(max(byte - start, 0), len(encoded))
+        offset = min(max(byte - starts[pos], 0), len(encoded))
         return char0 + len(encoded[:offset].decode("utf-8", "ignore"))
 
 
@@ -120,10 +137,8 @@ def citations(content: Content, meta: Any, *, per_part: bool) -> list[dict[str, 
 
 
 def _span(content: Content, full: str, seg: dict[str, Any], per_part: bool) -> tuple[int, int] | None:
-    base = 0
     part = seg.get("partIndex", 0)
-    if per_part and isinstance(part, int) and 0 <= part < len(content.part_starts):
-        base = content.part_starts[part]
+    base = content.part_byte(part) if per_part and isinstance(part, int) else 0
     # proto3 JSON omits zeros: a segment at the very start has no startIndex.
     start_b, end_b = seg.get("startIndex", 0), seg.get("endIndex")
     if not isinstance(start_b, int) or not isinstance(end_b, int) or end_b < start_b:
@@ -166,6 +181,18 @@ def extension(cand: dict[str, Any]) -> dict[str, Any]:
             if isinstance(u, dict)
         ]
     return out
+
+
+def used_in(cand: dict[str, Any], content: Content) -> list[str]:
+    """The built-in tools a translated candidate used: key checks only (every answer pays this)."""
+    used = []
+    if "groundingMetadata" in cand and used_tools({"groundingMetadata": cand["groundingMetadata"]}):
+        used.append("google_search")
+    if "urlContextMetadata" in cand:
+        used.append("url_context")
+    if content.code:
+        used.append("code_execution")
+    return used
 
 
 def used_tools(cand: Any) -> set[str]:

@@ -154,6 +154,8 @@ def _builtin_fields(
     out: dict[str, Any], cand: dict[str, Any], content: grounding.Content, *, per_part: bool, code_from: int = 0
 ) -> None:
     """Citations and the ``extra_content.google`` extension (grounding.py) onto a message or delta."""
+    if len(content.code) <= code_from and "groundingMetadata" not in cand and "urlContextMetadata" not in cand:
+        return  # the common answer: no built-in tool was used
     if "groundingMetadata" in cand:
         out["annotations"] = grounding.citations(content, cand["groundingMetadata"], per_part=per_part)
     google = grounding.extension(cand)
@@ -182,6 +184,7 @@ def completion_from(
         )
     rid = str(resp.get("responseId") or completion_id)
     choices = []
+    used: set[str] = set()
     for pos, cand in enumerate(candidates):
         idx = cand.get("index", pos)
         parts = (cand.get("content") or {}).get("parts") or []
@@ -198,13 +201,14 @@ def completion_from(
         if thoughts:
             message["reasoning_content"] = thoughts
         _builtin_fields(message, cand, content, per_part=True)
+        used.update(grounding.used_in(cand, content))
         if legacy_functions:
             _legacy(message)
             reason = "function_call" if reason == "tool_calls" else reason
         logprobs = logprobs_from(cand.get("logprobsResult"))
         choices.append({"index": idx, "message": message, "finish_reason": reason or "stop", "logprobs": logprobs})
     usage = usage_from(resp.get("usageMetadata")) or Usage(estimated=True)
-    grounding.note_used(usage, candidates)
+    usage.builtin_tools = tuple(sorted(used))
     body = {
         "id": completion_id,
         "object": "chat.completion",
@@ -291,11 +295,9 @@ class StreamTranslator:
             )
         usage = usage_from(event.get("usageMetadata"))
         candidates = event.get("candidates") or []
-        for cand in candidates:
-            self._used |= grounding.used_tools(cand)
         if usage is not None:  # a running total: the last wins
             self.usage = usage
-        if self.usage is not None:
+        if self._used and self.usage is not None:  # a new running total: keep the tools seen
             self.usage.builtin_tools = tuple(sorted(self._used))
         if not candidates and (event.get("promptFeedback") or {}).get("blockReason"):
             raise _blocked(event, self.upstream)
@@ -306,7 +308,9 @@ class StreamTranslator:
             idx = cand.get("index", pos)
             parts = (cand.get("content") or {}).get("parts") or []
             start = self._calls.get(idx, 0)
-            content = self._content.setdefault(idx, grounding.Content())
+            content = self._content.get(idx)
+            if content is None:
+                content = self._content[idx] = grounding.Content()
             text, thoughts, calls = _split_parts(parts, self._include_thoughts, f"{rid}:{idx}", content, start)
             delta: dict[str, Any] = {}
             if idx not in self._role_sent:
@@ -327,6 +331,11 @@ class StreamTranslator:
             _builtin_fields(delta, cand, content, per_part=False, code_from=self._code_sent.get(idx, 0))
             self._code_sent[idx] = len(content.code)
             self._only_new_citations(idx, delta)
+            used = grounding.used_in(cand, content)
+            if used:
+                self._used.update(used)
+                if self.usage is not None:
+                    self.usage.builtin_tools = tuple(sorted(self._used))
             logprobs = logprobs_from(cand.get("logprobsResult"))
             if delta:
                 out.append(self.chunk([{"index": idx, "delta": delta, "finish_reason": None, "logprobs": logprobs}]))
