@@ -86,11 +86,16 @@ def test_cached_usage_is_reported_as_cached_prompt_tokens() -> None:
     assert done.usage.total_tokens == 32764 + 14 + 34
 
 
-def test_code_execution_parts_are_not_answer_text() -> None:
-    done, usage, _ = complete("code_execution.json")
+def test_code_execution_parts_are_kept_in_order_as_fenced_blocks() -> None:
+    done, usage, reason = complete("code_execution.json")
     text = done.choices[0].message.content or ""
-    assert text == "I'll compute the sum of the first 50 primes.The sum of the first 50 primes is 5117."
-    assert "print(" not in text and usage.input_tokens == 40 + 95
+    assert text == (
+        "I'll compute the sum of the first 50 primes."
+        "\n```python\nprimes=[n for n in range(2,300) if all(n%d for d in range(2,n))][:50]\nprint(sum(primes))\n```\n"
+        "\n```output\n5117\n```\n"
+        "The sum of the first 50 primes is 5117."
+    )
+    assert reason == "stop" and usage.input_tokens == 40 + 95
 
 
 def test_a_recorded_stream_translates_to_chunks_with_the_last_usage() -> None:

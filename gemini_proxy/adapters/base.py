@@ -47,6 +47,9 @@ class Usage:
     # A Gemini context cache this request created (adapters/gemini/context_cache.py): its tokens
     # times the hours it is kept, billed as storage when [pricing] gives a storage rate.
     cache_storage_token_hours: float = 0.0
+    # Gemini built-in tools the answer shows were used ("google_search"...): logged, and priced
+    # (Google bills grounded requests per request, config/pricing.py).
+    builtin_tools: tuple[str, ...] = ()
 
     def to_openai(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -76,6 +79,9 @@ class Call:
     # The name the client used ("fast", "summary"...); echoed back as `model` when set, so the
     # client sees the name it asked for while x-model-used says what really answered.
     public_model: str | None = None
+    # Built-in tools the route adds for every request (routing.toml `builtin_tools`), besides
+    # the ones the client asks for; Gemini targets add them, other kinds refuse (no silent drop).
+    builtin_tools: tuple[str, ...] = ()
     # Operations made of several upstream calls (embeddings: one per 100 inputs) take the
     # upstream's rate limits per call through ``pace(input_tokens)``, and keep what already
     # succeeded in ``progress``, so a retry of the same target resumes at the call that failed.
@@ -155,14 +161,20 @@ class UpstreamError(Exception):
 class RequestError(ValueError):
     """The client's request cannot be expressed for this upstream; ``param`` names the field.
 
-    Raised by translation before anything is sent, so it is never retried or failed over.
+    Raised by translation before anything is sent, so it is never retried; it fails over only
+    when ``model_specific`` (another target of the route may serve it).
     """
 
-    def __init__(self, message: str, param: str | None = None, code: str = "invalid_request") -> None:
+    def __init__(
+        self, message: str, param: str | None = None, code: str = "invalid_request", *, model_specific: bool = False
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
+        # True when only this target's model cannot serve the request (a built-in tool it lacks):
+        # the attempt loop tries the route's next target instead of refusing at once.
+        self.model_specific = model_specific
 
 
 @dataclass(slots=True)

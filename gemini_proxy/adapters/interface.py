@@ -32,6 +32,7 @@ class Operation(enum.Enum):
     EMBED = "embed"  # POST /v1/embeddings
     NATIVE = "native"  # google-genai's generateContent, relayed as Gemini sent it
     NATIVE_STREAM = "native_stream"  # google-genai's streamGenerateContent
+    NATIVE_COUNT = "native_count_tokens"  # google-genai's countTokens: not a generation, never billed
     # Room for what comes next: the Responses API is a dialect over CHAT / CHAT_STREAM (the
     # adapters see chat), and batch jobs will add e.g. BATCH_SUBMIT / BATCH_POLL here, each
     # listed in the capabilities of the kinds that serve them.
@@ -39,6 +40,12 @@ class Operation(enum.Enum):
     @property
     def streams(self) -> bool:
         return self in _STREAMING
+
+    @property
+    def metered(self) -> bool:
+        """Whether an attempt takes the upstream's generation rpm/tpm/rpd. countTokens has its
+        own quota at Google, so it takes ``[limits.UPSTREAM] count_tokens_rpm`` instead."""
+        return self is not Operation.NATIVE_COUNT
 
     @property
     def label(self) -> str:
@@ -53,6 +60,7 @@ _LABELS = {
     Operation.EMBED: "embeddings",
     Operation.NATIVE: "the native Gemini API",
     Operation.NATIVE_STREAM: "the native Gemini API",
+    Operation.NATIVE_COUNT: "the native Gemini API",
 }
 
 Unary = Callable[[Call], Awaitable[Completion]]

@@ -101,6 +101,7 @@ class ModelAlias:
     degrade_to: Target | None = None  # a cheaper model for online requests under 429 pressure
     response_cache: ResponseCacheConfig | None = None  # opt-in exact answers cache (config/caching.py)
     context_cache: ContextCacheConfig | None = None  # opt-in Gemini cachedContents for stable prefixes
+    builtin_tools: tuple[str, ...] = ()  # Gemini built-in tools added to every request ("google_search"...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,7 @@ class TaskConfig:
     structured: TaskSchema | None = None  # pinned output schema (gemini_proxy/structured/enforce.py)
     response_cache: ResponseCacheConfig | None = None  # own table, else the alias's
     context_cache: ContextCacheConfig | None = None  # own table, else the alias's
+    builtin_tools: tuple[str, ...] = ()  # defaults to the alias's
 
 
 @dataclass(frozen=True, slots=True)

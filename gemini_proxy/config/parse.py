@@ -16,6 +16,7 @@ from typing import Any
 
 from gemini_proxy.adapters import REGISTRY
 from gemini_proxy.adapters.base import Upstream
+from gemini_proxy.adapters.gemini.capabilities import ALL_BUILTIN
 from gemini_proxy.config import resilience, responses, state, structured
 from gemini_proxy.config.caching import parse_context_cache, parse_response_cache
 from gemini_proxy.config.errors import ConfigError
@@ -169,6 +170,22 @@ def _headers(t: Table) -> dict[str, str]:
     return dict(headers)
 
 
+def _builtin_tools(t: Table, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """``builtin_tools = ["google_search", ...]``: Gemini built-in tools added to every request."""
+    present = "builtin_tools" in t.data  # absent: the default; [] turns an alias's tools off
+    names = str_list(t, "builtin_tools")
+    if not present:
+        return default
+    for i, value in enumerate(names):
+        if value not in ALL_BUILTIN:
+            raise t.error(
+                f"builtin_tools[{i}]",
+                f"{value!r} is not a Gemini built-in tool",
+                f"use some of: {', '.join(sorted(ALL_BUILTIN))}",
+            )
+    return tuple(dict.fromkeys(names))
+
+
 def _parse_alias(name: str, t: Table, upstreams: Mapping[str, UpstreamConfig]) -> ModelAlias:
     target = _parse_target(t.pop("target", str, required=True), t, "target", upstreams)
     fallbacks = t.pop("fallbacks", list, [])
@@ -189,6 +206,7 @@ def _parse_alias(name: str, t: Table, upstreams: Mapping[str, UpstreamConfig]) -
         degrade_to=_parse_target(degrade, t, "degrade_to", upstreams) if degrade else None,
         response_cache=parse_response_cache(t),
         context_cache=parse_context_cache(t),
+        builtin_tools=_builtin_tools(t),
     )
     t.done()
     return alias
@@ -222,6 +240,7 @@ def _parse_task(
         structured=structured.parse(t),
         response_cache=parse_response_cache(t) or (models[model].response_cache if model in models else None),
         context_cache=parse_context_cache(t) or (models[model].context_cache if model in models else None),
+        builtin_tools=_builtin_tools(t, models[model].builtin_tools if model in models else ()),
     )
     t.done()
     return task

@@ -17,6 +17,9 @@ Billing rules this module encodes (Google's pricing page):
   once, to the request that created the entry, for its whole TTL (``storage``).
 - ``saved`` is what the cached tokens did not cost: the same tokens at the input rate, less
   what they cost at the cached rate (the report's "saved" column).
+- Google Search grounding bills per grounded request (``grounding_per_1k``, USD per 1,000),
+  beside the tokens; it is added when the answer shows a search was used. No default: the
+  rate and its free tier differ per model family and change, so a deployment states its own.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ class Price:
     cached_long: float | None = None
     long_context_threshold: int = LONG_CONTEXT_TOKENS
     storage: float | None = None  # USD per 1M tokens per hour of an explicit context cache
+    # USD per 1,000 requests grounded with Google Search (Google bills grounding per request,
+    # beside the tokens); None: no fee known, none added.
+    grounding_per_1k: float | None = None
 
     def _rates(self, usage: Usage) -> tuple[float, float, float]:
         """(input, output, cached) rates for this request's prompt size."""
@@ -57,7 +63,10 @@ class Price:
         cached = min(usage.cached_tokens, usage.input_tokens)
         fresh = usage.input_tokens - cached
         stored = usage.cache_storage_token_hours * (self.storage or 0.0)
-        return (fresh * rate_in + cached * rate_cached + usage.output_tokens * rate_out + stored) / PER
+        total = (fresh * rate_in + cached * rate_cached + usage.output_tokens * rate_out + stored) / PER
+        if self.grounding_per_1k is not None and "google_search" in usage.builtin_tools:
+            total += self.grounding_per_1k / 1000.0
+        return total
 
     def saved(self, usage: Usage) -> float:
         """What the cached tokens did not cost (input rate less cached rate)."""
@@ -140,6 +149,7 @@ def _parse_price(t: Table) -> Price:
         cached_long=rate("cached_long"),
         long_context_threshold=t.positive("long_context_threshold", int, LONG_CONTEXT_TOKENS),
         storage=rate("storage"),
+        grounding_per_1k=rate("grounding_per_1k"),
     )
     if price.input_long is None and (price.output_long is not None or price.cached_long is not None):
         raise t.error("input_long", "is required when output_long or cached_long is set", "add input_long = ...")

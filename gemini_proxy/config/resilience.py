@@ -58,6 +58,9 @@ class RateLimits:
     rpm: int | None = None  # requests per minute
     tpm: int | None = None  # input tokens per minute (estimated as prompt chars / 4, then corrected)
     rpd: int | None = None  # requests per day; Google resets them at midnight Pacific time
+    # countTokens calls per minute (native surface): Google meters them apart from generations,
+    # so they take this budget instead of rpm/tpm/rpd; None: no proxy-side limit.
+    count_tokens_rpm: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +157,10 @@ def parse(root: Table, upstreams: Mapping[str, Any], tasks: Mapping[str, Any]) -
             raise limits_t.error(name, f"names upstream {name!r}, which is not defined", "use an [upstreams] name")
         t = limits_t.table(name)
         limits[name] = RateLimits(
-            rpm=t.positive("rpm", int, None), tpm=t.positive("tpm", int, None), rpd=t.positive("rpd", int, None)
+            rpm=t.positive("rpm", int, None),
+            tpm=t.positive("tpm", int, None),
+            rpd=t.positive("rpd", int, None),
+            count_tokens_rpm=t.positive("count_tokens_rpm", int, None),
         )
         t.done()
     limits_t.done()

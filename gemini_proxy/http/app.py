@@ -20,7 +20,16 @@ from gemini_proxy.config import Config
 from gemini_proxy.http import wire_errors
 from gemini_proxy.http.appkeys import ANSWERS, METER, RESPONSES, RUNTIME, STATE, TELEMETRY, TRACING
 from gemini_proxy.http.auth import auth
-from gemini_proxy.http.handlers import chat, embeddings, health, models, native, responses, stored_responses
+from gemini_proxy.http.handlers import (
+    chat,
+    embeddings,
+    health,
+    models,
+    native,
+    native_models,
+    responses,
+    stored_responses,
+)
 from gemini_proxy.http.middleware import access_log, errors, on_response_prepare
 from gemini_proxy.observe import tracing
 from gemini_proxy.observe.metrics import Metrics
@@ -88,6 +97,8 @@ def make_app(
     app.router.add_post("/v1/embeddings", embeddings.embeddings)
     for path in native.PATHS:  # google-genai's native surface, v1beta and v1
         app.router.add_post(path, native.generate)
+    app.router.add_get("/v1beta/models", native_models.list_models)  # /v1/models stays OpenAI's
+    app.router.add_get("/v1beta/models/{call}", native_models.get_model)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

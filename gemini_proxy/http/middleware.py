@@ -1,5 +1,8 @@
 """Middlewares, one concern each, outermost first: access log, then errors -> OpenAI JSON.
 
+Errors on the native Gemini surface (:func:`native_surface`) leave in Google's shape instead,
+because google-genai and Gemini CLI parse that and nothing else.
+
 The request id is minted before any middleware runs (aiohttp's ``on_response_prepare`` signal
 adds it to every response, streams included), so even a 404 for an unknown path carries one.
 """
@@ -17,7 +20,7 @@ from aiohttp.typedefs import Middleware
 from gemini_proxy.adapters.unique import unique_hex
 from gemini_proxy.errors import InternalError, InvalidRequest, NotFound, PayloadTooLarge, ProxyError
 from gemini_proxy.http.appkeys import METER, RECORD, REQUEST_ID, RUNTIME, TELEMETRY
-from gemini_proxy.http.errors import describe, error_response
+from gemini_proxy.http.errors import describe, error_response, google_error_response
 from gemini_proxy.observe.record import RequestRecord
 from gemini_proxy.observe.tracing import Tracing
 
@@ -30,6 +33,16 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 # Paths whose requests are accounted for in the access log (health checks are not).
 LOGGED_PREFIXES = ("/v1/", "/v1beta/")
+
+
+def native_surface(path: str) -> bool:
+    """The Gemini-native paths: all of ``/v1beta/``, and ``/v1/models/{alias}:method``.
+
+    ``GET /v1/models`` (and any ``/v1/models/{id}`` without a method) stays OpenAI's.
+    """
+    if path.startswith("/v1beta/"):
+        return True
+    return path.startswith("/v1/models/") and ":" in path.rpartition("/")[2]
 
 
 def request_id_of(request: web.Request) -> str:
@@ -107,12 +120,14 @@ def _emit(request: web.Request, record: RequestRecord) -> None:
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """ProxyError and aiohttp's HTTP exceptions -> OpenAI error JSON; anything else -> 500, logged."""
+    """ProxyError and aiohttp's HTTP exceptions -> OpenAI error JSON (Google's on the native
+    surface); anything else -> 500, logged."""
+    render = google_error_response if native_surface(request.path) else error_response
     try:
         return await handler(request)
     except ProxyError as exc:
         _mark(request, exc)
-        return error_response(exc)
+        return render(exc)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[RUNTIME].current.config.server.max_body_bytes
         err: ProxyError = PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
@@ -133,7 +148,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.exception("unhandled error in %s %s", request.method, request.path)
         err = InternalError("the proxy hit an internal error; it has been logged")
     _mark(request, err)
-    return error_response(err)
+    return render(err)
 
 
 def _mark(request: web.Request, exc: ProxyError) -> None:

@@ -212,6 +212,8 @@ class RequestRecord:
             out["cache_hit"] = self.cache == "hit"
         if usage.cache_storage_token_hours:  # this request created a Gemini context cache
             out["cache_storage_token_hours"] = round(usage.cache_storage_token_hours, 3)
+        if usage.builtin_tools:  # Gemini built-in tools the answer used (google_search...)
+            out["builtin_tools"] = list(usage.builtin_tools)
         return out
 
 

@@ -128,7 +128,7 @@ class Run:
 
     def settle(self, target: Target, usage: Usage | None) -> None:
         """Correct the TPM estimate with the input tokens the upstream reported."""
-        limits = self.guard.limits.get(target.upstream)
+        limits = self.guard.limits.get(target.upstream) if self.op.metered else None
         if limits is not None and usage is not None and not usage.estimated:
             limits.settle(self.tokens, usage.input_tokens)
 
@@ -214,6 +214,7 @@ class Run:
             stream=self.op.streams,
             include_usage=self.job.include_usage,
             public_model=self.job.public_model,
+            builtin_tools=self.job.route.builtin_tools,
             pace=(lambda tokens: self._limit(target, tokens)) if progress is not None else None,
             progress=progress,
             context_cache=self.job.context_cache,
@@ -243,7 +244,7 @@ class Run:
             except (UpstreamError, Refusal) as exc:
                 err: Failure = exc
             except RequestError as exc:
-                if not self.outcome.attempts:
+                if not self.outcome.attempts and not exc.model_specific:
                     if span is not None:
                         span.failed(400, exc.code, "stop: the request cannot be expressed")
                     raise  # the first target cannot express the request: the client's 400
@@ -339,7 +340,8 @@ class Run:
 
     async def _limit(self, target: Target, tokens: int | None = None) -> None:
         """The upstream's own rpm/tpm/rpd: once per attempt, or per upstream call (``tokens``)."""
-        limits = self.guard.limits.get(target.upstream)
+        # countTokens is not a generation: its own budget, never the generation rpm/tpm/rpd.
+        limits = (self.guard.limits if self.op.metered else self.guard.count_limits).get(target.upstream)
         if limits is None:
             return
         budget = min(self.remaining(), self.lane.cfg.max_wait_s)

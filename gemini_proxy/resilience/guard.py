@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gemini_proxy.config import Config, Target
-from gemini_proxy.config.resilience import LANES, RetryPolicy
+from gemini_proxy.config.resilience import LANES, RateLimits, RetryPolicy
 from gemini_proxy.errors import InvalidRequest
 from gemini_proxy.resilience.breaker import Breaker
 from gemini_proxy.resilience.clock import Clock, SystemClock
@@ -46,6 +46,12 @@ class Guard:
             if state is None
             else SharedLimits(name, cfg, state, config.state.replicas, self.clock)
             for name, cfg in self.res.limits.items()
+        }
+        # countTokens' own per-minute budget (RateLimits.count_tokens_rpm), this replica's alone.
+        self.count_limits = {
+            name: UpstreamLimits(name, RateLimits(rpm=cfg.count_tokens_rpm), self.clock)
+            for name, cfg in self.res.limits.items()
+            if cfg.count_tokens_rpm
         }
         self.lanes = {name: Lane(name, self.res.lanes[name], self.clock) for name in LANES}
         self._breakers: dict[Target, Breaker] = {}

@@ -59,13 +59,25 @@ def reasoning_item(iid: str, summary: str, encrypted: str | None) -> dict[str, A
     return item
 
 
-def output_text(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def output_text(text: str, annotations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": annotations or [], "logprobs": []}
 
 
-def message_item(iid: str, text: str | None, status: str = "completed") -> dict[str, Any]:
+def citations(chat_annotations: Any) -> list[dict[str, Any]]:
+    """Chat ``url_citation`` annotations (nested) -> the Responses API's flat ones."""
+    out = []
+    for note in chat_annotations if isinstance(chat_annotations, list) else ():
+        cite = note.get("url_citation") if isinstance(note, dict) else None
+        if isinstance(cite, dict):
+            out.append({"type": "url_citation", **cite})
+    return out
+
+
+def message_item(
+    iid: str, text: str | None, status: str = "completed", annotations: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The answer message; ``text=None`` gives the empty shell a stream opens with."""
-    content = [] if text is None else [output_text(text)]
+    content = [] if text is None else [output_text(text, annotations)]
     return {"id": iid, "type": "message", "role": "assistant", "status": status, "content": content}
 
 
@@ -128,7 +140,8 @@ def output_items(message: dict[str, Any], ctx: Context, incomplete: bool) -> lis
         items.append(reasoning_item(item_id("rs", rid, len(items)), thoughts, merged))
         encrypted = None if merged else encrypted
     if text or not calls:
-        items.append(message_item(item_id("msg", rid, len(items)), text))
+        notes = citations(message.get("annotations"))
+        items.append(message_item(item_id("msg", rid, len(items)), text, annotations=notes))
     if encrypted:
         items.append(reasoning_item(item_id("rs", rid, len(items)), "", encrypted))
     for call in calls:

@@ -26,6 +26,7 @@ from gemini_proxy.responses.response import (
     INCOMPLETE_REASONS,
     build_response,
     call_item,
+    citations,
     message_item,
     output_text,
     reasoning_item,
@@ -75,6 +76,7 @@ class StreamConverter:
         self._calls: dict[int, dict[str, Any]] = {}
         self._finish: str | None = None
         self._usage: dict[str, Any] | None = None
+        self._citations: list[dict[str, Any]] = []  # grounding citations, with the message text
 
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
         event = {"type": kind, "sequence_number": self._seq, **fields}
@@ -106,6 +108,7 @@ class StreamConverter:
                 out += self._delta("reasoning", str(delta["reasoning_content"]))
             if delta.get("content"):
                 out += self._delta("message", str(delta["content"]))
+            self._citations += citations(delta.get("annotations"))
             for call in delta.get("tool_calls") or []:
                 self._buffer(call)
             if choice.get("finish_reason"):
@@ -203,7 +206,7 @@ class StreamConverter:
                 ),
             ]
         else:
-            item = message_item(o.iid, o.text, status)
+            item = message_item(o.iid, o.text, status, self._citations)
             events = [
                 self._event(
                     "response.output_text.done",
@@ -218,7 +221,7 @@ class StreamConverter:
                     item_id=o.iid,
                     output_index=o.index,
                     content_index=0,
-                    part=output_text(o.text),
+                    part=output_text(o.text, self._citations),
                 ),
             ]
         self._items.append(item)

@@ -66,7 +66,13 @@ def custom_tool(tool: dict[str, Any], where: str) -> dict[str, Any]:
     return {"type": "function", "function": fn}
 
 
-# Tool type -> mapper to a chat tool. Every other type (web_search, file_search, computer_use,
+# OpenAI's hosted web search -> Gemini's Google Search grounding (a chat built-in tool entry,
+# adapters/gemini/builtin.py). Only without function tools beside it: Codex sends web_search with
+# its function tools on every request, and Gemini 2.x refuses that mix with a 400, so there it
+# is dropped and named like any tool the route cannot serve.
+WEB_SEARCH = frozenset({"web_search", "web_search_preview"})
+
+# Tool type -> mapper to a chat tool. Every other type (file_search, computer_use,
 # local_shell, shell, mcp, image_generation, code_interpreter, namespace, tool_search,
 # apply_patch...) is run by OpenAI's servers or needs a client protocol the chat core lacks:
 # dropped and named.
@@ -92,10 +98,13 @@ def map_tools(tools: Any) -> ToolPlan:
     custom: set[str] = set()
     dropped: list[str] = []
     seen: set[str] = set()
+    searches: list[str] = []
     for i, tool in enumerate(tools):
         where = f"tools[{i}]"
         if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
             raise RequestError(f"{where} must be an object with a 'type'", "tools")
+        if tool["type"] in WEB_SEARCH:
+            searches.append(tool["type"])
         mapper = TOOL_MAPPERS.get(tool["type"])
         if mapper is None:
             if tool["type"] not in dropped:
@@ -109,6 +118,9 @@ def map_tools(tools: Any) -> ToolPlan:
         if tool["type"] == "custom":
             custom.add(name)
         chat_tools.append(chat_tool)
+    if searches and not chat_tools:  # search alone: Google Search grounding serves it
+        chat_tools.append({"type": "google_search"})
+        dropped = [kind for kind in dropped if kind not in WEB_SEARCH]
     return ToolPlan(chat_tools, frozenset(custom), tuple(dropped))
 
 
@@ -127,7 +139,7 @@ def _named(entry: Any) -> str | None:
 
 def map_tool_choice(choice: Any, plan: ToolPlan) -> Any:
     """Responses tool_choice -> chat tool_choice (None: leave it out)."""
-    if choice is None or not plan.chat_tools:
+    if choice is None or not any(t.get("type") == "function" for t in plan.chat_tools):
         return None  # with no tool left to choose from, there is no choice to send
     if choice in ("auto", "none", "required"):
         return choice

@@ -21,6 +21,7 @@ class Route:
     kind: str  # "task" | "alias" | "literal"
     targets: tuple[Target, ...]
     task: str | None = None
+    builtin_tools: tuple[str, ...] = ()  # the alias's or task's routing.toml `builtin_tools`
 
 
 def resolve(config: Config, model: str | None, task: str | None) -> Route:
@@ -32,14 +33,15 @@ def resolve(config: Config, model: str | None, task: str | None) -> Route:
                 code="task_not_found",
                 param="x-task",
             )
-        return Route(name=task, kind="task", targets=spec.targets, task=task)
+        return Route(name=task, kind="task", targets=spec.targets, task=task, builtin_tools=spec.builtin_tools)
     if not model:
         raise InvalidRequest("'model' is required (an alias such as one listed by GET /v1/models)", param="model")
     alias = config.models.get(model)
     if alias is not None:
-        return Route(name=model, kind="alias", targets=alias.targets)
+        return Route(name=model, kind="alias", targets=alias.targets, builtin_tools=alias.builtin_tools)
     if model in config.tasks:  # clients that cannot set headers may name a task as the model
-        return Route(name=model, kind="task", targets=config.tasks[model].targets, task=model)
+        spec = config.tasks[model]
+        return Route(name=model, kind="task", targets=spec.targets, task=model, builtin_tools=spec.builtin_tools)
     upstream, sep, name = model.partition(":")
     if sep and config.server.allow_literal_targets and upstream in config.upstreams and name:
         return Route(name=model, kind="literal", targets=(Target(upstream, name),))

@@ -24,6 +24,7 @@ from aiohttp import web
 from gemini_proxy.adapters.simulated.gemini import (
     Issued,
     SimulatedGemini,
+    count_answer,
     default_answer,
     embed_answer,
     error_body,
@@ -222,8 +223,9 @@ class FakeGemini(SimulatedGemini):
         return wire_problem(body)
 
     async def reply(self, request: web.Request, model: str, method: str, body: Any) -> web.StreamResponse:
-        if method == "batchEmbedContents":
-            item = self.script.popleft() if self.script else Answer(embed_answer(model, body))
+        if method in ("batchEmbedContents", "countTokens"):
+            default = embed_answer(model, body) if method == "batchEmbedContents" else count_answer(body)
+            item = self.script.popleft() if self.script else Answer(default)
             return await self._play(request, item, "generateContent")  # a plain JSON answer
         item = self.script.popleft() if self.script else Answer(default_answer(model, body))
         if self.implicit is not None and isinstance(item, Answer):

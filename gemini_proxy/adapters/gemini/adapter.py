@@ -23,7 +23,14 @@ V = TypeVar("V")
 
 CAPABILITIES = Capabilities(
     operations=frozenset(
-        {Operation.CHAT, Operation.CHAT_STREAM, Operation.EMBED, Operation.NATIVE, Operation.NATIVE_STREAM}
+        {
+            Operation.CHAT,
+            Operation.CHAT_STREAM,
+            Operation.EMBED,
+            Operation.NATIVE,
+            Operation.NATIVE_STREAM,
+            Operation.NATIVE_COUNT,
+        }
     ),
     self_paced=frozenset({Operation.EMBED}),
     provider="gcp.gemini",
@@ -50,6 +57,7 @@ class GeminiAdapter(OperationTable):
             Operation.CHAT: self.complete,
             Operation.EMBED: functools.partial(native.embed, g),
             Operation.NATIVE: functools.partial(native.native, g),
+            Operation.NATIVE_COUNT: functools.partial(native.count_tokens, g),
         }
         streaming: dict[Operation, Streaming] = {
             Operation.CHAT_STREAM: self.stream,

@@ -1,4 +1,14 @@
-"""Per-model thinking controls: which knob a Gemini model takes and what values it accepts.
+"""Per-model capabilities: thinking controls, and which built-in tools a model serves.
+
+Built-in tools (:func:`builtin_tools_for`): Google Search grounding, URL context and code
+execution are served by the 2.5 and 3.x families; 2.0 Flash has search and code execution but
+no URL context; 2.0 Flash-Lite, Gemma and embedding models have none. Only Gemini 3+ takes
+built-in tools and function declarations in one request ("tool combination", which needs
+``toolConfig.includeServerSideToolInvocations``); 2.x answers that with a 400. A model this table
+does not know is given the benefit of the doubt (the upstream decides). Sources: the Gemini API
+"Tools", "Google Search", "URL context", "Code execution" and "Tool combination" pages (late 2026).
+
+Thinking: which knob a Gemini model takes and what values it accepts.
 
 Gemini 2.5 takes ``thinkingConfig.thinkingBudget`` (tokens; 0 = off where the model allows it),
 Gemini 3.x takes ``thinkingConfig.thinkingLevel`` from a per-model set. Sending the wrong knob or
@@ -83,3 +93,28 @@ def thinking_config(model: str, effort: Any) -> dict[str, Any]:
         return {"thinkingBudget": 0 if rule.can_disable else rule.budget_min}
     budget = rule.budget_max if effort in ("xhigh", "max") else _BUDGETS[effort]
     return {"thinkingBudget": max(rule.budget_min, min(rule.budget_max, budget))}
+
+
+ALL_BUILTIN = frozenset({"google_search", "url_context", "code_execution"})
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltinTools:
+    served: frozenset[str] = ALL_BUILTIN
+    with_functions: bool = False  # built-in tools and function declarations in one request
+
+
+BUILTIN_RULES: tuple[tuple[re.Pattern[str], BuiltinTools], ...] = (
+    (re.compile(r"embedding|^gemma|^gemini-1\.|^gemini-2\.0-flash-lite"), BuiltinTools(served=frozenset())),
+    (re.compile(r"^gemini-2\.0-flash"), BuiltinTools(served=frozenset({"google_search", "code_execution"}))),
+    (re.compile(r"^gemini-2\.5"), BuiltinTools()),
+    (re.compile(r"^gemini-([3-9]|\d\d)"), BuiltinTools(with_functions=True)),
+)
+_UNKNOWN_MODEL = BuiltinTools(with_functions=True)  # not in the table: the upstream decides
+
+
+def builtin_tools_for(model: str) -> BuiltinTools:
+    for pattern, rule in BUILTIN_RULES:
+        if pattern.search(model):
+            return rule
+    return _UNKNOWN_MODEL

@@ -39,7 +39,7 @@ _CACHE_ATTEMPTS = 3
 async def _prepared(g: GeminiTransport, call: Call, attempt: int) -> context_cache.Prepared:
     """The generateContent body, naming a context cache when the call opted in (context_cache.py)."""
     return await context_cache.prepare(
-        g.contexts, g.create_cache, call, translate.build_request(call.model, call.body), attempt
+        g.contexts, g.create_cache, call, translate.build_request(call.model, call.body, call.builtin_tools), attempt
     )
 
 

@@ -7,7 +7,7 @@ Kept apart from :mod:`.chat` so each file has one job; both run over the same
   batch cap), joined back into one OpenAI answer.
 - :func:`native` / :func:`native_stream`: a google-genai client's own request body, forwarded
   unchanged to the routed model; the answer is relayed as Gemini sent it (the proxy only reads
-  usage from it, for the log).
+  usage from it, for the log). :func:`count_tokens` the same for ``countTokens``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import orjson
 
 from gemini_proxy.adapters import sse
 from gemini_proxy.adapters.base import Call, Completion, Progress, StreamState, UpstreamError, Usage
+from gemini_proxy.adapters.gemini import builtin, grounding
 from gemini_proxy.adapters.gemini import embed as embeddings
 from gemini_proxy.adapters.gemini.translate import usage_from
 from gemini_proxy.adapters.gemini.transport import GeminiTransport
@@ -53,9 +54,23 @@ async def embed(g: GeminiTransport, call: Call) -> Completion:
 
 
 async def native(g: GeminiTransport, call: Call) -> Completion:
-    data, raw = await g.post(call, "generateContent", orjson.dumps(call.body))
+    data, raw = await g.post(
+        call, "generateContent", orjson.dumps(builtin.with_native_tools(call.body, call.builtin_tools))
+    )
     usage = usage_from(data.get("usageMetadata")) or Usage(estimated=True)
+    grounding.note_used(usage, data.get("candidates"))
     return Completion(body=data, usage=usage, finish_reason=_finish(data), raw=raw)
+
+
+async def count_tokens(g: GeminiTransport, call: Call) -> Completion:
+    """``countTokens`` on the routed model with the pool's key: not a generation, so no usage
+    is billed (the log shows zero tokens) and the answer is relayed as Gemini sent it."""
+    body = dict(call.body)
+    inner = body.get("generateContentRequest")
+    if isinstance(inner, dict):  # it names a model too: the routed one, never the alias
+        body["generateContentRequest"] = {**inner, "model": f"models/{call.model}"}
+    data, raw = await g.post(call, "countTokens", orjson.dumps(body))
+    return Completion(body=data, usage=Usage(), raw=raw)
 
 
 class NativeEvents:
@@ -82,8 +97,12 @@ class NativeEvents:
                 code = err.get("code")
                 status = code if isinstance(code, int) else 502
                 raise UpstreamError(status, str(err.get("message", "stream error")), upstream=self.upstream)
-            # usageMetadata is a running total: the last one wins.
+            # usageMetadata is a running total: the last one wins (with the tools used so far).
+            used = self.state.usage.builtin_tools if self.state.usage is not None else ()
             self.state.usage = usage_from(event.get("usageMetadata")) or self.state.usage
+            if self.state.usage is not None:
+                self.state.usage.builtin_tools = used
+                grounding.note_used(self.state.usage, event.get("candidates"))
             self.state.finish_reason = _finish(event) or self.state.finish_reason
         self.started = True
         return [sse.frame(data)]
@@ -94,7 +113,8 @@ class NativeEvents:
 
 def native_stream(g: GeminiTransport, call: Call, state: StreamState) -> AsyncIterator[bytes]:
     """Relay Gemini's SSE events as they arrive, one write per upstream read."""
-    return joined(g.events(call, orjson.dumps(call.body), state, NativeEvents(state, g.upstream.name)))
+    payload = orjson.dumps(builtin.with_native_tools(call.body, call.builtin_tools))  # the route's built-in tools
+    return joined(g.events(call, payload, state, NativeEvents(state, g.upstream.name)))
 
 
 def _finish(data: Any) -> str | None:

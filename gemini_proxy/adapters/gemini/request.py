@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from gemini_proxy.adapters.base import RequestError
+from gemini_proxy.adapters.gemini import functions
 from gemini_proxy.adapters.gemini.capabilities import thinking_config, validates_signatures
 from gemini_proxy.adapters.gemini.ids import parse_tool_call_id
 from gemini_proxy.adapters.gemini.parts import user_part
@@ -40,7 +41,6 @@ REJECTED_PARAMS: Mapping[str, str] = {
     "logit_bias": "Gemini has no per-token bias",
     "audio": "audio output is not served",
     "verbosity": "Gemini has no verbosity control",
-    "web_search_options": "use a Gemini route with grounding instead",
 }
 MAPPED_PARAMS = frozenset(
     {
@@ -64,6 +64,7 @@ MAPPED_PARAMS = frozenset(
         "tool_choice",
         "functions",
         "function_call",
+        "web_search_options",  # -> googleSearch (builtin.py)
     }
 )
 
@@ -224,61 +225,6 @@ def messages_to_contents(messages: Any) -> tuple[list[dict[str, Any]], dict[str,
     return contents, ({"parts": system_parts} if system_parts else None)
 
 
-def _declarations(body: dict[str, Any]) -> list[dict[str, Any]]:
-    tools = body.get("tools")
-    if tools is None and isinstance(body.get("functions"), list):  # legacy functions API
-        tools = [{"type": "function", "function": f} for f in body["functions"]]
-    if tools is None:
-        return []
-    if not isinstance(tools, list):
-        raise RequestError("'tools' must be a list", "tools")
-    decls = []
-    for i, tool in enumerate(tools):
-        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            raise RequestError(f"tools[{i}].type must be 'function'", "tools")
-        fn = tool.get("function")
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise RequestError(f"tools[{i}].function.name is required", "tools")
-        decl: dict[str, Any] = {"name": fn["name"]}
-        if fn.get("description"):
-            decl["description"] = fn["description"]
-        params = fn.get("parameters")
-        if isinstance(params, dict) and params:
-            # parametersJsonSchema takes full JSON Schema; `parameters` only an OpenAPI subset.
-            decl["parametersJsonSchema"] = params
-        decls.append(decl)  # `strict` has no Gemini field: Gemini validates args against the schema anyway
-    return decls
-
-
-def _tool_choice(choice: Any, decls: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """tool_choice (or legacy function_call) -> (toolConfig, declarations to send)."""
-    if choice is None:
-        return None, decls
-    if choice in ("auto", "none", "required"):
-        return {"functionCallingConfig": {"mode": {"auto": "AUTO", "none": "NONE", "required": "ANY"}[choice]}}, decls
-    if isinstance(choice, dict):
-        fn = choice.get("function")
-        name = fn.get("name") if isinstance(fn, dict) else choice.get("name")  # legacy {"name": ...}
-        if isinstance(name, str):
-            return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}, decls
-        allowed = choice.get("allowed_tools")
-        if choice.get("type") == "allowed_tools" and isinstance(allowed, dict):
-            names = [
-                t["function"]["name"]
-                for t in allowed.get("tools") or []
-                if isinstance(t, dict) and isinstance(t.get("function"), dict) and "name" in t["function"]
-            ]
-            if allowed.get("mode") == "required":
-                return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": names}}, decls
-            if allowed.get("mode") == "auto":
-                # Gemini only takes allowedFunctionNames with ANY: send only the allowed declarations.
-                return {"functionCallingConfig": {"mode": "AUTO"}}, [d for d in decls if d["name"] in names]
-    raise RequestError(
-        "tool_choice must be 'auto', 'none', 'required', {type: function, function: {name}} or allowed_tools",
-        "tool_choice",
-    )
-
-
 def _response_format(fmt: Any, gen: dict[str, Any]) -> None:
     """The one place that sets responseMimeType / responseJsonSchema."""
     if fmt is None:
@@ -389,8 +335,11 @@ def _generation_config(model: str, body: dict[str, Any]) -> dict[str, Any]:
     return gen
 
 
-def build_request(model: str, body: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI chat.completions body -> Gemini generateContent body (raises RequestError)."""
+def build_request(model: str, body: dict[str, Any], builtin_tools: tuple[str, ...] = ()) -> dict[str, Any]:
+    """OpenAI chat.completions body -> Gemini generateContent body (raises RequestError).
+
+    ``builtin_tools``: the route's configured built-in tools, added to what the body asks for.
+    """
     _check_params(body)
     contents, system = messages_to_contents(body.get("messages"))
     if validates_signatures(model):
@@ -401,9 +350,9 @@ def build_request(model: str, body: dict[str, Any]) -> dict[str, Any]:
     gen = _generation_config(model, body)
     if gen:
         out["generationConfig"] = gen
-    tool_config, decls = _tool_choice(body.get("tool_choice", body.get("function_call")), _declarations(body))
-    if decls:
-        out["tools"] = [{"functionDeclarations": decls}]
+    tools, tool_config = functions.tools_of(model, body, builtin_tools)
+    if tools:
+        out["tools"] = tools
     if tool_config:
         out["toolConfig"] = tool_config
     return out

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from gemini_proxy.adapters.base import UpstreamError, Usage
+from gemini_proxy.adapters.gemini import grounding
 from gemini_proxy.adapters.gemini.ids import make_tool_call_id
 
 # Gemini has ~20 finish reasons; OpenAI clients know five. Safety-like reasons are content
@@ -74,18 +75,20 @@ def finish_reason(gemini_reason: Any, has_calls: bool, upstream: str = "", detai
 
 
 def _split_parts(
-    parts: list[Any], include_thoughts: bool, seed: str, first: int = 0
+    parts: list[Any], include_thoughts: bool, seed: str, content: grounding.Content, first: int = 0
 ) -> tuple[str, str, list[dict[str, Any]]]:
     """(answer text, thought text, OpenAI tool_calls) from one candidate's parts.
 
     ``seed`` ("responseId:candidate") and ``first`` (calls already seen for this candidate)
-    make each call's id deterministic.
+    make each call's id deterministic. Answer text and code-execution parts go through
+    ``content`` (grounding.py), which remembers where each landed, for citations.
     """
     text: list[str] = []
     thoughts: list[str] = []
     calls: list[dict[str, Any]] = []
     for part in parts:
         if not isinstance(part, dict):
+            content.skip()
             continue
         fc = part.get("functionCall")
         if isinstance(fc, dict):
@@ -94,13 +97,13 @@ def _split_parts(
             calls.append(
                 {"id": call_id, "type": "function", "function": {"name": fc.get("name", ""), "arguments": args}}
             )
-        elif isinstance(part.get("text"), str):
-            if part.get("thought"):
-                if include_thoughts:  # thought summaries are never answer text
-                    thoughts.append(part["text"])
-            else:
-                text.append(part["text"])
-        # executableCode / codeExecutionResult / inlineData output: not requested by this proxy.
+            content.skip()
+        elif isinstance(part.get("text"), str) and part.get("thought"):
+            if include_thoughts:  # thought summaries are never answer text
+                thoughts.append(part["text"])
+            content.skip()
+        else:  # text, executableCode, codeExecutionResult (inlineData output: not requested by this proxy)
+            text.append(content.add(part))
     return "".join(text), "".join(thoughts), calls
 
 
@@ -147,6 +150,21 @@ def _legacy(message: dict[str, Any]) -> None:
         message["function_call"] = calls[0]["function"]
 
 
+def _builtin_fields(
+    out: dict[str, Any], cand: dict[str, Any], content: grounding.Content, *, per_part: bool, code_from: int = 0
+) -> None:
+    """Citations and the ``extra_content.google`` extension (grounding.py) onto a message or delta."""
+    if len(content.code) <= code_from and "groundingMetadata" not in cand and "urlContextMetadata" not in cand:
+        return  # the common answer: no built-in tool was used
+    if "groundingMetadata" in cand:
+        out["annotations"] = grounding.citations(content, cand["groundingMetadata"], per_part=per_part)
+    google = grounding.extension(cand)
+    if len(content.code) > code_from:
+        google["code_execution"] = content.code[code_from:]
+    if google:
+        out["extra_content"] = {"google": google}
+
+
 def completion_from(
     resp: dict[str, Any],
     *,
@@ -166,10 +184,12 @@ def completion_from(
         )
     rid = str(resp.get("responseId") or completion_id)
     choices = []
+    used: set[str] = set()
     for pos, cand in enumerate(candidates):
         idx = cand.get("index", pos)
         parts = (cand.get("content") or {}).get("parts") or []
-        text, thoughts, calls = _split_parts(parts, include_thoughts, f"{rid}:{idx}")
+        content = grounding.Content()
+        text, thoughts, calls = _split_parts(parts, include_thoughts, f"{rid}:{idx}", content)
         reason = finish_reason(cand.get("finishReason", "STOP"), bool(calls), upstream, cand.get("finishMessage"))
         message: dict[str, Any] = {
             "role": "assistant",
@@ -180,12 +200,15 @@ def completion_from(
             message["tool_calls"] = calls
         if thoughts:
             message["reasoning_content"] = thoughts
+        _builtin_fields(message, cand, content, per_part=True)
+        used.update(grounding.used_in(cand, content))
         if legacy_functions:
             _legacy(message)
             reason = "function_call" if reason == "tool_calls" else reason
         logprobs = logprobs_from(cand.get("logprobsResult"))
         choices.append({"index": idx, "message": message, "finish_reason": reason or "stop", "logprobs": logprobs})
     usage = usage_from(resp.get("usageMetadata")) or Usage(estimated=True)
+    usage.builtin_tools = tuple(sorted(used))
     body = {
         "id": completion_id,
         "object": "chat.completion",
@@ -209,10 +232,14 @@ class StreamTranslator:
     __slots__ = (
         "_base",
         "_calls",
+        "_cited",
+        "_code_sent",
         "_completion_id",
+        "_content",
         "_include_thoughts",
         "_legacy",
         "_role_sent",
+        "_used",
         "finish_reason",
         "started",
         "upstream",
@@ -238,6 +265,10 @@ class StreamTranslator:
         self._completion_id = completion_id
         self._role_sent: set[int] = set()
         self._calls: dict[int, int] = {}
+        self._content: dict[int, grounding.Content] = {}
+        self._cited: dict[int, set[bytes]] = {}  # citations already sent, per choice
+        self._code_sent: dict[int, int] = {}  # code-execution parts already in a delta's extension
+        self._used: set[str] = set()  # built-in tools the answer shows were used
         self._include_thoughts = include_thoughts
         self._legacy = legacy_functions
         self.upstream = upstream
@@ -263,9 +294,11 @@ class StreamTranslator:
                 mid_stream=True,
             )
         usage = usage_from(event.get("usageMetadata"))
-        if usage is not None:
-            self.usage = usage
         candidates = event.get("candidates") or []
+        if usage is not None:  # a running total: the last wins
+            self.usage = usage
+        if self._used and self.usage is not None:  # a new running total: keep the tools seen
+            self.usage.builtin_tools = tuple(sorted(self._used))
         if not candidates and (event.get("promptFeedback") or {}).get("blockReason"):
             raise _blocked(event, self.upstream)
         rid = str(event.get("responseId") or self._completion_id)
@@ -275,7 +308,10 @@ class StreamTranslator:
             idx = cand.get("index", pos)
             parts = (cand.get("content") or {}).get("parts") or []
             start = self._calls.get(idx, 0)
-            text, thoughts, calls = _split_parts(parts, self._include_thoughts, f"{rid}:{idx}", start)
+            content = self._content.get(idx)
+            if content is None:
+                content = self._content[idx] = grounding.Content()
+            text, thoughts, calls = _split_parts(parts, self._include_thoughts, f"{rid}:{idx}", content, start)
             delta: dict[str, Any] = {}
             if idx not in self._role_sent:
                 delta["role"] = "assistant"
@@ -291,6 +327,15 @@ class StreamTranslator:
             elif calls:
                 delta["tool_calls"] = [dict(c, index=start + k) for k, c in enumerate(calls)]
             self._calls[idx] = start + len(calls)
+            # Citations refer to text already sent: they ride on the event that carries them.
+            _builtin_fields(delta, cand, content, per_part=False, code_from=self._code_sent.get(idx, 0))
+            self._code_sent[idx] = len(content.code)
+            self._only_new_citations(idx, delta)
+            used = grounding.used_in(cand, content)
+            if used:
+                self._used.update(used)
+                if self.usage is not None:
+                    self.usage.builtin_tools = tuple(sorted(self._used))
             logprobs = logprobs_from(cand.get("logprobsResult"))
             if delta:
                 out.append(self.chunk([{"index": idx, "delta": delta, "finish_reason": None, "logprobs": logprobs}]))
@@ -303,6 +348,20 @@ class StreamTranslator:
                     self.finish_reason = reason
                 out.append(self.chunk([{"index": idx, "delta": {}, "finish_reason": reason, "logprobs": None}]))
         return out
+
+    def _only_new_citations(self, idx: int, delta: dict[str, Any]) -> None:
+        """Gemini may repeat groundingMetadata on later events: each citation is sent once."""
+        if "annotations" not in delta:
+            return
+        seen = self._cited.setdefault(idx, set())
+        fresh = []
+        for note in delta.pop("annotations"):
+            key = orjson.dumps(note)
+            if key not in seen:
+                seen.add(key)
+                fresh.append(note)
+        if fresh:
+            delta["annotations"] = fresh
 
     def end(self) -> None:
         """The upstream body ended: an answer with no candidate at all is an upstream fault."""

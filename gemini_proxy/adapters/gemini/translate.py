@@ -2,9 +2,11 @@
 
 Pure functions over dicts, no I/O: the transport hands in parsed JSON and gets parsed JSON
 back, so every mapping is testable with two dicts. The work lives in small modules:
-:mod:`.request` (OpenAI -> Gemini) with :mod:`.parts` (media), :mod:`.response` (Gemini ->
-OpenAI, whole and streamed), :mod:`.ids` (tool-call ids that carry Gemini's call id and thought signature) and
-:mod:`.capabilities` (per-model thinking controls).
+:mod:`.request` (OpenAI -> Gemini) with :mod:`.parts` (media), :mod:`.functions` (tools and
+tool_choice) and :mod:`.builtin` (Google Search, URL context, code execution); :mod:`.response`
+(Gemini -> OpenAI, whole and streamed) with :mod:`.grounding` (citations, code-execution parts);
+:mod:`.ids` (tool-call ids that carry Gemini's call id and thought signature) and
+:mod:`.capabilities` (per-model thinking controls and built-in tools).
 """
 
 from __future__ import annotations

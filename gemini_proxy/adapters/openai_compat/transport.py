@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 
 from gemini_proxy.adapters import sse
-from gemini_proxy.adapters.base import Call, Completion, StreamState, Upstream, UpstreamError, Usage
+from gemini_proxy.adapters.base import Call, Completion, RequestError, StreamState, Upstream, UpstreamError, Usage
 from gemini_proxy.adapters.http import HttpTransport, joined
 from gemini_proxy.adapters.interface import Capabilities, Operation, OperationTable
 from gemini_proxy.adapters.openai_compat import embeddings
@@ -143,6 +143,16 @@ class OpenAIAdapter(OperationTable):
         return headers
 
     def _request(self, call: Call) -> bytes:
+        # The client's own fields (web_search_options, non-function tools) go through untouched;
+        # tools a route adds by config are Gemini's and have no OpenAI-compatible spelling.
+        if call.builtin_tools:
+            raise RequestError(
+                f"{self.upstream.name} is OpenAI-compatible: the route's builtin_tools "
+                f"({', '.join(call.builtin_tools)}) need a Gemini target",
+                "tools",
+                "builtin_tool_unsupported",
+                model_specific=True,
+            )
         body = dict(call.body)
         body["model"] = call.model
         if call.stream:

@@ -96,8 +96,11 @@ def default_answer(model: str, body: dict[str, Any]) -> dict[str, Any]:
     parts = tool_call(model, body, said) or text_parts(model, body, said)
     written = sum(_tokens(orjson.dumps(p).decode()) for p in parts)
     prompt = sum(_tokens(p.get("text", "")) for c in body.get("contents") or [] for p in c.get("parts") or [])
+    cand: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
+    if any(isinstance(t, dict) and "googleSearch" in t for t in body.get("tools") or []):
+        cand["groundingMetadata"] = simulated_grounding(parts, said)
     return {
-        "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+        "candidates": [cand],
         "usageMetadata": {
             "promptTokenCount": prompt,
             "candidatesTokenCount": written,
@@ -108,11 +111,42 @@ def default_answer(model: str, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def simulated_grounding(parts: list[dict[str, Any]], said: str) -> dict[str, Any]:
+    """What Google Search grounding adds: one query, one source, citing the whole first text part
+    (UTF-8 byte offsets, as Gemini counts)."""
+    text = next((p["text"] for p in parts if isinstance(p.get("text"), str)), "")
+    return {
+        "webSearchQueries": [said[:100]],
+        "searchEntryPoint": {"renderedContent": "<div>simulated search</div>"},
+        "groundingChunks": [{"web": {"uri": "https://example.com/simulated-search", "title": "example.com"}}],
+        "groundingSupports": [
+            {"segment": {"startIndex": 0, "endIndex": len(text.encode()), "text": text}, "groundingChunkIndices": [0]}
+        ],
+    }
+
+
+def validate_count(model: str, body: Any) -> str | None:
+    """countTokens takes ``contents`` or a ``generateContentRequest`` naming this model, not both."""
+    if not isinstance(body, dict) or ("contents" in body) == ("generateContentRequest" in body):
+        return "countTokens takes exactly one of contents or generateContentRequest"
+    inner = body.get("generateContentRequest")
+    if isinstance(inner, dict) and inner.get("model") != f"models/{model}":
+        return f"generateContentRequest.model must be models/{model}"
+    return None
+
+
+def count_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """A deterministic token count (the simulated tokenizer: one token per 4 characters)."""
+    contents = body.get("contents") or (body.get("generateContentRequest") or {}).get("contents") or []
+    tokens = sum(_tokens(p.get("text", "")) for c in contents for p in c.get("parts") or [])
+    return {"totalTokens": tokens, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}]}
+
+
 def split_stream(answer: dict[str, Any], pieces: int = 4) -> list[dict[str, Any]]:
     """Split a whole answer into SSE events the way Gemini streams.
 
     Per candidate: thought parts first, answer text in ``pieces`` deltas, function calls whole
-    in the last event with the finish reason (and finishMessage / logprobsResult). Usage is a
+    in the last event with the finish reason (and finishMessage / logprobsResult / groundingMetadata). Usage is a
     running total, complete on the last event. An answer without candidates (a blocked prompt)
     is one event.
     """
@@ -142,7 +176,14 @@ def split_stream(answer: dict[str, Any], pieces: int = 4) -> list[dict[str, Any]
             if event_parts:
                 cand_out["content"] = {"role": "model", "parts": event_parts}
             if last:
-                for key in ("finishReason", "finishMessage", "logprobsResult", "safetyRatings"):
+                for key in (
+                    "finishReason",
+                    "finishMessage",
+                    "logprobsResult",
+                    "safetyRatings",
+                    "groundingMetadata",  # Gemini sends citations with the last event
+                    "urlContextMetadata",
+                ):
                     if key in cand:
                         cand_out[key] = cand[key]
                 if "content" not in cand_out and "content" in cand:
@@ -216,7 +257,7 @@ class SimulatedGemini:
                 "Please use API Key or other form of API consumer identity to call this API.",
                 "PERMISSION_DENIED",
             )
-        if method not in ("generateContent", "streamGenerateContent", "batchEmbedContents"):
+        if method not in ("generateContent", "streamGenerateContent", "batchEmbedContents", "countTokens"):
             return _error(404, f"Method {method} not found.", "NOT_FOUND")
         if not MODEL_NAME.match(model):
             return _error(
@@ -227,6 +268,8 @@ class SimulatedGemini:
             )
         if method == "batchEmbedContents":
             problem = validate_embed(model, body)
+        elif method == "countTokens":
+            problem = validate_count(model, body)
         else:
             problem = validate_generate(model, body, self.issued) or self.wire_problem(body)
         return _error(400, problem, "INVALID_ARGUMENT") if problem else None
@@ -238,6 +281,8 @@ class SimulatedGemini:
     async def reply(self, request: web.Request, model: str, method: str, body: Any) -> web.StreamResponse:
         if method == "batchEmbedContents":
             return web.Response(body=orjson.dumps(embed_answer(model, body)), content_type="application/json")
+        if method == "countTokens":
+            return web.Response(body=orjson.dumps(count_answer(body)), content_type="application/json")
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         answer = self.answer(model, body)
