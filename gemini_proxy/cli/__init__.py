@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "check":
             p.add_argument("--host", default=None)
             p.add_argument("--port", type=int, default=None)
-            p.add_argument("--log-file", default=None, help="also write the JSON log lines to this file")
+            p.add_argument("--log-file", default=None, help="write the request log lines to this file instead of stdout")
     hk = sub.add_parser("hash-key", help="print the SHA-256 of a client key read from stdin, for [teams]")
     hk.set_defaults(func=cmd_hash_key)
     rp = sub.add_parser("report", help="cost and latency report from a JSON request log")
