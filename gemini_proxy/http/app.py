@@ -56,7 +56,7 @@ def make_app(
     state = sync.build(config.state, environ)  # None: memory; [state] changes need a restart
     app[STATE] = state
     app[RUNTIME] = RuntimeRef(Runtime.build(config, environ, clock, state, kinds))
-    app[METER] = TeamMeter(state=state, replicas=config.state.replicas)
+    app[METER] = TeamMeter(state=state, replicas=config.local_shares)
     app[TELEMETRY] = Telemetry(Metrics())
     # Live lane state, read at each scrape from whichever Runtime is current (reload swaps it).
     app[TELEMETRY].metrics.register_source("lane", lambda: app[RUNTIME].current.guard.lane_gauges(), label="lane")

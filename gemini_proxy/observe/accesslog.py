@@ -136,7 +136,7 @@ def _not_access(record: logging.LogRecord) -> bool:
     return record.name != ACCESS.name
 
 
-class _LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _LineHandler(logging.StreamHandler):
     """One line, one ``write``: with ``serve --workers N`` several processes share stdout, and a
     real file descriptor gets each line in a single ``os.write`` (a pipe keeps lines up to
     PIPE_BUF = 4 KiB whole; a buffered text stream could split a long one)."""
@@ -170,10 +170,13 @@ class _AppendHandler(logging.Handler):
             self.handleError(record)
 
     def close(self) -> None:
-        with self.lock:
+        self.acquire()
+        try:
             if self.fd >= 0:
                 os.close(self.fd)
                 self.fd = -1
+        finally:
+            self.release()
         super().close()
 
 

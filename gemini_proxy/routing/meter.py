@@ -35,7 +35,7 @@ class TeamMeter:
     _limiters: dict[str, tuple[int, Bucket]] = field(default_factory=dict)
     monotonic: Callable[[], float] = time.monotonic  # the rpm buckets' clock
     state: StateBackend | None = None  # shared across replicas when set
-    replicas: int = 1  # local fallback: each replica gets budget / replicas and rpm / replicas
+    replicas: int = 1  # in-process checks: each process gets budget / replicas and rpm / replicas (Config.local_shares)
 
     def spent_today(self, team: str) -> float:
         day, usd = self._spend.get(team, (None, 0.0))
@@ -68,9 +68,7 @@ class TeamMeter:
             except StateUnavailable:
                 if self.state.rejecting:
                     raise reject_error(f"the budget and rate of team {team.name!r}") from None
-            await self._admit_local(team, self.replicas)  # on_state_error = "local"
-            return
-        await self._admit_local(team, 1)
+        await self._admit_local(team, self.replicas)  # memory, or on_state_error = "local"
 
     async def _admit_shared(self, team: TeamConfig, state: StateBackend) -> None:
         checks = []
