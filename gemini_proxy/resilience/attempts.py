@@ -263,12 +263,16 @@ class Run:
     async def _limit(self, target: Target, tokens: int | None = None) -> None:
         """The upstream's own rpm/tpm/rpd: once per attempt, or per upstream call (``tokens``)."""
         limits = self.guard.limits.get(target.upstream)
+        team = self.job.route.team_admission  # with Redis: the team's quota rides along, once
+        team = team if team is not None and team.pending else None
         if limits is None:
+            if team is not None:
+                await team.alone()
             return
         budget = min(self.remaining(), self.lane.cfg.max_wait_s)
         try:
             waited_on = await limits.acquire(
-                self.tokens if tokens is None else tokens, budget_s=budget, share=self.lane.cfg.rate_share
+                self.tokens if tokens is None else tokens, budget_s=budget, share=self.lane.cfg.rate_share, rider=team
             )
         except LimitReached as refusal:
             self.outcome.limited_by = f"{refusal.limit}:{target.upstream}"

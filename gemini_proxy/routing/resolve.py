@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from gemini_proxy.config import Config, Target
 from gemini_proxy.errors import InvalidRequest, NotFound
+from gemini_proxy.routing.meter import TeamAdmission
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,8 @@ class Route:
     kind: str  # "task" | "alias" | "literal"
     targets: tuple[Target, ...]
     task: str | None = None
+    # With Redis: the team's quota, to be taken with the first upstream admission (one round trip).
+    team_admission: TeamAdmission | None = None
 
 
 def resolve(config: Config, model: str | None, task: str | None) -> Route:
