@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,17 @@ def test_check_says_how_each_worker_shares_the_limits(tmp_path: Path, capsys: py
     config.write_text(config_toml("http://127.0.0.1:9", "http://127.0.0.1:9/v1", LIMITS + redis))
     main(["check", "--config", str(config), "--no-secrets", "--workers", "3"])
     assert "divides them by replicas=2 x workers=3" in capsys.readouterr().out
+
+
+def test_a_worker_that_cannot_start_stops_the_server_with_an_error(tmp_path: Path) -> None:
+    config, port = tmp_path / "routing.toml", _free_port()
+    config.write_text(config_toml("http://127.0.0.1:9", "http://127.0.0.1:9/v1"))
+    with socket.socket() as taken:  # a listener without SO_REUSEPORT: no worker can bind beside it
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        argv = [sys.executable, "-m", "gemini_proxy", "serve", "--config", str(config), "--port", str(port)]
+        done = subprocess.run(
+            [*argv, "--workers", "2"], cwd=ROOT, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 1
+    assert "worker failed to start" in done.stdout and "cannot listen" in done.stderr

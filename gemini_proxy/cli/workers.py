@@ -17,7 +17,8 @@ scratch, as a single ``serve`` does, with nothing half-inherited from the parent
   answers a scrape sums them all. Live gauges (lanes, key pools) are that worker's own.
 - Signals: SIGHUP is passed to every worker (each reloads); SIGTERM and SIGINT are passed on
   and the parent waits for every worker to drain (``shutdown_grace_s``), then exits. A worker
-  that dies on its own is started again (after a second if it died within a second of start).
+  that dies on its own is started again (after a second if it died within a second of start);
+  one whose first process fails at start (the port taken, say) stops the server with exit 1.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ from types import FrameType
 from gemini_proxy.config import Config
 from gemini_proxy.observe.accesslog import LOG, setup_logging, stop_logging
 
-_RESPAWN_PAUSE_S = 1.0  # a worker that keeps crashing at start is retried once a second, not in a busy loop
+_RESPAWN_PAUSE_S = 1.0  # a worker that keeps crashing is retried once a second, not in a busy loop
+# A worker's first process that exits this soon failed to start (port taken, bad key file...):
+# every restart would fail the same way, so the whole server stops with an error instead.
+_START_FAILURE_S = 15.0
 
 
 def worker_argv(args: argparse.Namespace, workers: int, index: int, port: int) -> list[str]:
@@ -54,11 +58,13 @@ class Supervisor:
         self.env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
         self.procs: dict[int, subprocess.Popen[bytes]] = {}  # worker index -> process
         self.started: dict[int, float] = {}
+        self.restarts: dict[int, int] = {}
         self.stopping = False
 
     def start(self, index: int) -> None:
         proc = subprocess.Popen(worker_argv(self.args, self.workers, index, self.port), env=self.env)
         self.procs[index], self.started[index] = proc, time.monotonic()
+        self.restarts[index] = self.restarts.get(index, -1) + 1
         LOG.info("worker started", extra={"worker": index, "pid": proc.pid})
 
     def forward(self, signum: int, _frame: FrameType | None) -> None:
@@ -85,8 +91,14 @@ class Supervisor:
             if self.stopping:
                 failed |= proc.returncode != 0
                 continue
+            lived = time.monotonic() - self.started[index]
+            if self.restarts[index] == 0 and proc.returncode != 0 and lived < _START_FAILURE_S:
+                LOG.error("worker failed to start; stopping every worker", extra={"worker": index})
+                failed = True
+                self.forward(signal.SIGTERM, None)
+                continue
             LOG.warning("worker exited, starting it again", extra={"worker": index, "exit_code": proc.returncode})
-            if time.monotonic() - self.started[index] < _RESPAWN_PAUSE_S:
+            if lived < _RESPAWN_PAUSE_S:
                 time.sleep(_RESPAWN_PAUSE_S)
             if not self.stopping:
                 self.start(index)
