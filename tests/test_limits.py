@@ -157,8 +157,8 @@ async def test_status_and_readyz_expose_resilience_state(start_proxy: Any):
     assert snap["limits"]["google"]["rpm"] == {"limit": 60, "used": 1}
     clock.advance(0.5)  # rpm 60 leaks one request a second
     assert (await status(proxy))["limits"]["google"]["rpm"] == {"limit": 60, "used": 0.5}
-    assert set(snap) == set(proxy.app[RUNTIME].current.guard.snapshot())
-    assert set(snap) == {"lanes", "limits", "breakers", "keys", "key_waiters"}
+    assert set(snap) == {"pid", *proxy.app[RUNTIME].current.guard.snapshot()}
+    assert set(snap) == {"pid", "lanes", "limits", "breakers", "keys", "key_waiters"}
     async with aiohttp.ClientSession() as s, s.get(proxy.url + "/readyz") as r:
         ready = await r.json()
     assert ready["resilience"]["lanes"]["online"]["concurrency"] == 128

@@ -21,6 +21,13 @@ from gemini_proxy.cli.serve import cmd_serve
 from gemini_proxy.observe.report import BY, FORMATS
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gemini-proxy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -49,7 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "check":
             p.add_argument("--host", default=None)
             p.add_argument("--port", type=int, default=None)
-            p.add_argument("--log-file", default=None, help="also write the JSON log lines to this file")
+            p.add_argument("--log-file", default=None, help="write request log lines to this file, not stdout")
+        if name != "demo":
+            p.add_argument(
+                "--workers",
+                type=_positive,
+                default=None,
+                help="processes sharing the port, one per core (default: [server] workers, 1)",
+            )
+        if name == "serve":
+            p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set by the parent
     hk = sub.add_parser("hash-key", help="print the SHA-256 of a client key read from stdin, for [teams]")
     hk.set_defaults(func=cmd_hash_key)
     rp = sub.add_parser("report", help="cost and latency report from a JSON request log")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from gemini_proxy.adapters.redact import redact
-from gemini_proxy.config import Config, ConfigError, load
+from gemini_proxy.config import Config, ConfigError, load, with_workers
 from gemini_proxy.examples import example_config
 from gemini_proxy.resilience.keys.pool import KeyPool
 from gemini_proxy.resilience.keys.sources import read_keys
@@ -28,7 +28,7 @@ def find_config(path: str) -> Path:
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        config = load(find_config(args.config), args.env)
+        config = with_workers(load(find_config(args.config), args.env), args.workers)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -51,15 +51,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         regions = f"  regions={list(task.allowed_regions)}" if task.allowed_regions else ""
         note = f"  # {task.description}" if task.description else ""
         print(f"  {name:<20} -> {' -> '.join(str(t) for t in task.targets)}  (via {task.model}){regions}{note}")
-    state = config.state
-    if state.backend == "memory":
-        print("\nstate: memory (limits, budgets and key health are this process's own)")
-    else:
-        where = f"env:{state.url_env}" if state.url_env else redact(state.url)  # the URL may hold a password
-        print(
-            f"\nstate: {state.backend} at {where}, prefix {state.key_prefix!r}, on error: {state.on_state_error}"
-            f" (local fallback divides limits by replicas={state.replicas})"
-        )
+    _print_state(config)
     if not _tracing(config):
         return 1
     print("\nteams:" if config.teams else "\nteams: none, so auth is OFF (every client is let in)")
@@ -94,6 +86,26 @@ def _tracing(config: Config) -> bool:
         )
         return False
     return True
+
+
+def _print_state(config: Config) -> None:
+    state, workers = config.state, config.server.workers
+    if state.backend == "memory":
+        if workers == 1:
+            print("\nstate: memory (limits, budgets and key health are this process's own)")
+        else:
+            print(
+                f"\nstate: memory, workers={workers}: each worker enforces 1/{workers} of every limit and budget"
+                " (upstream rpm/tpm/rpd, team rpm and daily_budget_usd); key health and circuits are each"
+                ' worker\'s own. [state] backend = "redis" shares them whole.'
+            )
+        return
+    where = f"env:{state.url_env}" if state.url_env else redact(state.url)  # the URL may hold a password
+    split = f"replicas={state.replicas}" if workers == 1 else f"replicas={state.replicas} x workers={workers}"
+    print(
+        f"\nstate: {state.backend} at {where}, prefix {state.key_prefix!r}, on error: {state.on_state_error}"
+        f" (limits and budgets shared by every worker and replica; the local fallback divides them by {split})"
+    )
 
 
 def _missing_keys(config: Config, no_secrets: bool) -> int:

@@ -1,4 +1,4 @@
-"""``gemini-proxy serve``: listen, reload on SIGHUP, drain on SIGTERM.
+"""``gemini-proxy serve``: listen, reload on SIGHUP, drain on SIGTERM (``--workers N``: cli/workers.py).
 
 On SIGTERM/SIGINT readiness fails first (``/readyz`` 503, so a load balancer stops sending new
 work), then in-flight requests get ``shutdown_grace_s`` to finish; the log queue is flushed
@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 
 from aiohttp import web
 
 from gemini_proxy.cli import loop
-from gemini_proxy.config import ConfigError, load
+from gemini_proxy.cli.workers import run_workers
+from gemini_proxy.config import ConfigError, load, with_workers
 from gemini_proxy.http.app import make_app
 from gemini_proxy.http.appkeys import RUNTIME
 from gemini_proxy.http.reload import Reloader
@@ -30,10 +32,11 @@ async def serve_app(
     grace_s: float,
     started: asyncio.Future[int] | None = None,
     reloader: Reloader | None = None,
+    reuse_port: bool = False,
 ) -> None:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace_s, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port or None)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -51,7 +54,7 @@ async def serve_app(
         loop.add_signal_handler(signal.SIGHUP, on_hup)
     bound = runner.addresses[0][1] if runner.addresses else port
     event_loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # "uvloop" or "asyncio"
-    LOG.info("listening", extra={"host": host, "port": bound, "event_loop": event_loop})
+    LOG.info("listening", extra={"host": host, "port": bound, "event_loop": event_loop, "pid": os.getpid()})
     if started is not None:
         started.set_result(bound)
     try:
@@ -66,10 +69,12 @@ async def serve_app(
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        config = load(args.config, args.env)
+        config = with_workers(load(args.config, args.env), args.workers)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if config.server.workers > 1 and args.worker_index is None:
+        return run_workers(args, config)  # the parent: starts the workers, serves nothing itself
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     listener = setup_logging(file=args.log_file or config.logging.file)
@@ -80,10 +85,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"error: {args.config}: {exc}", file=sys.stderr)
         return 1
     try:
-        reloader = Reloader(args.config, args.env)
+        reloader = Reloader(args.config, args.env, workers=args.workers)
         reloader.attach(app)
+        worker = args.worker_index is not None  # one of `serve --workers N`: the port is shared
         with loop.runner(config.server.event_loop) as runner:
-            runner.run(serve_app(app, host, port, config.server.shutdown_grace_s, reloader=reloader))
+            runner.run(serve_app(app, host, port, config.server.shutdown_grace_s, reloader=reloader, reuse_port=worker))
     except OSError as exc:  # e.g. the port is taken: a message, not a traceback
         print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -18,6 +18,7 @@ from gemini_proxy.config.model import (
     TaskConfig,
     TeamConfig,
     UpstreamConfig,
+    with_workers,
 )
 from gemini_proxy.config.parse import parse
 
@@ -32,4 +33,5 @@ __all__ = [
     "UpstreamConfig",
     "load",
     "parse",
+    "with_workers",
 ]

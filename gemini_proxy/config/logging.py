@@ -14,7 +14,7 @@ from gemini_proxy.config.table import Table
 
 @dataclass(frozen=True, slots=True)
 class LoggingConfig:
-    file: str | None = None  # also write the JSON lines here (``--log-file`` overrides)
+    file: str | None = None  # request lines go here instead of stdout (``--log-file`` overrides)
     log_content_tasks: frozenset[str] = field(default_factory=frozenset)
     log_content_teams: frozenset[str] = field(default_factory=frozenset)
     content_max_chars: int = 10_000

@@ -8,6 +8,7 @@ the :class:`Config` that ties them together.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -57,6 +58,8 @@ class ServerConfig:
     client_write_timeout_s: float = 60.0
     # "auto" (uvloop when installed, else asyncio), "uvloop" or "asyncio": see gemini_proxy/cli/loop.py.
     event_loop: str = "auto"
+    # Processes sharing the port (SO_REUSEPORT; ``serve --workers N`` overrides): see gemini_proxy/cli/workers.py.
+    workers: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,13 @@ class TeamConfig:
     allowed_regions: tuple[str, ...] | None = None  # upstream `region` tags; None: anywhere
 
 
+def with_workers(config: Config, workers: int | None) -> Config:
+    """The config with ``serve --workers N`` applied (None: the file's ``[server] workers``)."""
+    if workers is None or workers == config.server.workers:
+        return config
+    return dataclasses.replace(config, server=dataclasses.replace(config.server, workers=workers))
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     path: str
@@ -152,3 +162,11 @@ class Config:
         if spec is None:
             return None, None
         return spec.response_cache, spec.context_cache
+
+    @property
+    def local_shares(self) -> int:
+        """How many processes split each limit and budget when they are checked in-process: every
+        worker of this process group, and with Redis (its "local" fallback) every replica too."""
+        if self.state.backend == "memory":
+            return self.server.workers
+        return self.state.replicas * self.server.workers

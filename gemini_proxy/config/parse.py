@@ -57,6 +57,7 @@ def _parse_server(t: Table) -> ServerConfig:
         body_read_timeout_s=t.positive("body_read_timeout_s", float, defaults.body_read_timeout_s),
         client_write_timeout_s=t.positive("client_write_timeout_s", float, defaults.client_write_timeout_s),
         event_loop=t.pop("event_loop", str, defaults.event_loop),
+        workers=t.positive("workers", int, defaults.workers),
     )
     if server.event_loop not in EVENT_LOOPS:
         raise t.error("event_loop", f"must be one of {', '.join(EVENT_LOOPS)}, got {server.event_loop!r}")

@@ -74,7 +74,7 @@ def make_app(
     state = sync.build(config.state, environ)  # None: memory; [state] changes need a restart
     app[STATE] = state
     app[RUNTIME] = RuntimeRef(Runtime.build(config, environ, clock, state, kinds))
-    app[METER] = TeamMeter(state=state, replicas=config.state.replicas)
+    app[METER] = TeamMeter(state=state, replicas=config.local_shares)
     app[RESPONSES] = response_store.build(config.responses, state)  # [responses] changes need a restart
     app[TELEMETRY] = Telemetry(Metrics())
     app[ANSWERS] = AnswerStore(state) if clock is None else AnswerStore(state, clock.now)

@@ -49,6 +49,10 @@ def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
 
 async def read_body(request: web.Request, server: ServerConfig) -> bytes:
     """The whole body, decoded per ``Content-Encoding`` with ``max_body_bytes`` on the decoded size."""
+    if request.content.is_eof():  # it all came with the headers (most requests): no wait, no timer
+        return content_encoding.decode(
+            await request.read(), request.headers.get("Content-Encoding"), server.max_body_bytes
+        )
     try:
         async with asyncio.timeout(server.body_read_timeout_s):
             raw = await request.read()

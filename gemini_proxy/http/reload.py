@@ -20,7 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gemini_proxy.config import ConfigError, load
+from gemini_proxy.config import ConfigError, load, with_workers
 from gemini_proxy.http.appkeys import METER, RUNTIME, STATE
 from gemini_proxy.runtime import Runtime
 from gemini_proxy.state.backend import StateBackend
@@ -34,6 +34,7 @@ class Reloader:
     env: str | None = None
     environ: Mapping[str, str] | None = None
     grace_s: float | None = None  # None: the old config's shutdown_grace_s
+    workers: int | None = None  # `serve --workers N`: wins over the file's [server] workers, as at start
     _retiring: set[asyncio.Task[None]] = field(default_factory=set)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -42,7 +43,7 @@ class Reloader:
         app.on_cleanup.append(self._close_all)
 
     def _build(self, state: StateBackend | None = None) -> Runtime:
-        return Runtime.build(load(self.path, self.env), self.environ, state=state)
+        return Runtime.build(with_workers(load(self.path, self.env), self.workers), self.environ, state=state)
 
     async def reload(self, app: web.Application) -> bool:
         """Swap in a Runtime built from the config file as it is now; False (old kept) on error."""
@@ -68,7 +69,7 @@ class Reloader:
                 return False
             new.guard.adopt(ref.current.guard)  # on the loop: the old guard is live, not for a thread
             old, ref.current = ref.current, new
-            app[METER].replicas = new.config.state.replicas  # the local fallback's split follows reloads
+            app[METER].replicas = new.config.local_shares  # the in-process split follows reloads
             grace = self.grace_s if self.grace_s is not None else old.config.server.shutdown_grace_s
             task = asyncio.create_task(self._retire(old, grace))
             self._retiring.add(task)

@@ -3,8 +3,9 @@
 Why before routing: a body OpenAI itself would answer with a 400 must never reach a paid
 upstream, take a rate-limit slot, or come back as a 500 from a translator that assumed a type.
 
-The rules come from the ``openai`` package (:mod:`gemini_proxy.http.request_rules`). Each endpoint's tree
-is compiled once, at import, twice over:
+The rules come from the ``openai`` package (:mod:`gemini_proxy.http.request_rules`), read from
+the package data compiled from it (``request_rules.json``). Each endpoint's tree is compiled once,
+at import, twice over:
 
 - a jsonschema-rs validator of the rules' JSON Schema: the gate every body passes through.
   It is the fastest of the engines ``bench/bench_validate.py`` measured (under 1 µs for a
@@ -29,44 +30,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Optional
+from typing import Any
 
 import jsonschema_rs
-from openai.types import embedding_create_params
-from openai.types.chat import completion_create_params
-from openai.types.responses import response_create_params
 
 from gemini_proxy.errors import InvalidRequest
-from gemini_proxy.http.request_rules import Rule, endpoint_rule, to_json_schema
+from gemini_proxy.http.request_rules import Rule, load_endpoints, to_json_schema
 
 log = logging.getLogger("gemini_proxy")
 
 Check = Callable[[Any], None]
 
-# Each endpoint: the SDK's params type plus what the proxy documents on top (README "Request
-# validation"). `model` is optional because the `x-task` header can route instead; `stream` is
-# one field on the wire that the SDK splits into two TypedDicts; `stream_options` is closed as
-# OpenAI closes it (nothing extends it); `messages` needs one item (OpenAI's minItems).
-ENDPOINTS: Mapping[str, Rule] = {
-    "/v1/chat/completions": endpoint_rule(
-        completion_create_params.CompletionCreateParamsBase,
-        extra_fields={"stream": Optional[bool]},  # noqa: UP045 (a runtime annotation, as the SDK writes it)
-        optional=frozenset({"model"}),
-        closed=frozenset({"stream_options"}),
-        min_items={"messages": 1},
-    ),
-    "/v1/embeddings": endpoint_rule(embedding_create_params.EmbeddingCreateParams, optional=frozenset({"model"})),
-    # The Responses API: input items have no common tag, so they are tried shape by shape; the
-    # fields the proxy cannot serve are refused by name later (gemini_proxy/responses/request.py).
-    # `tools` is any list here: hosted tools the route drops must not be refused for their
-    # shape, and OpenAI takes a function tool without `strict` (the SDK types require it);
-    # gemini_proxy/responses/tools.py checks what it maps.
-    "/v1/responses": endpoint_rule(
-        response_create_params.ResponseCreateParamsBase,
-        extra_fields={"stream": Optional[bool], "tools": Optional[list[Any]]},  # noqa: UP045
-        optional=frozenset({"model"}),
-    ),
-}
+# Each endpoint's rule, compiled from the SDK's params types at development time
+# (gemini_proxy/http/request_rules_sdk.py says how, and what the proxy adjusts on top).
+ENDPOINTS: Mapping[str, Rule] = load_endpoints()
 
 
 def check(endpoint: str, body: Any) -> None:

@@ -23,15 +23,23 @@ What the compiler keeps and what it drops, and why:
 
 The rules are plain frozen data, so tests generate their tables from them and the checker
 (:mod:`gemini_proxy.http.request_check`) compiles them into closures.
+
+The proxy does not import ``openai`` when it runs: importing its types (with pydantic, httpx
+and anyio behind them) cost about a second at start-up and ~25 MB of resident memory in every
+process. :mod:`gemini_proxy.http.request_rules_sdk` compiles the endpoints' rules from the SDK
+at development time into ``request_rules.json`` (package data); :func:`load_endpoints` reads
+that, and a test fails when the file no longer matches the installed SDK.
 """
 
 from __future__ import annotations
 
 import collections.abc
+import json
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 import typing_extensions as te
@@ -253,3 +261,56 @@ def _json_union(rule: Rule) -> dict[str, Any]:
     if rule.nullable:
         branches.append({"type": "null"})
     return branches[0] if len(branches) == 1 else {"anyOf": branches}
+
+
+# --- the rules as package data ----------------------------------------------------------------
+
+DATA_FILE = "request_rules.json"
+
+
+def to_data(rule: Rule) -> dict[str, Any]:
+    """A rule as JSON-able data: only the fields that differ from a bare ``Rule(kind)``."""
+    out: dict[str, Any] = {"kind": rule.kind}
+    if rule.nullable:
+        out["nullable"] = True
+    if rule.values:
+        out["values"] = list(rule.values)
+    if rule.item is not None:
+        out["item"] = to_data(rule.item)
+    if rule.fields:
+        out["fields"] = {name: to_data(sub) for name, sub in rule.fields.items()}
+    if rule.required:
+        out["required"] = sorted(rule.required)
+    if rule.closed:
+        out["closed"] = True
+    if rule.min_items:
+        out["min_items"] = rule.min_items
+    if rule.members:
+        out["members"] = [to_data(m) for m in rule.members]
+    if rule.tag is not None:
+        out["tag"] = rule.tag
+    if rule.name:
+        out["name"] = rule.name
+    return out
+
+
+def from_data(data: Mapping[str, Any]) -> Rule:
+    return Rule(
+        data["kind"],
+        nullable=data.get("nullable", False),
+        values=tuple(data.get("values", ())),
+        item=from_data(data["item"]) if "item" in data else None,
+        fields={name: from_data(sub) for name, sub in data.get("fields", {}).items()},
+        required=frozenset(data.get("required", ())),
+        closed=data.get("closed", False),
+        min_items=data.get("min_items", 0),
+        members=tuple(from_data(m) for m in data.get("members", ())),
+        tag=data.get("tag"),
+        name=data.get("name", ""),
+    )
+
+
+def load_endpoints() -> dict[str, Rule]:
+    """Each endpoint's rule, from the package's ``request_rules.json``."""
+    text = resources.files(__package__).joinpath(DATA_FILE).read_text(encoding="utf-8")
+    return {path: from_data(data) for path, data in json.loads(text).items()}

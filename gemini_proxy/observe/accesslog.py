@@ -99,7 +99,13 @@ class _QueueHandler(logging.handlers.QueueHandler):
 def setup_logging(
     stream: IO[str] | None = None, file: str | None = None, level: int = logging.INFO
 ) -> logging.handlers.QueueListener:
-    """Route the proxy's loggers through one queue to stdout (and optionally a file)."""
+    """Route the proxy's loggers through one queue to stdout, or to a file and stdout.
+
+    With a file, each access line is written once, to the file only: a copy on stdout doubled
+    the proxy's log I/O (about 270 MB each for a 15-minute benchmark) for a line already kept.
+    Every other line (start-up, reloads, warnings, errors) goes to both, so a container's log
+    still shows what the process is doing.
+    """
     # timestamp=True: ISO 8601 in UTC from the record's creation time, on every line.
     formatter = _Formatter(
         "%(levelname)s %(name)s %(message)s",
@@ -107,11 +113,12 @@ def setup_logging(
         timestamp=True,
     )
     handlers: list[logging.Handler] = []
-    out = logging.StreamHandler(stream or sys.stdout)
+    out = _LineHandler(stream or sys.stdout)
     out.setFormatter(formatter)
     handlers.append(out)
     if file:
-        fh = logging.FileHandler(file, encoding="utf-8")
+        out.addFilter(_not_access)
+        fh = _AppendHandler(file)
         fh.setFormatter(formatter)
         handlers.append(fh)
     q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
@@ -125,10 +132,73 @@ def setup_logging(
     return listener
 
 
+def _not_access(record: logging.LogRecord) -> bool:
+    return record.name != ACCESS.name
+
+
+class _LineHandler(logging.StreamHandler):
+    """One line, one ``write``: with ``serve --workers N`` several processes share stdout, and a
+    real file descriptor gets each line in a single ``os.write`` (a pipe keeps lines up to
+    PIPE_BUF = 4 KiB whole; a buffered text stream could split a long one)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+            fd = _fileno(self.stream)
+            if fd is None:
+                self.stream.write(line)
+                self.stream.flush()
+            else:
+                _write_all(fd, line.encode())
+        except Exception:
+            self.handleError(record)
+
+
+class _AppendHandler(logging.Handler):
+    """Appends each line to a file with one ``os.write`` on an ``O_APPEND`` descriptor: the kernel
+    puts every write at the current end of the file, so the lines of N worker processes sharing
+    the file never tear or overwrite each other."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _write_all(self.fd, (self.format(record) + "\n").encode())
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+        finally:
+            self.release()
+        super().close()
+
+
+def _fileno(stream: IO[str]) -> int | None:
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # StringIO, pytest's capture: no descriptor
+        return None
+    stream.flush()  # anything print() left in the text buffer goes first
+    return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # a regular file takes it all at once; a full pipe may take part of it
+        view = view[os.write(fd, view) :]
+
+
 def stop_logging(listener: logging.handlers.QueueListener) -> None:
     """Write every queued line, then close the handlers (a log file is complete on return)."""
     listener.stop()  # enqueues a sentinel and joins the thread: all earlier lines are written
     for handler in listener.handlers:
         handler.flush()
-        if isinstance(handler, logging.FileHandler):
+        if isinstance(handler, _AppendHandler):
             handler.close()

@@ -17,11 +17,13 @@ collector reads it at scrape time (see :meth:`Metrics.register_source`).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from gemini_proxy.observe.record import RequestRecord
@@ -144,6 +146,14 @@ class Metrics:
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._sources = _Sources()
         r.register(self._sources)
+        # `serve --workers N` (gemini_proxy/cli/workers.py) sets PROMETHEUS_MULTIPROC_DIR: then
+        # prometheus_client keeps every counter and histogram in a file per process, and a
+        # scrape answers the sum over every worker's files, plus this worker's live gauges.
+        self._workers: CollectorRegistry | None = None
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            self._workers = CollectorRegistry()
+            MultiProcessCollector(self._workers)
+            self._workers.register(self._sources)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(...)``, cached: prometheus_client's lookup takes a lock and builds keys on
@@ -163,6 +173,8 @@ class Metrics:
         self._sources.sources.append((name, label, snapshot))
 
     def render(self) -> bytes:
+        if self._workers is not None:
+            return generate_latest(self._workers)
         return generate_latest(self.registry)
 
     def observe(self, record: RequestRecord, line: Mapping[str, Any]) -> None:

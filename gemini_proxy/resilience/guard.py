@@ -20,7 +20,7 @@ from gemini_proxy.resilience.clock import Clock, SystemClock
 from gemini_proxy.resilience.keys.pool import KeyPool
 from gemini_proxy.resilience.lanes import Lane
 from gemini_proxy.resilience.limits import UpstreamLimits
-from gemini_proxy.resilience.shared_limits import SharedLimits
+from gemini_proxy.resilience.shared_limits import SharedLimits, divided
 from gemini_proxy.routing.resolve import Route
 from gemini_proxy.state.backend import StateBackend
 from gemini_proxy.state.sync import breaker_sharer
@@ -41,10 +41,12 @@ class Guard:
         self.rng = rng or random.Random()
         self.state = state  # None: limits and breakers are this process's alone
         self.keys = keys or {}  # shown by snapshot() when their health is shared
+        # In memory each of `serve --workers N` holds 1/N of every limit; with Redis the shared
+        # windows are whole and only the "local" fallback is split.
         self.limits: dict[str, UpstreamLimits | SharedLimits] = {
-            name: UpstreamLimits(name, cfg, self.clock)
+            name: UpstreamLimits(name, divided(cfg, config.local_shares), self.clock)
             if state is None
-            else SharedLimits(name, cfg, state, config.state.replicas, self.clock)
+            else SharedLimits(name, cfg, state, config.local_shares, self.clock)
             for name, cfg in self.res.limits.items()
         }
         # countTokens' own per-minute budget (RateLimits.count_tokens_rpm), this replica's alone.

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from gemini_proxy.config.resilience import RateLimits
 from gemini_proxy.resilience.clock import Clock, SystemClock
 from gemini_proxy.resilience.refusals import LimitReached
+from gemini_proxy.state.backend import Rider
 from gemini_proxy.state.bucket import Bucket
 
 _PACIFIC = ZoneInfo("America/Los_Angeles")
@@ -68,8 +69,13 @@ class UpstreamLimits:
             midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), _PACIFIC)
             raise self._refuse("rpd", self.cfg.rpd, (midnight - now).total_seconds())
 
-    async def acquire(self, tokens: int, *, budget_s: float, share: float = 1.0) -> str | None:
-        """Take one request and ``tokens`` input tokens; return the limit that made us wait, if any."""
+    async def acquire(
+        self, tokens: int, *, budget_s: float, share: float = 1.0, rider: Rider | None = None
+    ) -> str | None:
+        """Take one request and ``tokens`` input tokens; return the limit that made us wait, if any.
+        (A ``rider``, the team quota SharedLimits takes in its round trip, is admitted on its own.)"""
+        if rider is not None:
+            await rider.alone()
         deadline = self.clock.now() + budget_s
         self._check_day(share)
         waited_on = None

@@ -28,6 +28,7 @@ from gemini_proxy.resilience.limits import UpstreamLimits
 from gemini_proxy.state.backend import (
     PACIFIC,
     Check,
+    Rider,
     StateBackend,
     StateUnavailable,
     day_check,
@@ -69,22 +70,36 @@ class SharedLimits:
             checks.append(day_check(f"{base}:rpd", self.cfg.rpd * share, 1, now, "rpd", PACIFIC))
         return checks
 
-    async def acquire(self, tokens: int, *, budget_s: float, share: float = 1.0) -> str | None:
-        """Take one request and ``tokens`` input tokens everywhere; return the limit that made us wait."""
+    async def acquire(
+        self, tokens: int, *, budget_s: float, share: float = 1.0, rider: Rider | None = None
+    ) -> str | None:
+        """Take one request and ``tokens`` input tokens everywhere; return the limit that made us wait.
+
+        ``rider``: a team's quota checked and taken in the same round trip (all or none with ours);
+        its refusal is raised as it is, never waited for."""
         deadline = time.monotonic() + budget_s
         waited_on = None
         while True:
-            checks = self._checks(self.state.now(), tokens + self.token_debt, share)
+            now = self.state.now()
+            checks = self._checks(now, tokens + self.token_debt, share)
+            if rider is not None:
+                checks += rider.checks(now)
             try:
                 refused = await self.state.admit(checks)
             except StateUnavailable:
                 if self.state.rejecting:
                     raise reject_error(f"the rate limits of upstream {self.upstream}") from None
                 self.fallbacks += 1
+                if rider is not None:
+                    await rider.local()
                 return await self.local.acquire(tokens, budget_s=max(0.0, deadline - time.monotonic()), share=share)
             if refused is None:
                 self.token_debt = 0
+                if rider is not None:
+                    rider.taken()
                 return waited_on
+            if rider is not None and (error := rider.refusal(refused)) is not None:
+                raise error
             name, wait = refused.check.name, refused.check.reset_in_s
             if wait > deadline - time.monotonic():
                 limit = int(getattr(self.cfg, name))

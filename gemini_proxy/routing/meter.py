@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from gemini_proxy.config import TeamConfig
 from gemini_proxy.errors import RateLimited
-from gemini_proxy.state.backend import Check, StateBackend, StateUnavailable, minute_check, reject_error
+from gemini_proxy.state.backend import Check, Refused, StateBackend, StateUnavailable, minute_check, reject_error
 from gemini_proxy.state.bucket import Bucket
 
 
@@ -35,7 +35,7 @@ class TeamMeter:
     _limiters: dict[str, tuple[int, Bucket]] = field(default_factory=dict)
     monotonic: Callable[[], float] = time.monotonic  # the rpm buckets' clock
     state: StateBackend | None = None  # shared across replicas when set
-    replicas: int = 1  # local fallback: each replica gets budget / replicas and rpm / replicas
+    replicas: int = 1  # in-process checks: each process gets budget / replicas and rpm / replicas (Config.local_shares)
 
     def spent_today(self, team: str) -> float:
         day, usd = self._spend.get(team, (None, 0.0))
@@ -68,11 +68,16 @@ class TeamMeter:
             except StateUnavailable:
                 if self.state.rejecting:
                     raise reject_error(f"the budget and rate of team {team.name!r}") from None
-            await self._admit_local(team, self.replicas)  # on_state_error = "local"
-            return
-        await self._admit_local(team, 1)
+        await self._admit_local(team, self.replicas)  # memory, or on_state_error = "local"
 
-    async def _admit_shared(self, team: TeamConfig, state: StateBackend) -> None:
+    def deferred(self, team: TeamConfig) -> TeamAdmission | None:
+        """With shared state, the team's admission to run later with its upstream's (one round trip
+        for both, gemini_proxy/resilience/attempts.py); None: admit now (no quota, or memory)."""
+        if self.state is None or (team.daily_budget_usd is None and team.rpm is None):
+            return None
+        return TeamAdmission(self, team)
+
+    def _shared_checks(self, team: TeamConfig, now: float) -> list[Check]:
         checks = []
         if team.daily_budget_usd is not None:
             # amount 0: only "still under budget"; the cost is added after the response
@@ -80,13 +85,18 @@ class TeamMeter:
                 Check(self._spend_key(team.name), team.daily_budget_usd, 0, self._day_left_s() + 3600, "budget")
             )
         if team.rpm is not None:
-            checks.append(minute_check(f"team:{team.name}:rpm", team.rpm, 1, state.now(), "rpm"))
-        refused = await state.admit(checks)
-        if refused is None:
-            return
+            checks.append(minute_check(f"team:{team.name}:rpm", team.rpm, 1, now, "rpm"))
+        return checks
+
+    def _refusal(self, team: TeamConfig, refused: Refused) -> RateLimited:
         if refused.check.name == "budget":
-            raise self._over_budget(team, refused.value, float(team.daily_budget_usd or 0))
-        raise self._over_rpm(team, team.rpm or 0, refused.check.reset_in_s)
+            return self._over_budget(team, refused.value, float(team.daily_budget_usd or 0))
+        return self._over_rpm(team, team.rpm or 0, refused.check.reset_in_s)
+
+    async def _admit_shared(self, team: TeamConfig, state: StateBackend) -> None:
+        refused = await state.admit(self._shared_checks(team, state.now()))
+        if refused is not None:
+            raise self._refusal(team, refused)
 
     async def _admit_local(self, team: TeamConfig, replicas: int) -> None:
         if team.daily_budget_usd is not None:
@@ -126,3 +136,37 @@ class TeamMeter:
             held = (rpm, Bucket(rpm, 60, self.monotonic))
             self._limiters[team] = held
         return held[1]
+
+
+@dataclass(slots=True)
+class TeamAdmission:
+    """A team's quota check waiting for the request's first upstream admission, to ride in the
+    same Redis round trip (:class:`gemini_proxy.state.backend.Rider`). Taken once per request:
+    a fallback target or a second schema attempt does not take the team's RPM again."""
+
+    meter: TeamMeter
+    team: TeamConfig
+    pending: bool = True
+    _checks: list[Check] = field(default_factory=list)
+
+    def checks(self, now: float) -> list[Check]:
+        self._checks = self.meter._shared_checks(self.team, now)
+        return self._checks
+
+    def taken(self) -> None:
+        self.pending = False
+
+    def refusal(self, refused: Refused) -> Exception | None:
+        if not any(refused.check is c for c in self._checks):
+            return None
+        self.pending = False
+        return self.meter._refusal(self.team, refused)
+
+    async def local(self) -> None:
+        self.pending = False
+        await self.meter._admit_local(self.team, self.meter.replicas)  # on_state_error = "local"
+
+    async def alone(self) -> None:
+        """No shared upstream admission to ride with: the team's own round trip."""
+        self.pending = False
+        await self.meter.admit(self.team)

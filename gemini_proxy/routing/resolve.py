@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from gemini_proxy.config import Config, Target
 from gemini_proxy.errors import InvalidRequest, NotFound
+from gemini_proxy.routing.meter import TeamAdmission
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,8 @@ class Route:
     targets: tuple[Target, ...]
     task: str | None = None
     builtin_tools: tuple[str, ...] = ()  # the alias's or task's routing.toml `builtin_tools`
+    # With Redis: the team's quota, to be taken with the first upstream admission (one round trip).
+    team_admission: TeamAdmission | None = None
 
 
 def resolve(config: Config, model: str | None, task: str | None) -> Route:

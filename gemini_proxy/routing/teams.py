@@ -79,6 +79,13 @@ async def authorize(config: Config, team: TeamConfig | None, route: Route, meter
         team.allowed_regions if team else None,
         task.allowed_regions if task else None,
     )
+    admission = None
     if team is not None:
-        await meter.admit(team)
-    return route if targets == route.targets else dataclasses.replace(route, targets=targets)
+        # With Redis the team's quota rides with the first upstream admission: one round trip
+        # for both (the target, and so its limits, is known only in the attempt loop).
+        admission = meter.deferred(team)
+        if admission is None:
+            await meter.admit(team)
+    if targets == route.targets and admission is None:
+        return route
+    return dataclasses.replace(route, targets=targets, team_admission=admission)

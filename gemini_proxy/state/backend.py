@@ -84,6 +84,30 @@ class Refused:
     value: float
 
 
+class Rider(Protocol):
+    """Another owner's checks taken in the same admission: a team's quota riding with the first
+    upstream admission, so a request with both costs one round trip, not two. The owner of the
+    admission adds :meth:`checks`, and on the outcome calls exactly one of :meth:`taken`,
+    :meth:`refusal` (one of the rider's checks said no) or :meth:`local` (no shared state); an
+    in-process admission calls :meth:`alone` instead."""
+
+    def checks(self, now: float) -> list[Check]: ...
+
+    def taken(self) -> None: ...
+
+    def refusal(self, refused: Refused) -> Exception | None:
+        """The client's error when ``refused`` is one of the rider's checks, else None."""
+        ...
+
+    async def local(self) -> None:
+        """The shared state is unreachable: the rider's own in-process fallback."""
+        ...
+
+    async def alone(self) -> None:
+        """The limits it would ride with are not shared: its own admission."""
+        ...
+
+
 class StateBackend(Protocol):
     now: Callable[[], float]  # wall time (unix seconds) that picks the windows
 

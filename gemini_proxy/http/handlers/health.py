@@ -4,6 +4,8 @@ resilience state as JSON) and ``/metrics`` (Prometheus). None is logged or authe
 
 from __future__ import annotations
 
+import os
+
 import orjson
 from aiohttp import web
 
@@ -35,8 +37,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    """Lanes (concurrency, depth), rate-limit levels and circuit breakers, as plain JSON."""
-    return web.Response(body=orjson.dumps(request.app[RUNTIME].current.guard.snapshot()), content_type=JSON)
+    """Lanes (concurrency, depth), rate-limit levels and circuit breakers, as plain JSON; ``pid``
+    names the process that answered (each of ``serve --workers N`` has its own)."""
+    snapshot = {"pid": os.getpid(), **request.app[RUNTIME].current.guard.snapshot()}
+    return web.Response(body=orjson.dumps(snapshot), content_type=JSON)
 
 
 async def metrics(request: web.Request) -> web.Response:

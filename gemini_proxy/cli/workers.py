@@ -1,0 +1,120 @@
+"""``serve --workers N``: N processes on one port, one config, one log, one /metrics view.
+
+Python runs one request at a time per process, so one proxy process tops out at one core. The
+parent started by ``serve --workers N`` serves nothing itself: it starts N copies of
+``serve`` (``--worker-index i``), each binding the same host and port with ``SO_REUSEPORT``,
+so the kernel spreads new connections over their listeners. Why processes started with
+``subprocess`` and not ``fork``: each worker builds its own event loop, sessions and threads from
+scratch, as a single ``serve`` does, with nothing half-inherited from the parent.
+
+- Config: every worker reads the same file (and ``--env``); ``serve --workers N`` sets
+  ``[server] workers`` for all of them, so each knows its share of the limits
+  (``Config.local_shares``: without Redis, each worker enforces 1/N of every limit and budget).
+- Log: every line is one ``O_APPEND`` write (gemini_proxy/observe/accesslog.py), so the workers
+  share the log file and stdout without tearing lines.
+- /metrics: the workers write their counters and histograms to files in one directory
+  (prometheus_client's multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR``); whichever worker
+  answers a scrape sums them all. Live gauges (lanes, key pools) are that worker's own.
+- Signals: SIGHUP is passed to every worker (each reloads); SIGTERM and SIGINT are passed on
+  and the parent waits for every worker to drain (``shutdown_grace_s``), then exits. A worker
+  that dies on its own is started again (after a second if it died within a second of start);
+  one whose first process fails at start (the port taken, say) stops the server with exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from types import FrameType
+
+from gemini_proxy.config import Config
+from gemini_proxy.observe.accesslog import LOG, setup_logging, stop_logging
+
+_RESPAWN_PAUSE_S = 1.0  # a worker that keeps crashing is retried once a second, not in a busy loop
+# A worker's first process that exits this soon failed to start (port taken, bad key file...):
+# every restart would fail the same way, so the whole server stops with an error instead.
+_START_FAILURE_S = 15.0
+
+
+def worker_argv(args: argparse.Namespace, workers: int, index: int, port: int) -> list[str]:
+    argv = [sys.executable, "-m", "gemini_proxy", "serve", "--config", str(args.config), "--port", str(port)]
+    argv += ["--workers", str(workers), "--worker-index", str(index)]
+    for flag, value in (("--env", args.env), ("--host", args.host), ("--log-file", args.log_file)):
+        if value:
+            argv += [flag, value]
+    return argv
+
+
+class Supervisor:
+    """Starts the workers, passes signals on, restarts a worker that died, waits for all on stop."""
+
+    def __init__(self, args: argparse.Namespace, config: Config, port: int, metrics_dir: str) -> None:
+        self.args, self.workers, self.port = args, config.server.workers, port
+        self.env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}  # worker index -> process
+        self.started: dict[int, float] = {}
+        self.restarts: dict[int, int] = {}
+        self.stopping = False
+
+    def start(self, index: int) -> None:
+        proc = subprocess.Popen(worker_argv(self.args, self.workers, index, self.port), env=self.env)
+        self.procs[index], self.started[index] = proc, time.monotonic()
+        self.restarts[index] = self.restarts.get(index, -1) + 1
+        LOG.info("worker started", extra={"worker": index, "pid": proc.pid})
+
+    def forward(self, signum: int, _frame: FrameType | None) -> None:
+        if signum != signal.SIGHUP:
+            self.stopping = True
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self.forward)
+        for index in range(self.workers):
+            self.start(index)
+        failed = 0
+        while self.procs:
+            pid, status = os.wait()  # a signal runs forward() and the wait resumes (PEP 475)
+            found = [i for i, p in self.procs.items() if p.pid == pid]
+            if not found:
+                continue
+            index = found[0]
+            proc = self.procs.pop(index)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            if self.stopping:
+                failed |= proc.returncode != 0
+                continue
+            lived = time.monotonic() - self.started[index]
+            if self.restarts[index] == 0 and proc.returncode != 0 and lived < _START_FAILURE_S:
+                LOG.error("worker failed to start; stopping every worker", extra={"worker": index})
+                failed = True
+                self.forward(signal.SIGTERM, None)
+                continue
+            LOG.warning("worker exited, starting it again", extra={"worker": index, "exit_code": proc.returncode})
+            if lived < _RESPAWN_PAUSE_S:
+                time.sleep(_RESPAWN_PAUSE_S)
+            if not self.stopping:
+                self.start(index)
+        LOG.info("all workers stopped", extra={"workers": self.workers})
+        return 1 if failed else 0
+
+
+def run_workers(args: argparse.Namespace, config: Config) -> int:
+    """The parent of ``serve --workers N`` (N > 1): returns when every worker has stopped."""
+    port = args.port if args.port is not None else config.server.port
+    if port == 0:
+        print("error: --workers needs a fixed port (with port 0 each worker would get its own)", file=sys.stderr)
+        return 1
+    listener = setup_logging(file=args.log_file or config.logging.file)
+    try:
+        with tempfile.TemporaryDirectory(prefix="gemini-proxy-metrics-") as metrics_dir:
+            return Supervisor(args, config, port, metrics_dir).run()
+    finally:
+        stop_logging(listener)

@@ -1,0 +1,154 @@
+"""`serve --workers 2`: two processes on one port (SO_REUSEPORT) serve requests, split the
+in-memory limits, sum /metrics, reload together on SIGHUP, drain together on SIGTERM, and share
+one log file whose lines are all whole."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from gemini_proxy.cli import main
+from tests.conftest import ENV, config_toml
+from tests.fakes.gemini import Delay, FakeGemini, text_answer
+from tests.fakes.openai import FakeOpenAI
+from tests.test_shutdown_logging import ROOT
+
+LIMITS = "\n[limits.google]\nrpm = 1000\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _wait_for(stdout: asyncio.StreamReader, message: str, count: int) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    while len(seen) < count:
+        line = await asyncio.wait_for(stdout.readline(), 20)
+        assert line, f"serve exited before logging {message!r} {count} times"
+        event = orjson.loads(line)
+        if event.get("message") == message:
+            seen.append(event)
+    return seen
+
+
+async def _fresh(method: str, url: str, **kw: Any) -> tuple[int, Any]:
+    """One request on its own connection: SO_REUSEPORT spreads connections, not requests."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        async with session.request(method, url, timeout=aiohttp.ClientTimeout(total=15), **kw) as resp:
+            body = await resp.read()
+            is_json = resp.content_type == "application/json"
+            return resp.status, (orjson.loads(body) if is_json else body.decode())
+
+
+async def test_two_workers_serve_one_port_reload_and_drain_together(
+    tmp_path: Path, fake_gemini: FakeGemini, fake_openai: FakeOpenAI
+) -> None:
+    config, log_file, port = tmp_path / "routing.toml", tmp_path / "proxy.log", _free_port()
+    config.write_text(config_toml(fake_gemini.url, fake_openai.url, LIMITS, server="shutdown_grace_s = 10"))
+    base = f"http://127.0.0.1:{port}"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "gemini_proxy", "serve", "--config", str(config), "--port", str(port)),
+        *("--workers", "2", "--log-file", str(log_file)),
+        cwd=ROOT,
+        env={**os.environ, **ENV},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        listening = await _wait_for(proc.stdout, "listening", 2)
+        assert len({event["pid"] for event in listening}) == 2
+        assert {event["port"] for event in listening} == {port}
+
+        # Served, by both (40 connections: all on one worker would be a 2**-39 chance).
+        chat = {"model": "pro", "messages": [{"role": "user", "content": "Hi"}]}
+        answers = await asyncio.gather(*[_fresh("POST", f"{base}/v1/chat/completions", json=chat) for _ in range(20)])
+        assert [status for status, _ in answers] == [200] * 20
+        statuses = await asyncio.gather(*[_fresh("GET", f"{base}/status") for _ in range(20)])
+        assert {body["pid"] for _, body in statuses} == {event["pid"] for event in listening}
+        # Without Redis each worker holds half of the upstream's rpm.
+        assert {body["limits"]["google"]["rpm"]["limit"] for _, body in statuses} == {500}
+        # /metrics sums the workers: every request counted, whichever worker answers the scrape.
+        for _ in range(4):
+            _, text = await _fresh("GET", f"{base}/metrics")
+            counted = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("gemini_proxy_requests_total{") and 'status="200"' in line
+            )
+            assert counted == 20, text
+
+        # SIGHUP reaches both: a model added to the file answers on every connection.
+        added_model = '\n[models.added]\ntarget = "google:gemini-2.5-flash"\n'
+        config.write_text(config_toml(fake_gemini.url, fake_openai.url, LIMITS + added_model))
+        proc.send_signal(signal.SIGHUP)
+        await _wait_for(proc.stdout, "reloaded config and keys", 2)
+        added = {"model": "added", "messages": [{"role": "user", "content": "Hi"}]}
+        answers = await asyncio.gather(*[_fresh("POST", f"{base}/v1/chat/completions", json=added) for _ in range(20)])
+        assert [status for status, _ in answers] == [200] * 20
+
+        # SIGTERM drains both: slow requests in flight on every worker still finish.
+        fake_gemini.push(*[Delay(0.5, then=text_answer("late"))] * 12)
+        slow = [asyncio.create_task(_fresh("POST", f"{base}/v1/chat/completions", json=chat)) for _ in range(12)]
+        for _ in range(1000):
+            if fake_gemini.attempts >= 40 + 12:
+                break
+            await asyncio.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        late = await asyncio.wait_for(asyncio.gather(*slow), 20)
+        assert [status for status, _ in late] == [200] * 12
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = [orjson.loads(line) for line in log_file.read_text().splitlines()]  # every line whole JSON
+    access = [line for line in lines if line.get("logger") == "gemini_proxy.access"]
+    assert [line["status_code"] for line in access] == [200] * (20 + 20 + 12)  # /status, /metrics: not logged
+    assert len({line["request_id"] for line in access}) == 20 + 20 + 12  # ids stay unique across workers
+    assert sum(1 for line in lines if line["message"] == "shutting down") == 2
+
+
+def test_workers_need_a_fixed_port(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "routing.toml"
+    config.write_text(config_toml("http://127.0.0.1:9", "http://127.0.0.1:9/v1"))
+    assert main(["serve", "--config", str(config), "--port", "0", "--workers", "2"]) == 1
+    assert "fixed port" in capsys.readouterr().err
+
+
+def test_check_says_how_each_worker_shares_the_limits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "routing.toml"
+    config.write_text(config_toml("http://127.0.0.1:9", "http://127.0.0.1:9/v1", LIMITS))
+    main(["check", "--config", str(config), "--no-secrets", "--workers", "3"])
+    assert "each worker enforces 1/3 of every limit and budget" in capsys.readouterr().out
+    redis = '\n[state]\nbackend = "redis"\nreplicas = 2\n'
+    config.write_text(config_toml("http://127.0.0.1:9", "http://127.0.0.1:9/v1", LIMITS + redis))
+    main(["check", "--config", str(config), "--no-secrets", "--workers", "3"])
+    assert "divides them by replicas=2 x workers=3" in capsys.readouterr().out
+
+
+def test_a_worker_that_cannot_start_stops_the_server_with_an_error(tmp_path: Path) -> None:
+    config, port = tmp_path / "routing.toml", _free_port()
+    config.write_text(config_toml("http://127.0.0.1:9", "http://127.0.0.1:9/v1"))
+    with socket.socket() as taken:  # a listener without SO_REUSEPORT: no worker can bind beside it
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        argv = [sys.executable, "-m", "gemini_proxy", "serve", "--config", str(config), "--port", str(port)]
+        done = subprocess.run(
+            [*argv, "--workers", "2"], cwd=ROOT, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 1
+    assert "worker failed to start" in done.stdout and "cannot listen" in done.stderr
