@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from gemini_proxy.adapters.base import Upstream
+from gemini_proxy.config.batch import BatchConfig
 from gemini_proxy.config.logging import LoggingConfig
 from gemini_proxy.config.pricing import PriceBook
 from gemini_proxy.config.resilience import ResilienceConfig
@@ -131,3 +132,4 @@ class Config:
     pricing: PriceBook = field(default_factory=PriceBook)
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     state: StateConfig = field(default_factory=StateConfig)  # [state]: memory or shared through Redis
+    batch: BatchConfig = field(default_factory=BatchConfig)  # [batch]: the OpenAI Batch API's store and polling

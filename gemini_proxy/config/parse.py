@@ -16,7 +16,7 @@ from typing import Any
 
 from gemini_proxy.adapters import REGISTRY
 from gemini_proxy.adapters.base import Upstream
-from gemini_proxy.config import resilience, state, structured
+from gemini_proxy.config import batch, resilience, state, structured
 from gemini_proxy.config.errors import ConfigError
 from gemini_proxy.config.logging import parse_logging
 from gemini_proxy.config.model import EVENT_LOOPS, Config, ModelAlias, ServerConfig, Target, TaskConfig, UpstreamConfig
@@ -250,6 +250,7 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
     pricing = parse_pricing(root.table("pricing"))
     resilience_cfg = resilience.parse(root, upstreams, tasks)
     state_cfg = state.parse(root.table("state"))
+    batch_cfg = batch.parse(root.table("batch"))
     root.done()
     for name in set(models) & set(tasks):
         raise ConfigError(
@@ -269,4 +270,5 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
         pricing=pricing,
         resilience=resilience_cfg,
         state=state_cfg,
+        batch=batch_cfg,
     )

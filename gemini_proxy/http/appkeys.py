@@ -7,6 +7,7 @@ handlers and the reloader share the keys without importing each other.
     app[STATE]       the shared state backend (Redis), or None for memory
     app[METER]       TeamMeter: team rpm and daily budgets (outlives reloads)
     app[TELEMETRY]   Telemetry: prices, metrics, the access log
+    app[BATCHES]     BatchRunner: the Batch API's store and its poller
     request[REQUEST_ID], request[RECORD], request[TEAM]
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gemini_proxy.config import TeamConfig
+from gemini_proxy.http.batch_poll import BatchRunner
 from gemini_proxy.observe.record import RequestRecord
 from gemini_proxy.observe.telemetry import Telemetry
 from gemini_proxy.routing.meter import TeamMeter
@@ -25,6 +27,7 @@ RUNTIME = web.AppKey("runtime", RuntimeRef)
 STATE: web.AppKey[StateBackend | None] = web.AppKey("shared_state")
 METER = web.AppKey("team_meter", TeamMeter)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
+BATCHES = web.AppKey("batches", BatchRunner)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 RECORD = web.RequestKey("record", RequestRecord)

@@ -69,6 +69,10 @@ class RequestRecord:
     schema_violations: int = 0
     schema_default: bool = False
     inputs: int | None = None  # embeddings: how many inputs the request carried
+    # Batch API requests (lane "batch"): which batch and line, and the price discount applied.
+    batch_id: str | None = None
+    custom_id: str | None = None
+    price_factor: float = 1.0
     # References, not copies: read only when usage must be estimated or content is logged.
     messages: Any = None
     completion: dict[str, Any] | None = None
@@ -205,6 +209,8 @@ class RequestRecord:
             out["schema_default"] = True
         if self.inputs is not None:
             out["inputs"] = self.inputs
+        if self.batch_id is not None:
+            out["batch_id"], out["custom_id"] = self.batch_id, self.custom_id
         return out
 
 

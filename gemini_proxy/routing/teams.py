@@ -69,6 +69,15 @@ def _check_allowed(team: TeamConfig, route: Route) -> None:
 
 async def authorize(config: Config, team: TeamConfig | None, route: Route, meter: TeamMeter) -> Route:
     """The route this request may use: checked for the team, cut to the allowed regions, metered."""
+    route = permitted(config, team, route)
+    if team is not None:
+        await meter.admit(team)
+    return route
+
+
+def permitted(config: Config, team: TeamConfig | None, route: Route) -> Route:
+    """The route checked for the team and cut to the allowed regions, without metering: what a
+    batch line gets at validation (the batch is metered once, not per line)."""
     if team is not None:
         _check_allowed(team, route)
     task = config.tasks.get(route.task) if route.task else None
@@ -79,6 +88,4 @@ async def authorize(config: Config, team: TeamConfig | None, route: Route, meter
         team.allowed_regions if team else None,
         task.allowed_regions if task else None,
     )
-    if team is not None:
-        await meter.admit(team)
     return route if targets == route.targets else dataclasses.replace(route, targets=targets)

@@ -25,6 +25,7 @@ CAPABILITIES = Capabilities(
         {Operation.CHAT, Operation.CHAT_STREAM, Operation.EMBED, Operation.NATIVE, Operation.NATIVE_STREAM}
     ),
     self_paced=frozenset({Operation.EMBED}),
+    batch_api=True,
 )
 
 

@@ -1,0 +1,278 @@
+"""The background side of the Batch API: poll Gemini jobs, assemble the output and error files, account.
+
+One :class:`BatchRunner` per app (``app[BATCHES]``), started and stopped in the app's
+``cleanup_ctx``. Its loop wakes when a batch is created or cancelled, or when the earliest
+batch is due; each batch's poll interval starts at ``[batch] poll_s`` and doubles while nothing
+changes, up to ``poll_max_s``. On start every unfinished record is polled at once: a restart
+resumes where the last process left off, because the records (and which key created each job)
+are on disk (:mod:`gemini_proxy.batch.store`).
+
+When a Gemini job ends, its results are mapped back by our own per-line key (never by order),
+translated with the online response translation, a task's schema is checked
+(``on_invalid``: the task's default or an error line), and each request gets one access-log line
+(``lane`` ``batch``, ``batch_id``, ``custom_id``, the batch price) and is charged to the team's
+budget. When every job of a batch has ended, the output and error files are written and the
+batch takes its final OpenAI status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import aiohttp
+
+from gemini_proxy.adapters.base import Completion, UpstreamError, Usage, make_session
+from gemini_proxy.batch import gemini_jobs as jobs
+from gemini_proxy.batch import gemini_results as results
+from gemini_proxy.batch.gemini_client import GeminiBatchClient
+from gemini_proxy.batch.gemini_jobs import Job, JobLine
+from gemini_proxy.batch.gemini_results import LineResult
+from gemini_proxy.batch.openai_files import LineRejected, jsonl
+from gemini_proxy.batch.store import BatchStore
+from gemini_proxy.config import Config
+from gemini_proxy.observe.record import RequestRecord
+from gemini_proxy.observe.telemetry import Telemetry
+from gemini_proxy.routing.meter import TeamMeter
+from gemini_proxy.runtime import RuntimeRef
+from gemini_proxy.structured import enforce
+
+log = logging.getLogger("gemini_proxy")
+LANE = "batch"
+_FINAL_AT = {"completed": "completed_at", "failed": "failed_at", "expired": "expired_at", "cancelled": "cancelled_at"}
+
+
+class BatchRunner:
+    """Polls the unfinished batches of one store; owns the sessions its Gemini calls use."""
+
+    def __init__(self, store: BatchStore, runtime: RuntimeRef, telemetry: Telemetry, meter: TeamMeter) -> None:
+        self.store = store
+        self.runtime = runtime
+        self.telemetry = telemetry
+        self.meter = meter
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._wake = asyncio.Event()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        return self.runtime.current.config
+
+    def client(self, upstream: str) -> GeminiBatchClient:
+        """The batch transport of ``upstream``, over a session of its own: long downloads and
+        uploads must not hold connections the online requests' pool needs."""
+        spec = self.config.upstreams[upstream].spec
+        session = self._sessions.get(upstream)
+        if session is None or session.closed:
+            session = self._sessions[upstream] = make_session(spec)
+        return GeminiBatchClient(spec, session)
+
+    def key(self, upstream: str, key_id: str) -> str:
+        """The key that created a job (a Gemini job belongs to its key's project); "" when it is gone."""
+        pool = self.runtime.current.keys.get(upstream)
+        for slot in pool.slots if pool else ():
+            if slot.key.id == key_id:
+                return slot.key.value or ""
+        return ""
+
+    def lock(self, batch_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(batch_id, asyncio.Lock())
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll due batches until cancelled; everything unfinished is due at start (a restart resumes)."""
+        first = True
+        while True:
+            self._wake.clear()
+            records = await asyncio.to_thread(self.store.active_batches)
+            now = time.time()
+            for record in records:
+                if first or record.get("next_poll_at", 0) <= now or record.get("status") == "cancelling":
+                    try:
+                        await self.poll(record["id"])
+                    except Exception:  # one broken record must not stop every other batch
+                        log.exception("batch %s: polling failed", record.get("id"))
+            first = False
+            pending = await asyncio.to_thread(self.store.active_batches)
+            due = [r.get("next_poll_at", now) for r in pending]
+            delay = min([max(0.0, d - time.time()) for d in due], default=self.config.batch.poll_max_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 0.001))
+
+    async def poll(self, batch_id: str) -> dict[str, Any] | None:
+        """Look at every unfinished job of one batch once; finish the batch when all have ended."""
+        async with self.lock(batch_id):
+            record = await asyncio.to_thread(self.store.get_batch, batch_id)
+            if record is None or record.get("status") not in ("in_progress", "finalizing", "cancelling"):
+                return record
+            changed = False
+            for entry in record["jobs"]:
+                if entry["done"]:
+                    continue
+                state, operation = await self._state(entry)
+                changed |= state != entry["state"]
+                entry["state"] = state
+                if state in jobs.TERMINAL:
+                    await self._finish_job(record, entry, state, operation)
+            if all(entry["done"] for entry in record["jobs"]):
+                await self._finalize(record)
+            else:
+                cfg = self.config.batch
+                interval = cfg.poll_s if changed else min(float(record.get("poll_s", cfg.poll_s)) * 2, cfg.poll_max_s)
+                record["poll_s"], record["next_poll_at"] = interval, time.time() + interval
+            await asyncio.to_thread(self.store.put_batch, record)
+            return record
+
+    async def _state(self, entry: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        job = Job.from_record(entry["job"])
+        try:
+            operation = await self.client(job.upstream).get(entry["name"], self.key(job.upstream, entry["key_id"]))
+        except UpstreamError as err:
+            if err.status == 404:  # the job is gone upstream (deleted, or its key's project changed)
+                return jobs.FAILED, {"error": {"message": f"the Gemini job {entry['name']} no longer exists"}}
+            log.warning("batch job %s: poll failed, trying again later: %s", entry["name"], err.message)
+            return str(entry["state"]), {}
+        return jobs.state_of(operation), operation
+
+    async def cancel_job(self, entry: dict[str, Any]) -> None:
+        """Ask Gemini to cancel one job (best effort: a job that already ended stays as it is)."""
+        job = Job.from_record(entry["job"])
+        try:
+            await self.client(job.upstream).cancel(entry["name"], self.key(job.upstream, entry["key_id"]))
+        except UpstreamError as err:
+            log.info("batch job %s: cancel not taken: %s", entry["name"], err.message)
+
+    # --- results ----------------------------------------------------------------------------
+
+    async def _finish_job(self, record: dict[str, Any], entry: dict[str, Any], state: str, op: dict[str, Any]) -> None:
+        job = Job.from_record(entry["job"])
+        if state == jobs.SUCCEEDED:
+            lines = await self._results(job, entry, op)
+        else:
+            lines = results.not_run(job, state, op.get("error"))
+        order = {line.custom_id: line.line for line in job.lines}
+        rows = [{"n": order[r.custom_id], "ok": r.ok, "line": r.line} for r in lines]
+        await asyncio.to_thread(self.store.put_job_results, record["id"], job.index, rows)
+        for result in lines:
+            self._account(record, job, result)
+        counts = record["request_counts"]
+        counts["completed"] += sum(1 for r in lines if r.ok)
+        counts["failed"] += sum(1 for r in lines if not r.ok)
+        entry["done"] = True
+
+    async def _results(self, job: Job, entry: dict[str, Any], op: dict[str, Any]) -> list[LineResult]:
+        output = jobs.output_of(op)
+        try:
+            if isinstance(output.get("responsesFile"), str):
+                key = self.key(job.upstream, entry["key_id"])
+                data = await self.client(job.upstream).download(output["responsesFile"], key)
+                items, bad = results.file_items(data)
+                if bad:
+                    log.warning("batch job %s: %d result lines were not JSON", entry["name"], bad)
+                found = results.collect(job, items, inline=False)
+            else:
+                found = results.collect(job, results.inline_items(output), inline=True)
+        except UpstreamError as err:
+            log.warning("batch job %s: results could not be read: %s", entry["name"], err.message)
+            found = {}  # every line becomes a "no result" error line rather than a batch stuck forever
+        return results.assemble(job, found, answer_check=self._answer_check)
+
+    def _answer_check(self, line: JobLine, body: dict[str, Any]) -> dict[str, Any]:
+        """A task's pinned schema, checked at assembly: its default (``on_invalid = "default"``) or an error line."""
+        task = self.config.tasks.get(line.task) if line.task else None
+        pinned = task.structured if task else None
+        if pinned is None or pinned.validator is None:
+            return body
+        enforcement = enforce.Enforcement(pinned.validator, line.task, pinned.on_invalid, pinned.default)
+        answer = Completion(body=body, usage=Usage())
+        problems = enforce.check(answer, enforcement)
+        if not problems:
+            return body
+        if pinned.on_invalid == "default" and pinned.validator.is_valid(pinned.default):
+            return enforce.default_completion(answer, pinned.default).body
+        raise LineRejected(
+            "the model's answer did not match the task's JSON schema: " + "; ".join(problems),
+            code="schema_validation_failed",
+            status=502,
+        )
+
+    def _account(self, record: dict[str, Any], job: Job, result: LineResult) -> None:
+        """One access-log line per batch request, at the batch price, charged to the team."""
+        line = result.line
+        response = line.get("response") or {}
+        entry = next((jl for jl in job.lines if jl.custom_id == result.custom_id), None)
+        rec = RequestRecord(request_id=str(response.get("request_id") or line.get("id")), endpoint=record["endpoint"])
+        # latency_ms: from the batch's creation to this result (the turnaround a client saw).
+        rec.started -= max(0.0, time.time() - float(record.get("created_at") or time.time()))
+        rec.team_id = record.get("team")
+        rec.task_type = entry.task if entry else None
+        rec.model_requested = entry.public_model if entry else None
+        rec.upstream, rec.model_used, rec.lane = job.upstream, job.model, LANE
+        rec.usage = result.usage or Usage()
+        rec.status_code = int(response.get("status_code") or 500) if response else 500
+        if not result.ok:
+            error = (response.get("body") or {}).get("error") or line.get("error") or {}
+            rec.error_type = str(error.get("code") or f"http_{rec.status_code}")
+        rec.batch_id, rec.custom_id = record["id"], result.custom_id
+        rec.price_factor = self.config.batch.price_factor
+        out = self.telemetry.emit(rec, self.config)
+        cost = out.get("cost_usd")
+        if rec.team_id is not None and cost:
+            self.meter.charge(rec.team_id, float(cost))
+
+    async def _finalize(self, record: dict[str, Any]) -> None:
+        """Every job has ended: write the output and error files (input order), set the final status."""
+        record["status"], record["finalizing_at"] = "finalizing", int(time.time())
+        rows: list[dict[str, Any]] = []
+        for entry in record["jobs"]:
+            rows += await asyncio.to_thread(self.store.job_results, record["id"], entry["job"]["index"])
+        rows.sort(key=lambda row: row["n"])
+        ok = [row["line"] for row in rows if row["ok"]]
+        failed = [row["line"] for row in rows if not row["ok"]]
+        team = record.get("team")
+        if ok:
+            meta = await asyncio.to_thread(
+                self.store.put_file, team, f"{record['id']}_output.jsonl", "batch_output", jsonl(ok)
+            )
+            record["output_file_id"] = meta["id"]
+        if failed:
+            meta = await asyncio.to_thread(
+                self.store.put_file, team, f"{record['id']}_error.jsonl", "batch_output", jsonl(failed)
+            )
+            record["error_file_id"] = meta["id"]
+        record["usage"] = _usage(rows)
+        states = [entry["state"] for entry in record["jobs"]]
+        status = jobs.openai_status(states, cancel_requested=bool(record.get("cancel_requested")))
+        record["status"], record[_FINAL_AT[status]] = status, int(time.time())
+
+
+def _usage(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """OpenAI's ``batch.usage`` from the output lines' own ``usage``."""
+    inp = out = cached = reasoning = 0
+    for row in rows:
+        body = ((row["line"].get("response") or {}).get("body") or {}) if row["ok"] else {}
+        usage = body.get("usage") or {}
+        inp += int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
+        out += int(usage.get("completion_tokens") or 0)
+        cached += int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        reasoning += int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
+    return {
+        "input_tokens": inp,
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": out,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": inp + out,
+    }
