@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import openai
 import orjson
@@ -22,12 +22,13 @@ from openai.types import Batch, FileObject
 from openai.types.chat import ChatCompletion
 
 from gemini_proxy.http.app import make_app
+from gemini_proxy.routing.teams import hash_client_key
 from tests.conftest import ENV, LogCapture, config_toml, make_config
 from tests.fakes.gemini import FakeGemini
-from tests.fakes.gemini_batch import CANCELLED, EXPIRED, PENDING, RUNNING, SUCCEEDED, FakeGeminiBatch
+from tests.fakes.gemini_batch import EXPIRED, PENDING, RUNNING, SUCCEEDED, FakeGeminiBatch
 from tests.fakes.openai import FakeOpenAI
 
-CHAT = "/v1/chat/completions"
+CHAT: Final = "/v1/chat/completions"
 TEAM_KEYS = {"alpha": "alpha-client-key-not-real", "beta": "beta-client-key-not-real"}
 
 
@@ -136,3 +137,207 @@ async def test_a_batch_runs_on_gemini_and_returns_openai_output_lines(stack: Sta
         assert o["response"]["body"]["model"] == "fast"
     assert len([c for c in stack.batch.calls if c["path"].endswith(":batchGenerateContent")]) == 1
     assert done.usage is not None and done.usage.total_tokens > 0
+
+
+# --- jobs, keys and states ---------------------------------------------------------------------
+
+
+async def test_mixed_aliases_become_one_gemini_job_per_model_and_results_come_back_by_custom_id(stack: Stack) -> None:
+    """Two models -> two jobs; by file (inline_max_bytes tiny), so the fake shuffles the results."""
+    client = await stack.proxy(inline_max_bytes=1)
+    stack.batch.fail_keys.add("l3")  # our key for input line 3: a per-line Gemini error
+    items = [line(f"req-{i}", model="pro" if i % 2 else "fast", text=f"question {i}") for i in range(1, 7)]
+    batch = await client.batches.create(
+        input_file_id=(await upload(client, jsonl(*items))).id, endpoint=CHAT, completion_window="24h"
+    )
+    done = await finished(client, batch.id)
+    creates = [c["path"] for c in stack.batch.calls if c["path"].endswith(":batchGenerateContent")]
+    assert sorted(creates) == sorted(
+        ["/v1beta/models/gemini-2.5-flash:batchGenerateContent", "/v1beta/models/gemini-2.5-pro:batchGenerateContent"]
+    )
+    assert all(job.input_file for job in stack.batch.jobs.values())  # by file: the fake shuffles those results
+    assert done.status == "completed" and done.request_counts
+    assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (6, 5, 1)
+    out = await lines_of(client, done.output_file_id)
+    assert [o["custom_id"] for o in out] == ["req-1", "req-2", "req-4", "req-5", "req-6"]
+    for o in out:
+        body = ChatCompletion.model_validate(o["response"]["body"])
+        number = o["custom_id"].split("-")[1]
+        assert body.model == ("pro" if int(number) % 2 else "fast")
+        assert f"question {number}" in (body.choices[0].message.content or ""), (
+            body
+        )  # its own answer, not a neighbour's
+    errors = await lines_of(client, done.error_file_id)
+    assert [e["custom_id"] for e in errors] == ["req-3"]
+    assert errors[0]["response"]["status_code"] == 400
+    assert errors[0]["response"]["body"]["error"]["type"] == "invalid_request_error"
+
+
+async def test_cancel_stops_the_gemini_jobs_and_the_batch_ends_cancelled(stack: Stack) -> None:
+    client = await stack.proxy(poll_s=3600)  # nothing polls on its own: the cancel drives it
+    stack.batch.script(PENDING, RUNNING, RUNNING, SUCCEEDED)
+    uploaded = await upload(client, jsonl(line("x"), line("y")))
+    batch = await client.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
+    cancelling = await client.batches.cancel(batch.id)
+    assert cancelling.status == "cancelling" and cancelling.cancelling_at
+    assert any(c["path"].endswith(":cancel") for c in stack.batch.calls)
+    done = await finished(client, batch.id)
+    assert done.status == "cancelled" and done.cancelled_at and done.output_file_id is None
+    errors = await lines_of(client, done.error_file_id)
+    assert [(e["custom_id"], e["error"]["code"]) for e in errors] == [
+        ("x", "batch_cancelled"),
+        ("y", "batch_cancelled"),
+    ]
+    assert (await client.batches.cancel(batch.id)).status == "cancelled"  # again: nothing changes
+    bad = await upload(client, jsonl(line("bad", model="nope")))
+    failed = await client.batches.create(input_file_id=bad.id, endpoint=CHAT, completion_window="24h")
+    with pytest.raises(openai.ConflictError):  # a batch that already ended cannot be cancelled
+        await client.batches.cancel(failed.id)
+
+
+async def test_a_gemini_job_that_expires_gives_an_expired_batch_with_expired_lines(stack: Stack) -> None:
+    client = await stack.proxy()
+    stack.batch.script(PENDING, RUNNING, EXPIRED)
+    uploaded = await upload(client, jsonl(line("late")))
+    batch = await client.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
+    done = await finished(client, batch.id)
+    assert done.status == "expired" and done.expired_at
+    errors = await lines_of(client, done.error_file_id)
+    assert errors[0]["custom_id"] == "late" and errors[0]["error"]["code"] == "batch_expired"
+
+
+async def test_a_restarted_proxy_resumes_polling_the_jobs_of_the_last_one(stack: Stack) -> None:
+    _, first = await stack.proxy_app(poll_s=3600)  # this one never polls again after creating
+    uploaded = await upload(first, jsonl(line("keep-1"), line("keep-2")))
+    batch = await first.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
+    assert (await first.batches.retrieve(batch.id)).status == "in_progress"
+    gets_before = len([c for c in stack.batch.calls if c["method"] == "GET" and "/batches/" in c["path"]])
+    _, server = stack.proxies.pop()
+    await server.close()  # the process is gone; its records stay in the folder
+    second = await stack.proxy()  # a new app on the same folder
+    done = await finished(second, batch.id)
+    assert done.status == "completed"
+    assert [o["custom_id"] for o in await lines_of(second, done.output_file_id)] == ["keep-1", "keep-2"]
+    gets_after = len([c for c in stack.batch.calls if c["method"] == "GET" and "/batches/" in c["path"]])
+    assert gets_before == 0 and gets_after >= 2
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+async def test_a_malformed_line_fails_the_batch_at_validating_with_openais_errors(stack: Stack) -> None:
+    client = await stack.proxy()
+    data = jsonl(line("ok"), b"{not json", line("ok"), line("bad-type", temperature="hot"), line("nope", model="nope"))
+    batch = await client.batches.create(
+        input_file_id=(await upload(client, data)).id, endpoint=CHAT, completion_window="24h"
+    )
+    assert batch.status == "failed" and batch.failed_at and batch.errors and batch.errors.data
+    found = [(e.line, e.code, e.param) for e in batch.errors.data]
+    assert found == [
+        (2, "invalid_json_line", None),
+        (3, "duplicate_custom_id", "custom_id"),
+        (4, "invalid_type", "body.temperature"),
+        (5, "model_not_found", "body.model"),
+    ]
+    assert not [c for c in stack.batch.calls if c["method"] == "POST"]  # nothing was submitted
+    assert (await client.batches.retrieve(batch.id)).status == "failed"
+
+
+TEAMS = """
+[teams.alpha]
+key_sha256 = ["{alpha}"]
+allowed_models = ["fast"]
+
+[teams.beta]
+key_sha256 = ["{beta}"]
+"""
+
+
+def teams_toml() -> str:
+    return TEAMS.format(alpha=hash_client_key(TEAM_KEYS["alpha"]), beta=hash_client_key(TEAM_KEYS["beta"]))
+
+
+async def test_a_team_may_not_batch_a_model_it_may_not_use_and_sees_only_its_own_batches(stack: Stack) -> None:
+    _, alpha = await stack.proxy_app(teams_toml(), api_key=TEAM_KEYS["alpha"])
+    base = str(alpha.base_url).rstrip("/").removesuffix("/v1")
+    beta = stack.client(base, TEAM_KEYS["beta"])
+    uploaded = await upload(alpha, jsonl(line("fine"), line("forbidden", model="pro")))
+    batch = await alpha.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
+    assert batch.status == "failed" and batch.errors and batch.errors.data
+    assert [(e.line, e.code, e.param) for e in batch.errors.data] == [(2, "model_not_allowed", "body.model")]
+    with pytest.raises(openai.NotFoundError):
+        await beta.batches.retrieve(batch.id)
+    with pytest.raises(openai.NotFoundError):
+        await beta.files.retrieve(uploaded.id)
+    with pytest.raises(openai.NotFoundError):  # beta cannot run a batch on alpha's file either
+        await beta.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
+    assert [b.id async for b in beta.batches.list()] == []
+    assert [b.id async for b in alpha.batches.list()] == [batch.id]
+
+
+async def test_a_model_routed_only_to_a_gateway_is_refused_with_a_400_naming_the_limitation(stack: Stack) -> None:
+    client = await stack.proxy()
+    uploaded = await upload(client, jsonl(line("a"), line("b", model="cn")))
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
+    assert caught.value.code == "batch_unsupported_upstream" and "cn" in caught.value.message
+
+
+async def test_batches_list_pages_with_after_and_limit(stack: Stack) -> None:
+    client = await stack.proxy(poll_s=3600)
+    uploaded = await upload(client, jsonl(line("p")))
+    made = [
+        (await client.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")).id
+        for _ in range(3)
+    ]
+    first = await client.batches.list(limit=2)
+    assert len(first.data) == 2 and first.has_more
+    listed = [b.id async for b in client.batches.list(limit=2)]  # the SDK's pager follows `after`
+    assert sorted(listed) == sorted(made) and len(set(listed)) == 3
+
+
+async def test_files_can_be_read_back_and_deleted(stack: Stack) -> None:
+    client = await stack.proxy()
+    data = jsonl(line("r"))
+    uploaded = await upload(client, data)
+    assert (await client.files.retrieve(uploaded.id)).bytes == len(data)
+    assert (await client.files.content(uploaded.id)).content == data
+    deleted = await client.files.delete(uploaded.id)
+    assert deleted.deleted and deleted.id == uploaded.id
+    with pytest.raises(openai.NotFoundError):
+        await client.files.retrieve(uploaded.id)
+
+
+async def test_an_upload_over_the_configured_size_is_refused_with_413(stack: Stack) -> None:
+    client = await stack.proxy(extra="max_file_bytes = 100")
+    with pytest.raises(openai.APIStatusError) as caught:
+        await upload(client, jsonl(line("big", text="x" * 200)))
+    assert caught.value.status_code == 413
+
+
+# --- cost ----------------------------------------------------------------------------------------
+
+
+def fixed_answer(model: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "ok"}]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 1000, "candidatesTokenCount": 200, "totalTokenCount": 1200},
+    }
+
+
+async def test_each_batch_request_logs_one_line_at_half_the_price(stack: Stack, log_capture: LogCapture) -> None:
+    stack.batch.answer = fixed_answer
+    client = await stack.proxy()
+    uploaded = await upload(client, jsonl(line("c1"), line("c2")))
+    batch = await client.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
+    await finished(client, batch.id)
+    lines = await log_capture.wait_access(4)  # the upload, the create, and one per batch request
+    batch_lines = [entry for entry in lines if entry.get("lane") == "batch"]
+    assert sorted(entry["custom_id"] for entry in batch_lines) == ["c1", "c2"]
+    # gemini-2.5-flash: $0.30 / 1M input, $2.50 / 1M output; the Batch API bills half.
+    by_hand = (1000 * 0.30 + 200 * 2.50) / 1_000_000 / 2
+    for entry in batch_lines:
+        assert entry["batch_id"] == batch.id and entry["model_used"] == "gemini-2.5-flash"
+        assert (entry["input_tokens"], entry["output_tokens"]) == (1000, 200)
+        assert entry["cost_usd"] == pytest.approx(by_hand)
+        assert entry["status_code"] == 200 and entry["model_requested"] == "fast"

@@ -50,6 +50,7 @@ input = 1.0
 [limits.google]
 [lanes.online]
 [state]
+[batch]
 """
 
 # A table path of the parsed config -> the README heading that documents it.
@@ -62,7 +63,7 @@ SECTIONS = [
     (r"retry(\.(upstreams|tasks)\.[^.]+)?", "retry"),
     (r"limits\.[^.]+", "limits.UPSTREAM"),
     (r"lanes\.[^.]+", "lanes.NAME"),
-    (r"server|logging|state", None),
+    (r"server|logging|state|batch", None),
 ]
 
 
