@@ -18,10 +18,12 @@ import openai
 import orjson
 import pytest
 from aiohttp import web
-from openai.types import Batch, FileObject
+from openai.types import Batch, CreateEmbeddingResponse, FileObject
 from openai.types.chat import ChatCompletion
 
+from gemini_proxy.cli import main
 from gemini_proxy.http.app import make_app
+from gemini_proxy.http.appkeys import METER
 from gemini_proxy.routing.teams import hash_client_key
 from tests.conftest import ENV, LogCapture, config_toml, make_config
 from tests.fakes.gemini import FakeGemini
@@ -325,7 +327,9 @@ def fixed_answer(model: str, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def test_each_batch_request_logs_one_line_at_half_the_price(stack: Stack, log_capture: LogCapture) -> None:
+async def test_each_batch_request_logs_one_line_at_half_the_price_and_the_report_counts_it(
+    stack: Stack, log_capture: LogCapture, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     stack.batch.answer = fixed_answer
     client = await stack.proxy()
     uploaded = await upload(client, jsonl(line("c1"), line("c2")))
@@ -341,3 +345,83 @@ async def test_each_batch_request_logs_one_line_at_half_the_price(stack: Stack, 
         assert (entry["input_tokens"], entry["output_tokens"]) == (1000, 200)
         assert entry["cost_usd"] == pytest.approx(by_hand)
         assert entry["status_code"] == 200 and entry["model_requested"] == "fast"
+    # `gemini-proxy report` reads them like every other request line.
+    log = tmp_path / "proxy.log"
+    log.write_text("".join(orjson.dumps(entry).decode() + "\n" for entry in lines), encoding="utf-8")
+    assert main(["report", str(log), "--by", "lane", "--format", "json"]) == 0
+    rows = {row["lane"]: row for row in orjson.loads(capsys.readouterr().out)["groups"]}
+    assert rows["batch"]["requests"] == 2 and rows["batch"]["cost_usd"] == pytest.approx(2 * by_hand, abs=1e-6)
+
+
+# --- budgets, embeddings, task schemas ---------------------------------------------------------
+
+BUDGET = """
+[teams.alpha]
+key_sha256 = ["{alpha}"]
+daily_budget_usd = {budget}
+"""
+
+
+async def test_a_batch_estimated_past_the_team_budget_is_refused_and_results_are_charged(stack: Stack) -> None:
+    stack.batch.answer = fixed_answer
+    toml = BUDGET.format(alpha=hash_client_key(TEAM_KEYS["alpha"]), budget=0.001)
+    app, client = await stack.proxy_app(toml, api_key=TEAM_KEYS["alpha"])
+    big = await upload(client, jsonl(*[line(f"b{i}", max_tokens=100_000) for i in range(20)]))
+    with pytest.raises(openai.RateLimitError) as caught:  # 20 x 100k output tokens at half of $2.50 / 1M: far over $0.001
+        await client.batches.create(input_file_id=big.id, endpoint=CHAT, completion_window="24h")
+    assert caught.value.code == "budget_exceeded"
+    assert not [c for c in stack.batch.calls if c["method"] == "POST"]
+    small = await upload(client, jsonl(line("s1"), line("s2")))
+    batch = await client.batches.create(input_file_id=small.id, endpoint=CHAT, completion_window="24h")
+    assert (await finished(client, batch.id)).status == "completed"
+    by_hand = 2 * (1000 * 0.30 + 200 * 2.50) / 1_000_000 / 2  # two requests at half price
+    assert app[METER].spent_today("alpha") == pytest.approx(by_hand)
+
+
+async def test_an_embeddings_batch_returns_openai_embedding_lists(stack: Stack) -> None:
+    client = await stack.proxy()
+    items = [
+        {"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings", "body": {"model": "fast", "input": texts}}
+        for i, texts in enumerate([["one", "two"], "three"])
+    ]
+    uploaded = await upload(client, jsonl(*items))
+    batch = await client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="24h")
+    done = await finished(client, batch.id)
+    assert done.status == "completed"
+    out = await lines_of(client, done.output_file_id)
+    assert [o["custom_id"] for o in out] == ["e0", "e1"]
+    lists = [CreateEmbeddingResponse.model_validate(o["response"]["body"]) for o in out]
+    assert [len(r.data) for r in lists] == [2, 1]
+    assert [c["path"] for c in stack.batch.calls if c["method"] == "POST"] == [
+        "/v1beta/models/gemini-2.5-flash:asyncBatchEmbedContent"
+    ]
+
+
+TASK = """
+[tasks.labels]
+model = "fast"
+schema = { type = "object", required = ["label"], properties = { label = { type = "string" } } }
+on_invalid = "default"
+default = { label = "unknown" }
+"""
+
+
+def no_json(model: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "not json"}]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2, "totalTokenCount": 7},
+    }
+
+
+async def test_a_task_schema_is_checked_at_assembly_and_its_default_answers(stack: Stack) -> None:
+    stack.batch.answer = no_json
+    client = await stack.proxy(TASK)
+    uploaded = await upload(client, jsonl(line("t1", model="labels")))
+    batch = await client.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
+    done = await finished(client, batch.id)
+    out = await lines_of(client, done.output_file_id)
+    body = ChatCompletion.model_validate(out[0]["response"]["body"])
+    assert orjson.loads(body.choices[0].message.content or "") == {"label": "unknown"}
+    job = next(iter(stack.batch.jobs.values()))
+    sent = job.entries[0][1]
+    assert sent["generationConfig"]["responseMimeType"] == "application/json"  # the pinned schema went upstream
