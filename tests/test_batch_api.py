@@ -367,7 +367,8 @@ async def test_a_batch_estimated_past_the_team_budget_is_refused_and_results_are
     toml = BUDGET.format(alpha=hash_client_key(TEAM_KEYS["alpha"]), budget=0.001)
     app, client = await stack.proxy_app(toml, api_key=TEAM_KEYS["alpha"])
     big = await upload(client, jsonl(*[line(f"b{i}", max_tokens=100_000) for i in range(20)]))
-    with pytest.raises(openai.RateLimitError) as caught:  # 20 x 100k output tokens at half of $2.50 / 1M: far over $0.001
+    # 20 x 100k output tokens at half of $2.50 / 1M: far over $0.001
+    with pytest.raises(openai.RateLimitError) as caught:
         await client.batches.create(input_file_id=big.id, endpoint=CHAT, completion_window="24h")
     assert caught.value.code == "budget_exceeded"
     assert not [c for c in stack.batch.calls if c["method"] == "POST"]
