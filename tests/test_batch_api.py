@@ -304,6 +304,7 @@ async def test_files_can_be_read_back_and_deleted(stack: Stack) -> None:
     uploaded = await upload(client, data)
     assert (await client.files.retrieve(uploaded.id)).bytes == len(data)
     assert (await client.files.content(uploaded.id)).content == data
+    assert [f.id async for f in client.files.list(purpose="batch")] == [uploaded.id]
     deleted = await client.files.delete(uploaded.id)
     assert deleted.deleted and deleted.id == uploaded.id
     with pytest.raises(openai.NotFoundError):

@@ -120,6 +120,15 @@ class BatchStore:
     def read_file(self, file_id: str) -> bytes:
         return self.file_path(file_id).read_bytes()
 
+    def list_files(self, team: str | None) -> list[dict[str, Any]]:
+        """The team's files, newest first."""
+        if not self.files.is_dir():
+            return []
+        found = [
+            m for p in self.files.glob("file-*.json") if (m := _read_json(p)) is not None and m.get("team") == team
+        ]
+        return sorted(found, key=lambda m: (-int(m.get("created_at") or 0), m["id"]))
+
     def delete_file(self, file_id: str) -> None:
         for suffix in (".json", ".data"):
             (self.files / f"{file_id}{suffix}").unlink(missing_ok=True)

@@ -78,6 +78,7 @@ def make_app(
         app.router.add_post(path, native.generate)
     # OpenAI's Batch API on Gemini's (README "Batch API").
     app.router.add_post("/v1/files", files.upload)
+    app.router.add_get("/v1/files", files.list_files)
     app.router.add_get("/v1/files/{file_id}", files.retrieve)
     app.router.add_delete("/v1/files/{file_id}", files.delete)
     app.router.add_get("/v1/files/{file_id}/content", files.content)

@@ -95,19 +95,23 @@ class BatchRunner:
     async def run(self) -> None:
         """Poll due batches until cancelled; everything unfinished is due at start (a restart resumes)."""
         first = True
+        broken: dict[str, float] = {}  # batch id -> when to try a record whose poll raised again
         while True:
             self._wake.clear()
             records = await asyncio.to_thread(self.store.active_batches)
             now = time.time()
             for record in records:
-                if first or record.get("next_poll_at", 0) <= now or record.get("status") == "cancelling":
+                due = first or record.get("next_poll_at", 0) <= now or record.get("status") == "cancelling"
+                if due and broken.get(record["id"], 0) <= now:
                     try:
                         await self.poll(record["id"])
-                    except Exception:  # one broken record must not stop every other batch
+                        broken.pop(record["id"], None)
+                    except Exception:  # one broken record must not stop every other batch, nor spin
                         log.exception("batch %s: polling failed", record.get("id"))
+                        broken[record["id"]] = time.time() + self.config.batch.poll_max_s
             first = False
             pending = await asyncio.to_thread(self.store.active_batches)
-            due = [r.get("next_poll_at", now) for r in pending]
+            due = [max(r.get("next_poll_at", now), broken.get(r["id"], 0)) for r in pending]
             delay = min([max(0.0, d - time.time()) for d in due], default=self.config.batch.poll_max_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 0.001))

@@ -76,6 +76,14 @@ async def _read_limited(part: BodyPartReader, limit: int) -> bytes:
     return bytes(out)
 
 
+async def list_files(request: web.Request) -> web.Response:
+    """The team's files, newest first (``purpose`` filters); OpenAI's list shape."""
+    found = await asyncio.to_thread(request.app[BATCHES].store.list_files, _team(request))
+    purpose = request.query.get("purpose")
+    data = [public_file(m) for m in found if purpose is None or m.get("purpose") == purpose]
+    return web.json_response({"object": "list", "data": data, "has_more": False})
+
+
 async def retrieve(request: web.Request) -> web.Response:
     return web.json_response(public_file(await _owned(request)))
 
