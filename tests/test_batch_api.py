@@ -28,7 +28,7 @@ from gemini_proxy.routing.teams import hash_client_key
 from tests.conftest import ENV, LogCapture, config_toml, make_config
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.gemini_batch import EXPIRED, PENDING, RUNNING, SUCCEEDED, FakeGeminiBatch
-from tests.fakes.openai import FakeOpenAI
+from tests.fakes.openai import FakeOpenAI, Hold
 
 CHAT: Final = "/v1/chat/completions"
 TEAM_KEYS = {"alpha": "alpha-client-key-not-real", "beta": "beta-client-key-not-real"}
@@ -277,12 +277,46 @@ async def test_a_team_may_not_batch_a_model_it_may_not_use_and_sees_only_its_own
     assert [b.id async for b in alpha.batches.list()] == [batch.id]
 
 
-async def test_a_model_routed_only_to_a_gateway_is_refused_with_a_400_naming_the_limitation(stack: Stack) -> None:
+async def test_lines_routed_to_a_gateway_run_in_the_batch_lane_at_the_standard_price(
+    stack: Stack, log_capture: LogCapture
+) -> None:
+    """The gateway has no batch API: its line runs as an online request would, in the batch lane."""
+    stack.batch.answer = fixed_answer
     client = await stack.proxy()
-    uploaded = await upload(client, jsonl(line("a"), line("b", model="cn")))
-    with pytest.raises(openai.BadRequestError) as caught:
-        await client.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
-    assert caught.value.code == "batch_unsupported_upstream" and "cn" in caught.value.message
+    uploaded = await upload(client, jsonl(line("g", text="via gemini"), line("w", model="cn", text="via gateway")))
+    batch = await client.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
+    done = await finished(client, batch.id)
+    assert done.status == "completed" and done.request_counts and done.request_counts.completed == 2
+    out = {o["custom_id"]: o for o in await lines_of(client, done.output_file_id)}
+    assert set(out) == {"g", "w"}
+    answer = ChatCompletion.model_validate(out["w"]["response"]["body"])
+    assert answer.choices[0].message.content == "Hello from the fake gateway."
+    assert [r["body"]["model"] for r in stack.gateway.requests] == ["gemini-2.5-flash"]  # the gateway's own call
+    assert len(stack.batch.jobs) == 1  # only the Gemini line became a Gemini job
+    entries = {e["custom_id"]: e for e in await log_capture.wait_access(4) if e.get("lane") == "batch"}
+    assert entries["w"]["upstream"] == "gateway" and entries["w"]["batch_id"] == batch.id
+    assert (entries["w"]["input_tokens"], entries["w"]["output_tokens"]) == (12, 6)  # the fake gateway's usage
+    assert entries["w"]["cost_usd"] == pytest.approx((12 * 0.30 + 6 * 2.50) / 1_000_000)  # no discount to pass on
+    assert entries["g"]["cost_usd"] == pytest.approx((1000 * 0.30 + 200 * 2.50) / 1_000_000 / 2)
+
+
+async def test_cancelling_a_batch_stops_the_lines_waiting_in_the_batch_lane(stack: Stack) -> None:
+    client = await stack.proxy(poll_s=3600)
+    never = asyncio.Event()
+    stack.gateway.push(*[Hold(never) for _ in range(3)])  # the gateway holds every answer
+    uploaded = await upload(client, jsonl(*[line(f"w{i}", model="cn") for i in range(3)]))
+    batch = await client.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
+    for _ in range(400):  # bounded: until the lines reached the gateway
+        if len(stack.gateway.requests) == 3:
+            break
+        await asyncio.sleep(0.005)
+    assert (await client.batches.retrieve(batch.id)).status == "in_progress"
+    await client.batches.cancel(batch.id)
+    done = await finished(client, batch.id)
+    assert done.status == "cancelled" and done.request_counts and done.request_counts.total == 3
+    assert done.output_file_id is None
+    rows = await lines_of(client, done.error_file_id)
+    assert [(r["custom_id"], r["error"]["code"]) for r in rows] == [(f"w{i}", "batch_cancelled") for i in range(3)]
 
 
 async def test_batches_list_pages_with_after_and_limit(stack: Stack) -> None:

@@ -17,7 +17,7 @@ from gemini_proxy.adapters import REGISTRY
 from gemini_proxy.adapters.interface import AdapterKind
 from gemini_proxy.batch.store import BatchStore
 from gemini_proxy.config import Config
-from gemini_proxy.http import wire_errors
+from gemini_proxy.http import batch_local, wire_errors
 from gemini_proxy.http.appkeys import BATCHES, METER, RUNTIME, STATE, TELEMETRY
 from gemini_proxy.http.auth import auth
 from gemini_proxy.http.batch_poll import BatchRunner
@@ -66,7 +66,8 @@ def make_app(
     app[TELEMETRY].metrics.register_source(
         "upstream_keys", lambda: key_pool.gauges(app[RUNTIME].current.keys), label="upstream"
     )
-    app[BATCHES] = BatchRunner(BatchStore(config.batch.dir), app[RUNTIME], app[TELEMETRY], app[METER])
+    store = BatchStore(config.batch.dir)
+    app[BATCHES] = BatchRunner(store, app[RUNTIME], app[TELEMETRY], app[METER], batch_local.run_lines)
     app.on_response_prepare.append(on_response_prepare)
     app.cleanup_ctx.append(_runtime_lifecycle)
     app.cleanup_ctx.append(_state_lifecycle)

@@ -7,11 +7,12 @@ would send ``x-task``), the team's allow-lists and data residency (:func:`routin
 and the online translation itself (:func:`batch.gemini_jobs.plan_jobs`). A bad line fails the
 batch at ``validating`` with OpenAI's ``errors`` list: nothing is half-submitted.
 
-A line whose route has no upstream with a batch API (an OpenAI-compatible gateway) is refused
-with a 400 naming the limitation (README "Batch API").
+A line whose route has no upstream with a batch API (an OpenAI-compatible gateway, Vertex) runs
+in the ``batch`` lane instead, at the standard price (gemini_proxy/http/batch_local.py).
 
 The team's daily budget is checked against an estimate (input characters / 4, plus each line's
-``max_tokens``, at the batch price); the real cost is charged per request when results arrive.
+``max_tokens``, at the batch price, or the standard price for lines run in the batch lane); the
+real cost is charged per request when results arrive.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -30,6 +32,7 @@ from gemini_proxy.adapters.base import RequestError, UpstreamError, Usage
 from gemini_proxy.adapters.gemini import embed
 from gemini_proxy.batch import gemini_jobs as jobs
 from gemini_proxy.batch import store as stored
+from gemini_proxy.batch.local_jobs import local_entry
 from gemini_proxy.batch.openai_files import (
     CHAT,
     ENDPOINTS,
@@ -120,44 +123,63 @@ async def create(
         "jobs": [],
         "cancel_requested": False,
     }
-    plans, errors = _validate(config, team, data, endpoint, batch_id)
+    plan, errors = _validate(config, team, data, endpoint, batch_id)
     if errors:
         record.update(status="failed", failed_at=now, errors=errors_object(errors))
         await asyncio.to_thread(store.put_batch, record)
         return record
     if team is not None and team.daily_budget_usd is not None:
-        _check_budget(config, team, meter, plans, data)
-    record["jobs"] = await _submit(rt, runner, plans, batch_id)
-    total = sum(len(plan.job.lines) for plan in plans)
+        _check_budget(config, team, meter, plan, data)
+    record["jobs"] = await _submit(rt, runner, plan.jobs, batch_id)
+    if plan.local:
+        record["jobs"].append(local_entry(len(plan.jobs), plan.local))
+    total = len(plan.estimates)
     record.update(status="in_progress", in_progress_at=int(time.time()))
     record["request_counts"] = {"total": total, "completed": 0, "failed": 0}
     record["poll_s"] = config.batch.poll_s
-    record["next_poll_at"] = time.time() + config.batch.poll_s
+    # Lines run in the batch lane start at the next turn of the poller; Gemini jobs are looked at after poll_s.
+    record["next_poll_at"] = time.time() + (0 if plan.local else config.batch.poll_s)
     await asyncio.to_thread(store.put_batch, record)
     runner.wake()
     return record
 
 
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """Where a line runs: a Gemini batch job (``local`` False) or the batch lane (no batch API on its route)."""
+
+    target: jobs.Target
+    local: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    jobs: list[jobs.JobPlan]
+    local: list[dict[str, Any]]  # {"n", "custom_id", "model"} of the lines run in the batch lane
+    estimates: list[tuple[str, str, str, float]]  # (custom_id, upstream, model, price factor)
+
+
 def _validate(
     config: Config, team: TeamConfig | None, data: bytes, endpoint: str, batch_id: str
-) -> tuple[list[jobs.JobPlan], list[LineError]]:
+) -> tuple[Plan, list[LineError]]:
     limits = Limits(max_bytes=config.batch.max_file_bytes)
     parsed = parse_input(data, endpoint, limits=limits, body_check=lambda e, b: _body_check(config, e, b))
-    unbatchable: list[str] = []
-    resolved, errors = resolve_lines(parsed.lines, lambda line: _route(config, team, endpoint, line, unbatchable))
-    if unbatchable:
-        raise InvalidRequest(
-            "The Batch API runs on upstreams with a batch API (kind 'gemini'); "
-            f"these models route to none: {', '.join(sorted(set(unbatchable)))}. "
-            "Send them as online requests, or route them to a Gemini upstream.",
-            code="batch_unsupported_upstream",
-            param="input_file_id",
-        )
+    resolved, errors = resolve_lines(parsed.lines, lambda line: _route(config, team, endpoint, line))
     errors = sorted([*parsed.errors, *errors], key=lambda e: e.line or 0)
     if errors:
-        return [], errors
-    plans, more = jobs.plan_jobs(resolved, endpoint, batch_id=batch_id, inline_max_bytes=config.batch.inline_max_bytes)
-    return plans, more
+        return Plan([], [], []), errors
+    remote = [(line, routed.target) for line, routed in resolved if not routed.local]
+    plans, more = jobs.plan_jobs(remote, endpoint, batch_id=batch_id, inline_max_bytes=config.batch.inline_max_bytes)
+    local = [
+        {"n": line.line, "custom_id": line.custom_id, "model": routed.target.public_model}
+        for line, routed in resolved
+        if routed.local
+    ]
+    factor = config.batch.price_factor
+    estimates = [
+        (line.custom_id, r.target.upstream, r.target.model, 1.0 if r.local else factor) for line, r in resolved
+    ]
+    return Plan(plans, local, estimates), more
 
 
 def _body_check(config: Config, endpoint: str, body: dict[str, Any]) -> None:
@@ -179,10 +201,8 @@ def _param(param: str | None) -> str | None:
     return f"body.{param}" if param else None
 
 
-def _route(
-    config: Config, team: TeamConfig | None, endpoint: str, line: BatchLine, unbatchable: list[str]
-) -> jobs.Target:
-    """One line's Gemini target: routing, the team's allow-lists, residency, a task's schema."""
+def _route(config: Config, team: TeamConfig | None, endpoint: str, line: BatchLine) -> Routed:
+    """One line's target: routing, the team's allow-lists, residency, a task's schema."""
     model = line.body["model"]
     try:
         route = teams.permitted(config, team, resolve.resolve(config, model, None))
@@ -193,9 +213,6 @@ def _route(
     target = next(
         (t for t in route.targets if REGISTRY[config.upstreams[t.upstream].kind].capabilities.batch_api), None
     )
-    if target is None:
-        unbatchable.append(model)
-        raise LineRejected(f"model {model!r} routes to no upstream with a batch API", param="body.model")
     body = line.body
     if endpoint == CHAT:
         body = dict(body)  # a task's pinned schema is injected into a copy, as online
@@ -204,23 +221,22 @@ def _route(
             enforce.prepare(task.structured if task else None, route.task, body)
         except ProxyError as exc:
             raise LineRejected(exc.message, code=exc.code or "invalid_request", param=_param(exc.param)) from None
-    return jobs.Target(target.upstream, target.model, model, route.task, body)
+    if target is None:  # no Gemini target: the line runs in the batch lane, through the route's own chain
+        first = route.targets[0]
+        return Routed(jobs.Target(first.upstream, first.model, model, route.task, body), local=True)
+    return Routed(jobs.Target(target.upstream, target.model, model, route.task, body))
 
 
-def _check_budget(
-    config: Config, team: TeamConfig, meter: TeamMeter, plans: Sequence[jobs.JobPlan], data: bytes
-) -> None:
+def _check_budget(config: Config, team: TeamConfig, meter: TeamMeter, plan: Plan, data: bytes) -> None:
     """Refuse a batch whose estimated cost would take the team past today's budget (429)."""
     estimate = 0.0
     lines = {item["custom_id"]: item for item in _items(data)}
-    for plan in plans:
-        for line in plan.job.lines:
-            body = lines.get(line.custom_id, {}).get("body") or {}
-            text = orjson.dumps(body.get("messages") or body.get("input") or "")
-            out = body.get("max_completion_tokens") or body.get("max_tokens") or 0
-            usage = Usage(input_tokens=math.ceil(len(text) / CHARS_PER_TOKEN), output_tokens=int(out))
-            cost = config.pricing.cost(plan.job.upstream, plan.job.model, usage)
-            estimate += (cost or 0.0) * config.batch.price_factor
+    for custom_id, upstream, model, factor in plan.estimates:
+        body = lines.get(custom_id, {}).get("body") or {}
+        text = orjson.dumps(body.get("messages") or body.get("input") or "")
+        out = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+        usage = Usage(input_tokens=math.ceil(len(text) / CHARS_PER_TOKEN), output_tokens=int(out))
+        estimate += (config.pricing.cost(upstream, model, usage) or 0.0) * factor
     budget, spent = team.daily_budget_usd or 0.0, meter.spent_today(team.name)
     if spent + estimate > budget:
         raise RateLimited(
@@ -268,7 +284,7 @@ async def _submit(
             )
     except (Refusal, UpstreamError) as err:
         for entry in created:
-            await runner.cancel_job(entry)
+            await runner.cancel_job(batch_id, entry)
         log.warning("batch %s: a Gemini job could not be created: %s", batch_id, err)
         raise failures.to_client(err) from None
     return created

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -31,31 +32,41 @@ from gemini_proxy.batch import gemini_results as results
 from gemini_proxy.batch.gemini_client import GeminiBatchClient
 from gemini_proxy.batch.gemini_jobs import Job, JobLine
 from gemini_proxy.batch.gemini_results import LineResult
+from gemini_proxy.batch.local_jobs import cancelled_rows
 from gemini_proxy.batch.openai_files import LineRejected, jsonl
 from gemini_proxy.batch.store import BatchStore
 from gemini_proxy.config import Config
 from gemini_proxy.observe.record import RequestRecord
 from gemini_proxy.observe.telemetry import Telemetry
 from gemini_proxy.routing.meter import TeamMeter
-from gemini_proxy.runtime import RuntimeRef
+from gemini_proxy.runtime import Runtime, RuntimeRef
 from gemini_proxy.structured import enforce
 
 log = logging.getLogger("gemini_proxy")
 LANE = "batch"
+Emit = Callable[[RequestRecord], None]
+# (runtime, record, local entry, input file bytes, emit, rows out): runs a local job's lines.
+RunLocal = Callable[[Runtime, dict[str, Any], dict[str, Any], "bytes | None", Emit, list[Any]], Awaitable[None]]
 _FINAL_AT = {"completed": "completed_at", "failed": "failed_at", "expired": "expired_at", "cancelled": "cancelled_at"}
 
 
 class BatchRunner:
     """Polls the unfinished batches of one store; owns the sessions its Gemini calls use."""
 
-    def __init__(self, store: BatchStore, runtime: RuntimeRef, telemetry: Telemetry, meter: TeamMeter) -> None:
+    def __init__(
+        self, store: BatchStore, runtime: RuntimeRef, telemetry: Telemetry, meter: TeamMeter, run_local: RunLocal
+    ) -> None:
         self.store = store
+        self.run_local = run_local  # http/batch_local.run_lines: the lines of a route without a batch API
         self.runtime = runtime
         self.telemetry = telemetry
         self.meter = meter
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._wake = asyncio.Event()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._local: dict[tuple[str, int], asyncio.Task[None]] = {}  # local jobs running in this process
+        self._stoppable: set[tuple[str, int]] = set()  # ... whose lines are still running
+        self._cancelled: set[tuple[str, int]] = set()  # ... and those a client cancelled
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -87,6 +98,10 @@ class BatchRunner:
         self._wake.set()
 
     async def close(self) -> None:
+        tasks = list(self._local.values())  # shutdown: a local job left unfinished runs again after a restart
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for session in self._sessions.values():
             await session.close()
 
@@ -126,6 +141,9 @@ class BatchRunner:
             for entry in record["jobs"]:
                 if entry["done"]:
                     continue
+                if entry.get("local"):
+                    changed |= await self._local_job(record, entry)
+                    continue
                 state, operation = await self._state(entry)
                 changed |= state != entry["state"]
                 entry["state"] = state
@@ -151,13 +169,89 @@ class BatchRunner:
             return str(entry["state"]), {}
         return jobs.state_of(operation), operation
 
-    async def cancel_job(self, entry: dict[str, Any]) -> None:
-        """Ask Gemini to cancel one job (best effort: a job that already ended stays as it is)."""
+    async def cancel_job(self, batch_id: str, entry: dict[str, Any]) -> None:
+        """Ask Gemini to cancel one job (best effort: a job that already ended stays as it is), or
+        stop a local job (its finished lines are kept)."""
+        if entry.get("local"):
+            key = (batch_id, int(entry["job"]["index"]))
+            task = self._local.get(key)
+            if task is not None and key in self._stoppable:  # lines still running (not being recorded)
+                self._cancelled.add(key)
+                task.cancel()
+            return
         job = Job.from_record(entry["job"])
         try:
             await self.client(job.upstream).cancel(entry["name"], self.key(job.upstream, entry["key_id"]))
         except UpstreamError as err:
             log.info("batch job %s: cancel not taken: %s", entry["name"], err.message)
+
+    # --- local jobs (routes without a batch API) -------------------------------------------
+
+    async def _local_job(self, record: dict[str, Any], entry: dict[str, Any]) -> bool:
+        """Start a local job in this process if none runs; a cancelled batch's unstarted one ends at once."""
+        key = (record["id"], int(entry["job"]["index"]))
+        if key in self._local:
+            return False
+        if record.get("cancel_requested"):
+            await self._end_local(record, entry, cancelled_rows(entry, []), jobs.CANCELLED)
+            return True
+        entry["state"] = jobs.RUNNING
+        self._local[key] = asyncio.create_task(self._run_local(record["id"], entry, key))
+        return True
+
+    async def _run_local(self, batch_id: str, entry: dict[str, Any], key: tuple[str, int]) -> None:
+        """Run the lines, then record them; ``key`` stays in ``_local`` until the record says done,
+        so no poll starts the job a second time."""
+        try:
+            rows, state = await self._local_rows(batch_id, entry, key)
+            async with self.lock(batch_id):
+                record = await asyncio.to_thread(self.store.get_batch, batch_id)
+                if record is None:
+                    return
+                fresh = next(e for e in record["jobs"] if e.get("local") and e["job"]["index"] == key[1])
+                await self._end_local(record, fresh, rows, state)
+                if all(e["done"] for e in record["jobs"]):
+                    await self._finalize(record)
+                await asyncio.to_thread(self.store.put_batch, record)
+        finally:
+            self._local.pop(key, None)
+            self._cancelled.discard(key)
+        self.wake()
+
+    async def _local_rows(
+        self, batch_id: str, entry: dict[str, Any], key: tuple[str, int]
+    ) -> tuple[list[dict[str, Any]], str]:
+        """The rows of every line (all run), or of those that ran and the cancelled rest."""
+        rows: list[dict[str, Any]] = []
+        self._stoppable.add(key)
+        try:
+            record = await asyncio.to_thread(self.store.get_batch, batch_id)
+            data = await asyncio.to_thread(self._input, record["input_file_id"]) if record else None
+            if record is not None:
+                await self.run_local(self.runtime.current, record, entry, data, self._emit, rows)
+            return rows, jobs.SUCCEEDED
+        except asyncio.CancelledError:
+            if key not in self._cancelled:
+                raise  # the app is stopping: the job runs again after a restart
+            return cancelled_rows(entry, rows), jobs.CANCELLED
+        finally:
+            self._stoppable.discard(key)
+
+    def _input(self, file_id: str) -> bytes | None:
+        try:
+            return self.store.read_file(file_id)
+        except (OSError, ValueError):
+            return None  # deleted since: each line becomes an error line
+
+    async def _end_local(
+        self, record: dict[str, Any], entry: dict[str, Any], rows: list[dict[str, Any]], state: str
+    ) -> None:
+        rows = sorted(rows, key=lambda row: row["n"])
+        await asyncio.to_thread(self.store.put_job_results, record["id"], int(entry["job"]["index"]), rows)
+        counts = record["request_counts"]
+        counts["completed"] += sum(1 for r in rows if r["ok"])
+        counts["failed"] += sum(1 for r in rows if not r["ok"])
+        entry["state"], entry["done"] = state, True
 
     # --- results ----------------------------------------------------------------------------
 
@@ -232,6 +326,10 @@ class BatchRunner:
             rec.error_type = str(error.get("code") or f"http_{rec.status_code}")
         rec.batch_id, rec.custom_id = record["id"], result.custom_id
         rec.price_factor = self.config.batch.price_factor
+        self._emit(rec)
+
+    def _emit(self, rec: RequestRecord) -> None:
+        """The request's log line and metrics, and its cost charged to the team's budget."""
         out = self.telemetry.emit(rec, self.config)
         cost = out.get("cost_usd")
         if rec.team_id is not None and cost:

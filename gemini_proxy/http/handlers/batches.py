@@ -89,6 +89,6 @@ async def cancel(request: web.Request) -> web.Response:
         await asyncio.to_thread(runner.store.put_batch, record)
         for entry in record["jobs"]:
             if not entry["done"]:
-                await runner.cancel_job(entry)
+                await runner.cancel_job(batch_id, entry)
     runner.wake()
     return web.json_response(public_batch(record))
