@@ -461,3 +461,19 @@ async def test_a_task_schema_is_checked_at_assembly_and_its_default_answers(stac
     job = next(iter(stack.batch.jobs.values()))
     sent = job.entries[0][1]
     assert sent["generationConfig"]["responseMimeType"] == "application/json"  # the pinned schema went upstream
+
+
+async def test_two_replicas_on_one_folder_poll_once_and_either_answers_for_the_batch(
+    stack: Stack, log_capture: LogCapture
+) -> None:
+    stack.batch.answer = fixed_answer
+    first = await stack.proxy()
+    second = await stack.proxy()  # same folder: it serves the API, the first holds the poller lock
+    uploaded = await upload(first, jsonl(line("r1"), line("r2")))
+    batch = await first.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
+    done = await finished(second, batch.id)  # the other replica answers for it
+    assert done.status == "completed"
+    assert [o["custom_id"] for o in await lines_of(second, done.output_file_id)] == ["r1", "r2"]
+    await asyncio.sleep(0.05)  # a few more polling turns of both replicas: nothing is written twice
+    lines = [e for e in await log_capture.wait_access(4) if e.get("lane") == "batch"]
+    assert sorted(e["custom_id"] for e in lines) == ["r1", "r2"]

@@ -16,6 +16,7 @@ Every method blocks (file I/O): the server calls them through ``asyncio.to_threa
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import time
@@ -82,6 +83,33 @@ class BatchStore:
         self.root = Path(root)
         self.files = self.root / "files"
         self.batches = self.root / "batches"
+        self._lease: int | None = None  # the open poller.lock while this process holds it
+
+    # --- the poller's lease -------------------------------------------------------------------
+
+    def lead(self) -> bool:
+        """True while this process holds the poller lease of the folder (taken now if it is free).
+
+        Replicas sharing the folder all serve the API, but one polls: two pollers would write the
+        same results (and log lines) twice. The lease is an exclusive ``flock`` on ``poller.lock``,
+        which the OS drops when its holder dies, so another replica takes over at its next try.
+        """
+        if self._lease is not None:
+            return True
+        self._ready()
+        fd = os.open(self.root / "poller.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._lease = fd
+        return True
+
+    def release(self) -> None:
+        if self._lease is not None:
+            os.close(self._lease)  # closing drops the flock
+            self._lease = None
 
     def _ready(self) -> None:
         self.files.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ the batch price.
     poll_max_s = 600.0            # ... doubling per unchanged poll up to this
     price_factor = 0.5            # batch price = [pricing] x this (Gemini's Batch API: half)
     inline_max_bytes = 16777216   # a job this small goes inline, a bigger one through Gemini's Files API
-    poller = true                 # false on replicas that serve the API but leave polling to one other
+    poller = true                 # poll here (one process at a time holds dir/poller.lock); false: API only
 
 Why a directory: a batch outlives the process that created it (target turnaround 24 h), so a
 restart must find its records and resume polling; with several replicas the directory must be

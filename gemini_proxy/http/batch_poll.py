@@ -98,6 +98,7 @@ class BatchRunner:
         self._wake.set()
 
     async def close(self) -> None:
+        self.store.release()
         tasks = list(self._local.values())  # shutdown: a local job left unfinished runs again after a restart
         for task in tasks:
             task.cancel()
@@ -113,6 +114,10 @@ class BatchRunner:
         broken: dict[str, float] = {}  # batch id -> when to try a record whose poll raised again
         while True:
             self._wake.clear()
+            if not await asyncio.to_thread(self.store.lead):  # another replica polls this folder
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.config.batch.poll_s)
+                continue
             records = await asyncio.to_thread(self.store.active_batches)
             now = time.time()
             for record in records:
@@ -127,7 +132,9 @@ class BatchRunner:
             first = False
             pending = await asyncio.to_thread(self.store.active_batches)
             due = [max(r.get("next_poll_at", now), broken.get(r["id"], 0)) for r in pending]
-            delay = min([max(0.0, d - time.time()) for d in due], default=self.config.batch.poll_max_s)
+            # At least every poll_s: batches created or cancelled on other replicas are seen then.
+            delay = min([max(0.0, d - time.time()) for d in due], default=self.config.batch.poll_s)
+            delay = min(delay, self.config.batch.poll_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 0.001))
 
@@ -191,6 +198,8 @@ class BatchRunner:
         """Start a local job in this process if none runs; a cancelled batch's unstarted one ends at once."""
         key = (record["id"], int(entry["job"]["index"]))
         if key in self._local:
+            if record.get("cancel_requested"):  # cancelled through another replica
+                await self.cancel_job(record["id"], entry)
             return False
         if record.get("cancel_requested"):
             await self._end_local(record, entry, cancelled_rows(entry, []), jobs.CANCELLED)
