@@ -70,9 +70,9 @@ class Stack:
         return (await self.proxy_app(extra, **batch))[1]
 
     async def proxy_app(
-        self, extra: str = "", *, api_key: str = "client-key-unused", **batch: Any
+        self, extra: str = "", *, api_key: str = "client-key-unused", server: str = "", **batch: Any
     ) -> tuple[web.Application, openai.AsyncOpenAI]:
-        text = config_toml(self.gemini.url, self.gateway.url, batch_toml(self.folder, **batch) + extra)
+        text = config_toml(self.gemini.url, self.gateway.url, batch_toml(self.folder, **batch) + extra, server=server)
         app = make_app(make_config(text), environ=ENV)
         server = await self.start(app)
         self.proxies.append((app, server))
@@ -477,3 +477,19 @@ async def test_two_replicas_on_one_folder_poll_once_and_either_answers_for_the_b
     await asyncio.sleep(0.05)  # a few more polling turns of both replicas: nothing is written twice
     lines = [e for e in await log_capture.wait_access(4) if e.get("lane") == "batch"]
     assert sorted(e["custom_id"] for e in lines) == ["r1", "r2"]
+
+
+async def test_an_unusable_batch_folder_is_named_in_a_500_not_a_traceback(stack: Stack) -> None:
+    stack.folder.parent.mkdir(parents=True, exist_ok=True)
+    stack.folder.write_bytes(b"a file where the folder should be")
+    client = await stack.proxy()
+    with pytest.raises(openai.InternalServerError) as caught:
+        await upload(client, jsonl(line("x")))
+    assert caught.value.code == "batch_store_unavailable" and str(stack.folder) in caught.value.message
+
+
+async def test_an_upload_may_be_larger_than_a_request_body_may(stack: Stack) -> None:
+    """[server] max_body_bytes bounds JSON requests; a batch file has its own [batch] max_file_bytes."""
+    client = await stack.proxy(extra="max_file_bytes = 100000", server="max_body_bytes = 1000")
+    uploaded = await upload(client, jsonl(*[line(f"n{i}") for i in range(60)]))
+    assert uploaded.bytes > 1000

@@ -17,7 +17,6 @@ real cost is charged per request when results arrive.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -32,7 +31,6 @@ from gemini_proxy.adapters.base import RequestError, UpstreamError, Usage
 from gemini_proxy.adapters.gemini import embed
 from gemini_proxy.batch import gemini_jobs as jobs
 from gemini_proxy.batch import store as stored
-from gemini_proxy.batch.local_jobs import local_entry
 from gemini_proxy.batch.openai_files import (
     CHAT,
     ENDPOINTS,
@@ -44,6 +42,7 @@ from gemini_proxy.batch.openai_files import (
     parse_input,
     resolve_lines,
 )
+from gemini_proxy.batch.rows import local_entry
 from gemini_proxy.config import Config, TeamConfig
 from gemini_proxy.errors import InvalidRequest, NotFound, ProxyError, RateLimited
 from gemini_proxy.http import request_check
@@ -97,12 +96,12 @@ async def create(
     config = rt.config
     file_id, endpoint, metadata = check_request(body)
     store = runner.store
-    meta = await asyncio.to_thread(store.get_file, file_id)
+    meta = await runner.io(store.get_file, file_id)
     if meta is None or meta.get("team") != (team.name if team else None):
         raise NotFound(f"No such File object: {file_id}", code="file_not_found", param="input_file_id")
     if meta.get("purpose") != "batch":
         raise InvalidRequest(f"File {file_id} has purpose {meta.get('purpose')!r}, not 'batch'.", param="input_file_id")
-    data = await asyncio.to_thread(store.read_file, file_id)
+    data = await runner.io(store.read_file, file_id)
     if team is not None:
         await meter.admit(team)  # the create request itself: the team's rpm, and a budget already spent
     batch_id = stored.new_batch_id()
@@ -126,7 +125,7 @@ async def create(
     plan, errors = _validate(config, team, data, endpoint, batch_id)
     if errors:
         record.update(status="failed", failed_at=now, errors=errors_object(errors))
-        await asyncio.to_thread(store.put_batch, record)
+        await runner.io(store.put_batch, record)
         return record
     if team is not None and team.daily_budget_usd is not None:
         _check_budget(config, team, meter, plan, data)
@@ -139,7 +138,7 @@ async def create(
     record["poll_s"] = config.batch.poll_s
     # Lines run in the batch lane start at the next turn of the poller; Gemini jobs are looked at after poll_s.
     record["next_poll_at"] = time.time() + (0 if plan.local else config.batch.poll_s)
-    await asyncio.to_thread(store.put_batch, record)
+    await runner.io(store.put_batch, record)
     runner.wake()
     return record
 

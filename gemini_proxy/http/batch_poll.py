@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -32,10 +32,11 @@ from gemini_proxy.batch import gemini_results as results
 from gemini_proxy.batch.gemini_client import GeminiBatchClient
 from gemini_proxy.batch.gemini_jobs import Job, JobLine
 from gemini_proxy.batch.gemini_results import LineResult
-from gemini_proxy.batch.local_jobs import cancelled_rows
 from gemini_proxy.batch.openai_files import LineRejected, jsonl
+from gemini_proxy.batch.rows import cancelled_rows, split_rows, usage_of_rows
 from gemini_proxy.batch.store import BatchStore
 from gemini_proxy.config import Config
+from gemini_proxy.errors import InternalError
 from gemini_proxy.observe.record import RequestRecord
 from gemini_proxy.observe.telemetry import Telemetry
 from gemini_proxy.routing.meter import TeamMeter
@@ -44,6 +45,8 @@ from gemini_proxy.structured import enforce
 
 log = logging.getLogger("gemini_proxy")
 LANE = "batch"
+STORE_RETRY_S = 60.0  # an unusable folder (not mounted, not writable) is tried again after this
+T = TypeVar("T")
 Emit = Callable[[RequestRecord], None]
 # (runtime, record, local entry, input file bytes, emit, rows out): runs a local job's lines.
 RunLocal = Callable[[Runtime, dict[str, Any], dict[str, Any], "bytes | None", Emit, list[Any]], Awaitable[None]]
@@ -91,6 +94,18 @@ class BatchRunner:
                 return slot.key.value or ""
         return ""
 
+    async def io(self, fn: Callable[..., T], *args: Any) -> T:
+        """A store call off the event loop; a folder the proxy cannot write is named in the error."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except OSError as exc:
+            where = self.config.batch.dir
+            log.error("batch store %s: %s", where, exc)
+            raise InternalError(
+                f"the batch store ([batch] dir = {where!r}) cannot be used: {exc.strerror or exc}",
+                code="batch_store_unavailable",
+            ) from None
+
     def lock(self, batch_id: str) -> asyncio.Lock:
         return self._locks.setdefault(batch_id, asyncio.Lock())
 
@@ -110,33 +125,38 @@ class BatchRunner:
 
     async def run(self) -> None:
         """Poll due batches until cancelled; everything unfinished is due at start (a restart resumes)."""
-        first = True
         broken: dict[str, float] = {}  # batch id -> when to try a record whose poll raised again
+        first = True
         while True:
             self._wake.clear()
-            if not await asyncio.to_thread(self.store.lead):  # another replica polls this folder
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.config.batch.poll_s)
-                continue
-            records = await asyncio.to_thread(self.store.active_batches)
-            now = time.time()
-            for record in records:
-                due = first or record.get("next_poll_at", 0) <= now or record.get("status") == "cancelling"
-                if due and broken.get(record["id"], 0) <= now:
-                    try:
-                        await self.poll(record["id"])
-                        broken.pop(record["id"], None)
-                    except Exception:  # one broken record must not stop every other batch, nor spin
-                        log.exception("batch %s: polling failed", record.get("id"))
-                        broken[record["id"]] = time.time() + self.config.batch.poll_max_s
-            first = False
-            pending = await asyncio.to_thread(self.store.active_batches)
-            due = [max(r.get("next_poll_at", now), broken.get(r["id"], 0)) for r in pending]
-            # At least every poll_s: batches created or cancelled on other replicas are seen then.
-            delay = min([max(0.0, d - time.time()) for d in due], default=self.config.batch.poll_s)
-            delay = min(delay, self.config.batch.poll_s)
+            try:
+                delay = await self._turn(first, broken)
+                first = False
+            except OSError as exc:  # the folder itself is unusable: say so, and try again later
+                delay = max(STORE_RETRY_S, self.config.batch.poll_s)
+                log.error("batch store %s cannot be used: %s; polling again in %gs", self.store.root, exc, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 0.001))
+
+    async def _turn(self, first: bool, broken: dict[str, float]) -> float:
+        """Poll what is due; how long to wait before the next turn."""
+        poll_s = self.config.batch.poll_s
+        if not await asyncio.to_thread(self.store.lead):  # another replica polls this folder
+            return poll_s
+        now = time.time()
+        for record in await asyncio.to_thread(self.store.active_batches):
+            due = first or record.get("next_poll_at", 0) <= now or record.get("status") == "cancelling"
+            if due and broken.get(record["id"], 0) <= now:
+                try:
+                    await self.poll(record["id"])
+                    broken.pop(record["id"], None)
+                except Exception:  # one broken record must not stop every other batch, nor spin
+                    log.exception("batch %s: polling failed", record.get("id"))
+                    broken[record["id"]] = time.time() + self.config.batch.poll_max_s
+        pending = await asyncio.to_thread(self.store.active_batches)
+        due_at = [max(r.get("next_poll_at", now), broken.get(r["id"], 0)) for r in pending]
+        # At least every poll_s: batches created or cancelled on other replicas are seen then.
+        return min([max(0.0, d - time.time()) for d in due_at] + [poll_s])
 
     async def poll(self, batch_id: str) -> dict[str, Any] | None:
         """Look at every unfinished job of one batch once; finish the batch when all have ended."""
@@ -350,9 +370,7 @@ class BatchRunner:
         rows: list[dict[str, Any]] = []
         for entry in record["jobs"]:
             rows += await asyncio.to_thread(self.store.job_results, record["id"], entry["job"]["index"])
-        rows.sort(key=lambda row: row["n"])
-        ok = [row["line"] for row in rows if row["ok"]]
-        failed = [row["line"] for row in rows if not row["ok"]]
+        ok, failed = split_rows(rows)
         team = record.get("team")
         if ok:
             meta = await asyncio.to_thread(
@@ -364,26 +382,7 @@ class BatchRunner:
                 self.store.put_file, team, f"{record['id']}_error.jsonl", "batch_output", jsonl(failed)
             )
             record["error_file_id"] = meta["id"]
-        record["usage"] = _usage(rows)
+        record["usage"] = usage_of_rows(rows)
         states = [entry["state"] for entry in record["jobs"]]
         status = jobs.openai_status(states, cancel_requested=bool(record.get("cancel_requested")))
         record["status"], record[_FINAL_AT[status]] = status, int(time.time())
-
-
-def _usage(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """OpenAI's ``batch.usage`` from the output lines' own ``usage``."""
-    inp = out = cached = reasoning = 0
-    for row in rows:
-        body = ((row["line"].get("response") or {}).get("body") or {}) if row["ok"] else {}
-        usage = body.get("usage") or {}
-        inp += int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
-        out += int(usage.get("completion_tokens") or 0)
-        cached += int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-        reasoning += int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
-    return {
-        "input_tokens": inp,
-        "input_tokens_details": {"cached_tokens": cached},
-        "output_tokens": out,
-        "output_tokens_details": {"reasoning_tokens": reasoning},
-        "total_tokens": inp + out,
-    }

@@ -8,7 +8,6 @@ gets the same 404 as for a batch that does not exist.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -31,7 +30,7 @@ def _team(request: web.Request) -> str | None:
 
 async def _owned(request: web.Request) -> dict[str, Any]:
     batch_id = request.match_info["batch_id"]
-    record = await asyncio.to_thread(request.app[BATCHES].store.get_batch, batch_id)
+    record = await request.app[BATCHES].io(request.app[BATCHES].store.get_batch, batch_id)
     if record is None or record.get("team") != _team(request):
         raise NotFound(f"No such Batch object: {batch_id}", code="batch_not_found", param="batch_id")
     return record
@@ -56,7 +55,7 @@ async def list_batches(request: web.Request) -> web.Response:
             f"'limit' must be an integer between 1 and {MAX_LIMIT}.", code="invalid_value", param="limit"
         )
     limit, after = int(raw), request.query.get("after")
-    records = await asyncio.to_thread(request.app[BATCHES].store.list_batches, _team(request))
+    records = await request.app[BATCHES].io(request.app[BATCHES].store.list_batches, _team(request))
     if after:
         ids = [r["id"] for r in records]
         records = records[ids.index(after) + 1 :] if after in ids else []
@@ -86,7 +85,7 @@ async def cancel(request: web.Request) -> web.Response:
                 f"Cannot cancel a batch with status '{record['status']}'.", code="batch_not_cancellable", status=409
             )
         record.update(status="cancelling", cancelling_at=int(time.time()), cancel_requested=True)
-        await asyncio.to_thread(runner.store.put_batch, record)
+        await runner.io(runner.store.put_batch, record)
         for entry in record["jobs"]:
             if not entry["done"]:
                 await runner.cancel_job(batch_id, entry)

@@ -8,7 +8,6 @@ same 404 as for a file that does not exist. Output and error files of batches li
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 from aiohttp import BodyPartReader, web
@@ -28,7 +27,7 @@ def _team(request: web.Request) -> str | None:
 
 async def _owned(request: web.Request) -> dict[str, object]:
     file_id = request.match_info["file_id"]
-    meta = await asyncio.to_thread(request.app[BATCHES].store.get_file, file_id)
+    meta = await request.app[BATCHES].io(request.app[BATCHES].store.get_file, file_id)
     if meta is None or meta.get("team") != _team(request):
         raise NotFound(f"No such File object: {file_id}", code="file_not_found", param="file_id")
     return meta
@@ -63,7 +62,7 @@ async def upload(request: web.Request) -> web.Response:
     if data is None:
         raise InvalidRequest("Missing required parameter: 'file'.", code="missing_required_parameter", param="file")
     store = request.app[BATCHES].store
-    meta = await asyncio.to_thread(store.put_file, _team(request), filename, purpose, data)
+    meta = await request.app[BATCHES].io(store.put_file, _team(request), filename, purpose, data)
     return web.json_response(public_file(meta))
 
 
@@ -78,7 +77,7 @@ async def _read_limited(part: BodyPartReader, limit: int) -> bytes:
 
 async def list_files(request: web.Request) -> web.Response:
     """The team's files, newest first (``purpose`` filters); OpenAI's list shape."""
-    found = await asyncio.to_thread(request.app[BATCHES].store.list_files, _team(request))
+    found = await request.app[BATCHES].io(request.app[BATCHES].store.list_files, _team(request))
     purpose = request.query.get("purpose")
     data = [public_file(m) for m in found if purpose is None or m.get("purpose") == purpose]
     return web.json_response({"object": "list", "data": data, "has_more": False})
@@ -90,11 +89,11 @@ async def retrieve(request: web.Request) -> web.Response:
 
 async def content(request: web.Request) -> web.Response:
     meta = await _owned(request)
-    data = await asyncio.to_thread(request.app[BATCHES].store.read_file, str(meta["id"]))
+    data = await request.app[BATCHES].io(request.app[BATCHES].store.read_file, str(meta["id"]))
     return web.Response(body=data, content_type="application/octet-stream")
 
 
 async def delete(request: web.Request) -> web.Response:
     meta = await _owned(request)
-    await asyncio.to_thread(request.app[BATCHES].store.delete_file, str(meta["id"]))
+    await request.app[BATCHES].io(request.app[BATCHES].store.delete_file, str(meta["id"]))
     return web.json_response({"id": meta["id"], "object": "file", "deleted": True})
