@@ -100,7 +100,8 @@ async def _demo(config: Config, host: str, port: int) -> None:
         missing = sorted({up.kind for up in config.upstreams.values()} - set(urls))
         if missing:  # a kind without a simulator: say so rather than fail on a missing URL
             raise SystemExit(f"error: demo has no simulated upstream for kind {', '.join(missing)}")
-        with tempfile.TemporaryDirectory(prefix="gemini-proxy-demo-batches-") as batch_dir:
+        # ignore_cleanup_errors: a poller thread may still be touching the folder as the demo stops.
+        with tempfile.TemporaryDirectory(prefix="gemini-proxy-demo-batches-", ignore_cleanup_errors=True) as batch_dir:
             demo_config, environ = _demo_config(config, urls, batch_dir)
             app = make_app(demo_config, environ=environ, kinds=demo_kinds())
             started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
