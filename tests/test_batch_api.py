@@ -493,3 +493,10 @@ async def test_an_upload_may_be_larger_than_a_request_body_may(stack: Stack) -> 
     client = await stack.proxy(extra="max_file_bytes = 100000", server="max_body_bytes = 1000")
     uploaded = await upload(client, jsonl(*[line(f"n{i}") for i in range(60)]))
     assert uploaded.bytes > 1000
+
+
+async def test_a_proxy_that_never_stores_a_batch_file_makes_no_folder(stack: Stack) -> None:
+    client = await stack.proxy()
+    assert [m.id async for m in client.models.list()]
+    await asyncio.sleep(0.05)  # several turns of the poller (poll_s is 5 ms here)
+    assert not stack.folder.exists()

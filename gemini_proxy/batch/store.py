@@ -96,7 +96,8 @@ class BatchStore:
         """
         if self._lease is not None:
             return True
-        self._ready()
+        if not self.root.is_dir():  # nothing stored yet: nothing to poll (and no folder made for nothing)
+            return False
         fd = os.open(self.root / "poller.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
