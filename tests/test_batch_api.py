@@ -23,7 +23,7 @@ from openai.types.chat import ChatCompletion
 
 from gemini_proxy.cli import main
 from gemini_proxy.http.app import make_app
-from gemini_proxy.http.appkeys import METER
+from gemini_proxy.http.appkeys import BATCHES, METER
 from gemini_proxy.routing.teams import hash_client_key
 from tests.conftest import ENV, LogCapture, config_toml, make_config
 from tests.fakes.gemini import FakeGemini
@@ -43,13 +43,20 @@ def jsonl(*items: Any) -> bytes:
     return b"".join((i if isinstance(i, bytes) else orjson.dumps(i)) + b"\n" for i in items)
 
 
-def batch_toml(folder: Path, *, poll_s: float = 0.005, inline_max_bytes: int | None = None, extra: str = "") -> str:
+def batch_toml(
+    folder: Path,
+    *,
+    poll_s: float = 0.005,
+    poll_max_s: float | None = None,
+    inline_max_bytes: int | None = None,
+    extra: str = "",
+) -> str:
     inline = f"inline_max_bytes = {inline_max_bytes}" if inline_max_bytes else ""
     return f"""
 [batch]
 dir = "{folder}"
 poll_s = {poll_s}
-poll_max_s = {max(poll_s, 0.02)}
+poll_max_s = {poll_max_s or max(poll_s, 0.02)}
 {inline}
 {extra}
 """
@@ -500,3 +507,22 @@ async def test_a_proxy_that_never_stores_a_batch_file_makes_no_folder(stack: Sta
     assert [m.id async for m in client.models.list()]
     await asyncio.sleep(0.05)  # several turns of the poller (poll_s is 5 ms here)
     assert not stack.folder.exists()
+
+
+async def test_polls_back_off_while_a_job_stays_the_same_and_a_vanished_job_fails_its_lines(stack: Stack) -> None:
+    app, client = await stack.proxy_app(poll_s=1000, poll_max_s=3000)  # the test drives every poll itself
+    stack.batch.script(PENDING, RUNNING, RUNNING, RUNNING, RUNNING)
+    uploaded = await upload(client, jsonl(line("slow")))
+    batch = await client.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
+    runner = app[BATCHES]
+    waits = []
+    for _ in range(4):
+        record = await runner.poll(batch.id)
+        assert record is not None
+        waits.append(record["poll_s"])
+    assert waits == [1000, 2000, 3000, 3000]  # a change resets the wait; no change doubles it, up to the max
+    stack.batch.jobs.clear()  # Gemini no longer knows the job (404)
+    record = await runner.poll(batch.id)
+    assert record is not None and record["status"] == "failed"
+    errors = await lines_of(client, record["error_file_id"])
+    assert errors[0]["custom_id"] == "slow" and errors[0]["error"]["code"] == "batch_failed"
