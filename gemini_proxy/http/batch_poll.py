@@ -242,6 +242,8 @@ class BatchRunner:
                 if all(e["done"] for e in record["jobs"]):
                     await self._finalize(record)
                 await asyncio.to_thread(self.store.put_batch, record)
+        except Exception:  # e.g. the folder went away: the next poll starts the job again
+            log.exception("batch %s: the lines run in the batch lane could not be recorded", batch_id)
         finally:
             self._local.pop(key, None)
             self._cancelled.discard(key)
