@@ -526,3 +526,17 @@ async def test_polls_back_off_while_a_job_stays_the_same_and_a_vanished_job_fail
     assert record is not None and record["status"] == "failed"
     errors = await lines_of(client, record["error_file_id"])
     assert errors[0]["custom_id"] == "slow" and errors[0]["error"]["code"] == "batch_failed"
+
+
+async def test_a_line_outside_the_teams_regions_fails_validation_like_an_online_request(stack: Stack) -> None:
+    toml = f"""
+[teams.alpha]
+key_sha256 = ["{hash_client_key(TEAM_KEYS["alpha"])}"]
+allowed_regions = ["eu"]
+"""
+    _, client = await stack.proxy_app(toml, api_key=TEAM_KEYS["alpha"])  # the test upstreams carry no region
+    batch = await client.batches.create(
+        input_file_id=(await upload(client, jsonl(line("here")))).id, endpoint=CHAT, completion_window="24h"
+    )
+    assert batch.status == "failed" and batch.errors and batch.errors.data
+    assert [(e.line, e.code, e.param) for e in batch.errors.data] == [(1, "region_not_allowed", "body.model")]
