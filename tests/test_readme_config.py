@@ -52,6 +52,7 @@ input = 1.0
 [state]
 [responses]
 [tracing]
+[batch]
 """
 
 # A table path of the parsed config -> the README heading that documents it.
@@ -64,7 +65,7 @@ SECTIONS = [
     (r"retry(\.(upstreams|tasks)\.[^.]+)?", "retry"),
     (r"limits\.[^.]+", "limits.UPSTREAM"),
     (r"lanes\.[^.]+", "lanes.NAME"),
-    (r"server|logging|state|responses|tracing", None),
+    (r"server|logging|state|responses|tracing|batch", None),
 ]
 
 

@@ -18,11 +18,11 @@ from gemini_proxy.adapters.gemini import GeminiAdapter
 from gemini_proxy.adapters.interface import AdapterKind, Simulator
 from gemini_proxy.adapters.openai_compat import CAPABILITIES as OPENAI
 from gemini_proxy.adapters.openai_compat import OpenAIAdapter
-from gemini_proxy.adapters.simulated import SimulatedGemini, SimulatedOpenAI
+from gemini_proxy.adapters.simulated import SimulatedGemini, SimulatedOpenAI, gemini_with_batches
 
 REGISTRY: Mapping[str, AdapterKind] = MappingProxyType(
     {
-        "gemini": AdapterKind("gemini", GeminiAdapter, GEMINI, Simulator(lambda: SimulatedGemini().app())),
+        "gemini": AdapterKind("gemini", GeminiAdapter, GEMINI, Simulator(gemini_with_batches)),
         "openai": AdapterKind("openai", OpenAIAdapter, OPENAI, Simulator(lambda: SimulatedOpenAI().app(), "/v1")),
         # Vertex speaks Gemini's wire format at its own paths, which the simulated Gemini serves too;
         # demo hands it a fixed token, as there are no Google credentials on a demo machine.

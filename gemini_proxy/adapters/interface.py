@@ -33,9 +33,8 @@ class Operation(enum.Enum):
     NATIVE = "native"  # google-genai's generateContent, relayed as Gemini sent it
     NATIVE_STREAM = "native_stream"  # google-genai's streamGenerateContent
     NATIVE_COUNT = "native_count_tokens"  # google-genai's countTokens: not a generation, never billed
-    # Room for what comes next: the Responses API is a dialect over CHAT / CHAT_STREAM (the
-    # adapters see chat), and batch jobs will add e.g. BATCH_SUBMIT / BATCH_POLL here, each
-    # listed in the capabilities of the kinds that serve them.
+    # The Responses API is a dialect over CHAT / CHAT_STREAM (the adapters see chat); batch jobs
+    # are not an operation of the attempt loop: a kind with Capabilities.batch_api runs them.
 
     @property
     def streams(self) -> bool:
@@ -82,6 +81,9 @@ class Capabilities:
     required_keys: tuple[str, ...] = ()  # config keys this kind cannot do without
     # Who answers, in OpenTelemetry's GenAI terms (gen_ai.provider.name on the attempt's span).
     provider: str = ""
+    # Gemini's Batch API (batches + files, gemini_proxy/batch/gemini_client.py) at this upstream:
+    # the OpenAI Batch API runs there at the batch price. Vertex's batch jobs are another API.
+    batch_api: bool = False
 
     def serves(self, op: Operation) -> bool:
         return op in self.operations

@@ -5,7 +5,7 @@ gemini-proxy demo  [--config routing.toml] [--port P]   # simulated upstreams, n
                                                         # (no ./routing.toml: the example in the package)
 gemini-proxy check --config routing.toml [--env prod] [--no-secrets]   # validate, print routes; exit 1 on a missing key
 gemini-proxy hash-key < keyfile                          # SHA-256 of a client key for [teams]
-gemini-proxy report LOGFILE [--by team|task|model] [--since 24h] [--format table|csv|json]
+gemini-proxy report LOGFILE [--by team|task|model|lane] [--since 24h] [--format table|csv|json]
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import dataclasses
 import sys
+import tempfile
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -28,7 +29,7 @@ from gemini_proxy.http.app import make_app
 from gemini_proxy.observe.accesslog import setup_logging
 
 
-def _demo_config(config: Config, urls: Mapping[str, str]) -> tuple[Config, Mapping[str, str]]:
+def _demo_config(config: Config, urls: Mapping[str, str], batch_dir: str) -> tuple[Config, Mapping[str, str]]:
     """Point every upstream at the simulated server of its kind and give each a placeholder key."""
     upstreams = {}
     environ: dict[str, str] = {}
@@ -43,7 +44,9 @@ def _demo_config(config: Config, urls: Mapping[str, str]) -> tuple[Config, Mappi
             api_key_files=(),
         )
         environ[env_name] = "demo-simulated-key"
-    return dataclasses.replace(config, upstreams=MappingProxyType(upstreams)), environ
+    # Batches in a folder of their own that goes with the demo, polled fast: the simulated jobs end at once.
+    batch = dataclasses.replace(config.batch, dir=batch_dir, poll_s=0.2, poll_max_s=1.0, poller=True)
+    return dataclasses.replace(config, upstreams=MappingProxyType(upstreams), batch=batch), environ
 
 
 def demo_kinds(kinds: Mapping[str, AdapterKind] = REGISTRY) -> dict[str, AdapterKind]:
@@ -97,19 +100,21 @@ async def _demo(config: Config, host: str, port: int) -> None:
         missing = sorted({up.kind for up in config.upstreams.values()} - set(urls))
         if missing:  # a kind without a simulator: say so rather than fail on a missing URL
             raise SystemExit(f"error: demo has no simulated upstream for kind {', '.join(missing)}")
-        demo_config, environ = _demo_config(config, urls)
-        app = make_app(demo_config, environ=environ, kinds=demo_kinds())
-        started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        server = asyncio.create_task(serve_app(app, host, port, 5.0, started))
-        bound = await _started(server, started)
-        model = next(iter(config.models), "fast")
-        routes = f"{len(config.models)} model aliases and {len(config.tasks)} tasks"
-        print(
-            _SNIPPET.format(routes=routes, path=config.path, host=host, port=bound, model=model),
-            file=sys.stderr,
-            flush=True,
-        )
-        await server
+        # ignore_cleanup_errors: a poller thread may still be touching the folder as the demo stops.
+        with tempfile.TemporaryDirectory(prefix="gemini-proxy-demo-batches-", ignore_cleanup_errors=True) as batch_dir:
+            demo_config, environ = _demo_config(config, urls, batch_dir)
+            app = make_app(demo_config, environ=environ, kinds=demo_kinds())
+            started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            server = asyncio.create_task(serve_app(app, host, port, 5.0, started))
+            bound = await _started(server, started)
+            model = next(iter(config.models), "fast")
+            routes = f"{len(config.models)} model aliases and {len(config.tasks)} tasks"
+            print(
+                _SNIPPET.format(routes=routes, path=config.path, host=host, port=bound, model=model),
+                file=sys.stderr,
+                flush=True,
+            )
+            await server
     finally:
         for runner in sims:
             await runner.cleanup()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from gemini_proxy.adapters.base import Upstream
+from gemini_proxy.config.batch import BatchConfig
 from gemini_proxy.config.caching import ContextCacheConfig, ResponseCacheConfig
 from gemini_proxy.config.logging import LoggingConfig
 from gemini_proxy.config.pricing import PriceBook
@@ -155,6 +156,7 @@ class Config:
     state: StateConfig = field(default_factory=StateConfig)  # [state]: memory or shared through Redis
     tracing: TracingConfig = field(default_factory=TracingConfig)  # [tracing]: OpenTelemetry, off by default
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)  # [responses]: the response store
+    batch: BatchConfig = field(default_factory=BatchConfig)  # [batch]: the OpenAI Batch API's store and polling
 
     def caching(self, kind: str, name: str) -> tuple[ResponseCacheConfig | None, ContextCacheConfig | None]:
         """The caches a route opted into (``kind`` and ``name`` of a routing Route)."""

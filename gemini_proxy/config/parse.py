@@ -17,7 +17,7 @@ from typing import Any
 from gemini_proxy.adapters import REGISTRY
 from gemini_proxy.adapters.base import Upstream
 from gemini_proxy.adapters.gemini.capabilities import ALL_BUILTIN
-from gemini_proxy.config import resilience, responses, state, structured
+from gemini_proxy.config import batch, resilience, responses, state, structured
 from gemini_proxy.config.caching import parse_context_cache, parse_response_cache
 from gemini_proxy.config.errors import ConfigError
 from gemini_proxy.config.logging import parse_logging
@@ -279,6 +279,7 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
     state_cfg = state.parse(root.table("state"))
     responses_cfg = responses.parse(root.table("responses"))
     tracing = parse_tracing(root.table("tracing"))
+    batch_cfg = batch.parse(root.table("batch"))
     root.done()
     for name in set(models) & set(tasks):
         raise ConfigError(
@@ -300,4 +301,5 @@ def parse(data: dict[str, Any], file: str = "<config>") -> Config:
         state=state_cfg,
         responses=responses_cfg,
         tracing=tracing,
+        batch=batch_cfg,
     )

@@ -3,7 +3,8 @@
 Middlewares, outermost first: access log (one record per request, and its SERVER span when
 tracing is on), errors -> OpenAI JSON, auth.
 App-wide resources are typed keys (appkeys.py) opened and closed in ``cleanup_ctx``: the
-Runtime's upstream sessions, and the shared state's health sync (Redis) with its connection.
+Runtime's upstream sessions, the shared state's health sync (Redis) with its connection, and
+the Batch API's poller (gemini_proxy/http/batch_poll.py) with its sessions.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ from aiohttp import web
 
 from gemini_proxy.adapters import REGISTRY
 from gemini_proxy.adapters.interface import AdapterKind
+from gemini_proxy.batch.store import BatchStore
 from gemini_proxy.config import Config
-from gemini_proxy.http import wire_errors
-from gemini_proxy.http.appkeys import ANSWERS, METER, RESPONSES, RUNTIME, STATE, TELEMETRY, TRACING
+from gemini_proxy.http import batch_local, wire_errors
+from gemini_proxy.http.appkeys import ANSWERS, BATCHES, METER, RESPONSES, RUNTIME, STATE, TELEMETRY, TRACING
 from gemini_proxy.http.auth import auth
+from gemini_proxy.http.batch_poll import BatchRunner
 from gemini_proxy.http.handlers import (
+    batches,
     chat,
     embeddings,
+    files,
     health,
     models,
     native,
@@ -84,10 +89,13 @@ def make_app(
     app[TELEMETRY].metrics.register_source(
         "upstream_keys", lambda: key_pool.gauges(app[RUNTIME].current.keys), label="upstream"
     )
+    store = BatchStore(config.batch.dir)
+    app[BATCHES] = BatchRunner(store, app[RUNTIME], app[TELEMETRY], app[METER], batch_local.run_lines)
     app.on_response_prepare.append(on_response_prepare)
     app.cleanup_ctx.append(_runtime_lifecycle)
     app.cleanup_ctx.append(_state_lifecycle)
     app.cleanup_ctx.append(_tracing_lifecycle)
+    app.cleanup_ctx.append(_batch_lifecycle)
     app.router.add_post("/v1/chat/completions", chat.chat_completions)
     app.router.add_post("/v1/responses", responses.create_response)
     app.router.add_get("/v1/responses/{response_id}", stored_responses.retrieve)
@@ -99,6 +107,16 @@ def make_app(
         app.router.add_post(path, native.generate)
     app.router.add_get("/v1beta/models", native_models.list_models)  # /v1/models stays OpenAI's
     app.router.add_get("/v1beta/models/{call}", native_models.get_model)
+    # OpenAI's Batch API on Gemini's (README "Batch API").
+    app.router.add_post("/v1/files", files.upload)
+    app.router.add_get("/v1/files", files.list_files)
+    app.router.add_get("/v1/files/{file_id}", files.retrieve)
+    app.router.add_delete("/v1/files/{file_id}", files.delete)
+    app.router.add_get("/v1/files/{file_id}/content", files.content)
+    app.router.add_post("/v1/batches", batches.create)
+    app.router.add_get("/v1/batches", batches.list_batches)
+    app.router.add_get("/v1/batches/{batch_id}", batches.retrieve)
+    app.router.add_post("/v1/batches/{batch_id}/cancel", batches.cancel)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
@@ -137,3 +155,16 @@ async def _state_lifecycle(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await state.close()
+
+
+async def _batch_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """Poll the Batch API's unfinished jobs while the app serves (``[batch] poller``); a restart resumes them."""
+    runner = app[BATCHES]
+    task = asyncio.create_task(runner.run()) if app[RUNTIME].current.config.batch.poller else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await runner.close()

@@ -10,6 +10,7 @@ handlers and the reloader share the keys without importing each other.
     app[RESPONSES]   the Responses API's store (memory, or Redis with [state]); outlives reloads
     app[ANSWERS]     AnswerStore: the exact response cache (outlives reloads; Redis when shared)
     app[TRACING]     OpenTelemetry tracing, or None when it is off (observe/tracing.py)
+    app[BATCHES]     BatchRunner: the Batch API's store and its poller
     request[REQUEST_ID], request[RECORD], request[TEAM]
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gemini_proxy.config import TeamConfig
+from gemini_proxy.http.batch_poll import BatchRunner
 from gemini_proxy.observe.record import RequestRecord
 from gemini_proxy.observe.telemetry import Telemetry
 from gemini_proxy.observe.tracing import Tracing
@@ -34,6 +36,7 @@ TELEMETRY = web.AppKey("telemetry", Telemetry)
 RESPONSES: web.AppKey[ResponseStore] = web.AppKey("response_store")
 ANSWERS = web.AppKey("answer_store", AnswerStore)
 TRACING: web.AppKey[Tracing | None] = web.AppKey("tracing")
+BATCHES = web.AppKey("batches", BatchRunner)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 RECORD = web.RequestKey("record", RequestRecord)

@@ -71,6 +71,10 @@ class RequestRecord:
     schema_default: bool = False
     inputs: int | None = None  # embeddings: how many inputs the request carried
     cache: str | None = None  # the exact response cache of the route: "hit" | "miss" (None: no cache)
+    # Batch API requests (lane "batch"): which batch and line, and the price discount applied.
+    batch_id: str | None = None
+    custom_id: str | None = None
+    price_factor: float = 1.0
     # References, not copies: read only when usage must be estimated or content is logged.
     messages: Any = None
     completion: dict[str, Any] | None = None
@@ -214,6 +218,8 @@ class RequestRecord:
             out["cache_storage_token_hours"] = round(usage.cache_storage_token_hours, 3)
         if usage.builtin_tools:  # Gemini built-in tools the answer used (google_search...)
             out["builtin_tools"] = list(usage.builtin_tools)
+        if self.batch_id is not None:
+            out["batch_id"], out["custom_id"] = self.batch_id, self.custom_id
         return out
 
 

@@ -28,7 +28,7 @@ import orjson
 from ddsketch import DDSketch
 
 RELATIVE_ACCURACY = 0.01
-BY = {"team": "team_id", "task": "task_type", "model": "model_used"}
+BY = {"team": "team_id", "task": "task_type", "model": "model_used", "lane": "lane"}  # lane: online / batch
 TOP_N = 10
 # Prompt-size bands in input tokens; the last one is Gemini's long-context price tier.
 BANDS: tuple[tuple[float, str], ...] = (

@@ -31,6 +31,8 @@ class Telemetry:
         out = record.to_log(usage)
         if record.model_used is not None:
             cost = config.pricing.cost(record.upstream, record.model_used, usage)
+            if cost is not None:
+                cost *= record.price_factor  # the Batch API's discount (1.0 online)
             if cost is None and record.model_used not in self.unpriced_warned:
                 self.unpriced_warned.add(record.model_used)
                 LOG.warning(

@@ -69,6 +69,20 @@ def _check_allowed(team: TeamConfig, route: Route) -> None:
 
 async def authorize(config: Config, team: TeamConfig | None, route: Route, meter: TeamMeter) -> Route:
     """The route this request may use: checked for the team, cut to the allowed regions, metered."""
+    route = permitted(config, team, route)
+    admission = None
+    if team is not None:
+        # With Redis the team's quota rides with the first upstream admission: one round trip
+        # for both (the target, and so its limits, is known only in the attempt loop).
+        admission = meter.deferred(team)
+        if admission is None:
+            await meter.admit(team)
+    return route if admission is None else dataclasses.replace(route, team_admission=admission)
+
+
+def permitted(config: Config, team: TeamConfig | None, route: Route) -> Route:
+    """The route checked for the team and cut to the allowed regions, without metering: what a
+    batch line gets at validation (the batch is metered once, not per line)."""
     if team is not None:
         _check_allowed(team, route)
     task = config.tasks.get(route.task) if route.task else None
@@ -79,13 +93,4 @@ async def authorize(config: Config, team: TeamConfig | None, route: Route, meter
         team.allowed_regions if team else None,
         task.allowed_regions if task else None,
     )
-    admission = None
-    if team is not None:
-        # With Redis the team's quota rides with the first upstream admission: one round trip
-        # for both (the target, and so its limits, is known only in the attempt loop).
-        admission = meter.deferred(team)
-        if admission is None:
-            await meter.admit(team)
-    if targets == route.targets and admission is None:
-        return route
-    return dataclasses.replace(route, targets=targets, team_admission=admission)
+    return route if targets == route.targets else dataclasses.replace(route, targets=targets)

@@ -34,6 +34,7 @@ CAPABILITIES = Capabilities(
     ),
     self_paced=frozenset({Operation.EMBED}),
     provider="gcp.gemini",
+    batch_api=True,
 )
 
 

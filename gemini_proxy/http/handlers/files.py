@@ -1,0 +1,99 @@
+"""``/v1/files``: OpenAI's Files API, as far as the Batch API needs it (``purpose`` ``batch``).
+
+Upload (multipart ``file`` + ``purpose``, up to ``[batch] max_file_bytes``), retrieve, download
+the content, delete. A file belongs to the team whose key uploaded it: another team gets the
+same 404 as for a file that does not exist. Output and error files of batches live here too
+(``purpose`` ``batch_output``). The bytes are kept under ``[batch] dir`` (gemini_proxy/batch/store.py).
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import BodyPartReader, web
+
+from gemini_proxy.batch.store import public_file
+from gemini_proxy.errors import InvalidRequest, NotFound, PayloadTooLarge
+from gemini_proxy.http.appkeys import BATCHES, RUNTIME, TEAM
+
+CHUNK = 1 << 16
+_FILENAME = re.compile(r"[^A-Za-z0-9._ -]")
+
+
+def _team(request: web.Request) -> str | None:
+    team = request.get(TEAM)
+    return team.name if team else None
+
+
+async def _owned(request: web.Request) -> dict[str, object]:
+    file_id = request.match_info["file_id"]
+    meta = await request.app[BATCHES].io(request.app[BATCHES].store.get_file, file_id)
+    if meta is None or meta.get("team") != _team(request):
+        raise NotFound(f"No such File object: {file_id}", code="file_not_found", param="file_id")
+    return meta
+
+
+async def upload(request: web.Request) -> web.Response:
+    limit = request.app[RUNTIME].current.config.batch.max_file_bytes
+    if not request.content_type.startswith("multipart/"):
+        raise InvalidRequest("send the file as multipart/form-data with fields 'file' and 'purpose'")
+    reader = await request.multipart()
+    purpose, filename, data = None, "upload.jsonl", None
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "purpose":
+            purpose = (await part.text()).strip()
+        elif part.name == "file":
+            filename = _FILENAME.sub("_", part.filename or filename)[:255]
+            data = await _read_limited(part, limit)
+        else:
+            await part.release()
+    if purpose is None:
+        raise InvalidRequest(
+            "Missing required parameter: 'purpose'.", code="missing_required_parameter", param="purpose"
+        )
+    if purpose != "batch":
+        raise InvalidRequest(
+            f"Invalid value for 'purpose': {purpose!r}; this proxy stores files for the Batch API only ('batch').",
+            code="invalid_value",
+            param="purpose",
+        )
+    if data is None:
+        raise InvalidRequest("Missing required parameter: 'file'.", code="missing_required_parameter", param="file")
+    store = request.app[BATCHES].store
+    meta = await request.app[BATCHES].io(store.put_file, _team(request), filename, purpose, data)
+    return web.json_response(public_file(meta))
+
+
+async def _read_limited(part: BodyPartReader, limit: int) -> bytes:
+    out = bytearray()
+    while chunk := await part.read_chunk(CHUNK):
+        out += chunk
+        if len(out) > limit:
+            raise PayloadTooLarge(f"the file is larger than the limit of {limit} bytes ([batch] max_file_bytes)")
+    return bytes(out)
+
+
+async def list_files(request: web.Request) -> web.Response:
+    """The team's files, newest first (``purpose`` filters); OpenAI's list shape."""
+    found = await request.app[BATCHES].io(request.app[BATCHES].store.list_files, _team(request))
+    purpose = request.query.get("purpose")
+    data = [public_file(m) for m in found if purpose is None or m.get("purpose") == purpose]
+    return web.json_response({"object": "list", "data": data, "has_more": False})
+
+
+async def retrieve(request: web.Request) -> web.Response:
+    return web.json_response(public_file(await _owned(request)))
+
+
+async def content(request: web.Request) -> web.Response:
+    meta = await _owned(request)
+    data = await request.app[BATCHES].io(request.app[BATCHES].store.read_file, str(meta["id"]))
+    return web.Response(body=data, content_type="application/octet-stream")
+
+
+async def delete(request: web.Request) -> web.Response:
+    meta = await _owned(request)
+    await request.app[BATCHES].io(request.app[BATCHES].store.delete_file, str(meta["id"]))
+    return web.json_response({"id": meta["id"], "object": "file", "deleted": True})
