@@ -38,7 +38,10 @@ COPY --from=build /install /usr/local
 # folder), for `check`, `demo` and as a template; the real config is mounted at /config.
 COPY routing.toml /etc/gemini-proxy/routing.example.toml
 COPY schemas /etc/gemini-proxy/schemas
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin proxy
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin proxy \
+    && install -d -o 10001 -g 10001 /var/lib/gemini-proxy/batch
+# /var/lib/gemini-proxy/batch: the Batch API's files and job records ([batch] dir), writable by the
+# container's user; mount a volume there (docker-compose.yml) so batches outlive the container.
 # `check` and `demo` without --config read ./routing.toml: the mounted one, else the example
 # bundled in the package.
 WORKDIR /config
