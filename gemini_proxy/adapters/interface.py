@@ -33,9 +33,13 @@ class Operation(enum.Enum):
     NATIVE = "native"  # google-genai's generateContent, relayed as Gemini sent it
     NATIVE_STREAM = "native_stream"  # google-genai's streamGenerateContent
     NATIVE_COUNT = "native_count_tokens"  # google-genai's countTokens: not a generation, never billed
-    # Room for what comes next: the Responses API is a dialect over CHAT / CHAT_STREAM (the
-    # adapters see chat), and batch jobs will add e.g. BATCH_SUBMIT / BATCH_POLL here, each
-    # listed in the capabilities of the kinds that serve them.
+    # POST /v1/responses forwarded as the client sent it (model and key swapped) to an upstream
+    # that serves the Responses API itself (``responses_api = true``). Every other target serves
+    # /v1/responses as a dialect over CHAT / CHAT_STREAM (gemini_proxy/responses/).
+    RESPONSES = "responses"
+    RESPONSES_STREAM = "responses_stream"
+    # Batch jobs will add e.g. BATCH_SUBMIT / BATCH_POLL here, each listed in the capabilities
+    # of the kinds that serve them.
 
     @property
     def streams(self) -> bool:
@@ -53,7 +57,7 @@ class Operation(enum.Enum):
         return _LABELS[self]
 
 
-_STREAMING = frozenset({Operation.CHAT_STREAM, Operation.NATIVE_STREAM})
+_STREAMING = frozenset({Operation.CHAT_STREAM, Operation.NATIVE_STREAM, Operation.RESPONSES_STREAM})
 _LABELS = {
     Operation.CHAT: "chat completions",
     Operation.CHAT_STREAM: "streamed chat completions",
@@ -61,6 +65,8 @@ _LABELS = {
     Operation.NATIVE: "the native Gemini API",
     Operation.NATIVE_STREAM: "the native Gemini API",
     Operation.NATIVE_COUNT: "the native Gemini API",
+    Operation.RESPONSES: "the Responses API",
+    Operation.RESPONSES_STREAM: "the Responses API",
 }
 
 Unary = Callable[[Call], Awaitable[Completion]]
@@ -82,6 +88,9 @@ class Capabilities:
     required_keys: tuple[str, ...] = ()  # config keys this kind cannot do without
     # Who answers, in OpenTelemetry's GenAI terms (gen_ai.provider.name on the attempt's span).
     provider: str = ""
+    # The kind can forward the Responses API when an upstream says it has it (``responses_api``);
+    # config refuses the key for any other kind. Such an upstream's adapter lists RESPONSES ops.
+    forwards_responses: bool = False
 
     def serves(self, op: Operation) -> bool:
         return op in self.operations
