@@ -16,7 +16,7 @@ from gemini_proxy.config import ConfigError
 from tests.conftest import GATEWAY_KEY, Proxy, config_toml, eventually, make_config
 from tests.fakes.gemini import FakeGemini, error, text_answer
 from tests.fakes.openai import FakeOpenAI, OAError
-from tests.fakes.openai_responses import CutResponses
+from tests.fakes.openai_responses import CutResponses, RawResponses, response
 
 GATEWAY_TEXT = "Hello from the gateway's Responses API."
 
@@ -137,6 +137,28 @@ async def test_a_gemini_first_route_forwards_when_it_falls_back_to_the_gateway(
     assert reply.output_text == GATEWAY_TEXT and reply.id == "resp_fake_gateway_1"
     assert fake_openai.bodies == [{"model": "gpt-5-mini", "input": "plain"}]
     assert fake_gemini.bodies  # Gemini was asked first, in its own dialect
+
+
+async def test_an_error_event_before_any_other_falls_back_to_gemini(
+    fwd: Proxy, fake_openai: FakeOpenAI, fake_gemini: FakeGemini
+) -> None:
+    failing = RawResponses(events=[{"type": "error", "code": "server_error", "message": "boom", "sequence_number": 0}])
+    fake_openai.push(*[failing] * 6)
+    fake_gemini.push(text_answer("Gemini after the error event."))
+    async with fwd.client().responses.stream(model="fwd", input="q") as stream:
+        final = await stream.get_final_response()
+    assert final.output_text == "Gemini after the error event."
+
+
+async def test_a_failed_response_in_a_200_falls_back_to_gemini(
+    fwd: Proxy, fake_openai: FakeOpenAI, fake_gemini: FakeGemini
+) -> None:
+    failed = response({"model": "gpt-5-mini"}, "", status="failed")
+    failed["error"] = {"code": "server_error", "message": "the model failed"}
+    fake_openai.push(*[RawResponses(body=failed)] * 6)
+    fake_gemini.push(text_answer("Gemini after a failed response."))
+    reply = await fwd.client().responses.create(model="fwd", input="q")
+    assert reply.output_text == "Gemini after a failed response." and reply.status == "completed"
 
 
 async def test_a_forwarded_stream_cut_short_ends_with_an_error_event(fwd: Proxy, fake_openai: FakeOpenAI) -> None:

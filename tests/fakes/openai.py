@@ -99,9 +99,8 @@ class FakeOpenAI:
         item = self.script.popleft() if self.script else None
         if isinstance(item, OAError):
             return _err(item)
-        cut = item if isinstance(item, openai_responses.CutResponses) else None
         text = item.text if isinstance(item, Reply) else "Hello from the gateway's Responses API."
-        return await openai_responses.answer(request, body, text, cut)
+        return await openai_responses.answer(request, body, text, item)
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         """OpenAI embeddings: 4-dim vectors [index, len(text), 0.5, -0.5]; script OAError/Slow apply too."""

@@ -28,6 +28,14 @@ class CutResponses:
     after: int = 3
 
 
+@dataclass
+class RawResponses:
+    """Sent as they are: a stream of these events (named by their type), or this JSON body."""
+
+    events: list[dict[str, Any]] | None = None
+    body: dict[str, Any] | None = None
+
+
 def response(body: dict[str, Any], text: str, status: str = "completed") -> dict[str, Any]:
     item = {
         "id": "msg_fake_gateway",
@@ -107,13 +115,15 @@ def events(body: dict[str, Any], text: str) -> list[dict[str, Any]]:
     return [{**e, "sequence_number": n} for n, e in enumerate(out)]
 
 
-async def answer(request: web.Request, body: dict[str, Any], text: str, cut: CutResponses | None) -> web.StreamResponse:
+async def answer(request: web.Request, body: dict[str, Any], text: str, item: Any) -> web.StreamResponse:
+    raw = item if isinstance(item, RawResponses) else RawResponses()
     if not body.get("stream"):
-        return web.json_response(response(body, text), dumps=lambda v: orjson.dumps(v).decode())
+        out = raw.body or response(body, text)
+        return web.json_response(out, dumps=lambda v: orjson.dumps(v).decode())
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
-    sent = events(body, text)
-    for event in sent[: cut.after] if cut else sent:
+    sent = raw.events or events(body, text)
+    for event in sent[: item.after] if isinstance(item, CutResponses) else sent:
         await resp.write(b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n")
     await resp.write_eof()
     return resp
