@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import openai
 import orjson
 import pytest
 
@@ -159,6 +160,23 @@ async def test_a_failed_response_in_a_200_falls_back_to_gemini(
     fake_gemini.push(text_answer("Gemini after a failed response."))
     reply = await fwd.client().responses.create(model="fwd", input="q")
     assert reply.output_text == "Gemini after a failed response." and reply.status == "completed"
+
+
+async def test_the_upstreams_own_response_failed_is_relayed_and_not_stored(fwd: Proxy, fake_openai: FakeOpenAI) -> None:
+    failed = response({"model": "gpt-5-mini"}, "", status="failed")
+    failed["error"] = {"code": "server_error", "message": "the model failed"}
+    started = {**failed, "status": "in_progress", "error": None}
+    sent = [
+        {"type": "response.created", "response": started, "sequence_number": 0},
+        {"type": "response.failed", "response": failed, "sequence_number": 1},
+    ]
+    fake_openai.push(RawResponses(events=sent))
+    client = fwd.client()
+    async with client.responses.stream(model="fwd", input="q") as stream:
+        kinds = [event.type async for event in stream]
+    assert kinds == ["response.created", "response.failed"]
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(failed["id"])
 
 
 async def test_a_forwarded_stream_cut_short_ends_with_an_error_event(fwd: Proxy, fake_openai: FakeOpenAI) -> None:

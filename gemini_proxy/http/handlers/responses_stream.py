@@ -172,7 +172,8 @@ async def relay_forwarded(
     write_timeout_s: float,
 ) -> web.StreamResponse:
     """An upstream's own Responses stream (``responses_api = true``), relayed as it came; the
-    response its terminal event carries is stored like any other."""
+    response its terminal event carries is stored like any other (its own ``response.failed``
+    is relayed too: the stream has started, and that is the client's terminal event)."""
     first, agen, state = opened
     resp = await relay(
         request,
@@ -184,6 +185,7 @@ async def relay_forwarded(
         error_event=forwarded_error_event,
         observe=False,
     )
-    if record.status_code == 200 and state.answer is not None:
-        await saver.save(state.answer)
+    answer = state.answer
+    if record.status_code == 200 and answer is not None and answer.get("status") in ("completed", "incomplete"):
+        await saver.save(answer)  # as for bridged answers, a failed one is not kept
     return resp
