@@ -371,6 +371,6 @@ async def test_an_openai_compatible_upstream_answers_responses_through_its_chat_
     async with client.responses.stream(model="cn", input="stream through the gateway") as stream:
         final = await stream.get_final_response()
     assert final.status == "completed" and final.output_text
-    sent = fake_openai.bodies  # the fake gateway serves only /chat/completions: both went there
+    sent = fake_openai.bodies  # no responses_api on this upstream: both went to its /chat/completions
     assert len(sent) == 2 and sent[1]["stream"] is True
     assert sent[0]["messages"] == [{"role": "user", "content": "hello gateway"}]

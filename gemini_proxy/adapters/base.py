@@ -33,6 +33,9 @@ class Upstream:
     # Vertex AI only: the Google Cloud project and location (region) in the URL.
     project: str | None = None
     location: str | None = None
+    # OpenAI-compatible only: the upstream serves the Responses API itself (``/responses``), so
+    # ``POST /v1/responses`` is forwarded to it instead of bridged through its chat API.
+    responses_api: bool = False
 
 
 @dataclass(slots=True)
@@ -117,6 +120,9 @@ class StreamState:
     usage: Usage | None = None
     finish_reason: str | None = None
     chunks: int = 0
+    # The whole answer, when the stream's last event carries it (a forwarded Responses stream's
+    # terminal event): what the proxy stores for ``previous_response_id``.
+    answer: dict[str, Any] | None = None
 
 
 class UpstreamError(Exception):

@@ -33,8 +33,12 @@ class Operation(enum.Enum):
     NATIVE = "native"  # google-genai's generateContent, relayed as Gemini sent it
     NATIVE_STREAM = "native_stream"  # google-genai's streamGenerateContent
     NATIVE_COUNT = "native_count_tokens"  # google-genai's countTokens: not a generation, never billed
-    # The Responses API is a dialect over CHAT / CHAT_STREAM (the adapters see chat); batch jobs
-    # are not an operation of the attempt loop: a kind with Capabilities.batch_api runs them.
+    # POST /v1/responses forwarded as the client sent it (model and key swapped) to an upstream
+    # that serves the Responses API itself (``responses_api = true``). Every other target serves
+    # /v1/responses as a dialect over CHAT / CHAT_STREAM (gemini_proxy/responses/).
+    RESPONSES = "responses"
+    RESPONSES_STREAM = "responses_stream"
+    # Batch jobs are not an operation of the attempt loop: a kind with Capabilities.batch_api runs them.
 
     @property
     def streams(self) -> bool:
@@ -52,7 +56,7 @@ class Operation(enum.Enum):
         return _LABELS[self]
 
 
-_STREAMING = frozenset({Operation.CHAT_STREAM, Operation.NATIVE_STREAM})
+_STREAMING = frozenset({Operation.CHAT_STREAM, Operation.NATIVE_STREAM, Operation.RESPONSES_STREAM})
 _LABELS = {
     Operation.CHAT: "chat completions",
     Operation.CHAT_STREAM: "streamed chat completions",
@@ -60,6 +64,8 @@ _LABELS = {
     Operation.NATIVE: "the native Gemini API",
     Operation.NATIVE_STREAM: "the native Gemini API",
     Operation.NATIVE_COUNT: "the native Gemini API",
+    Operation.RESPONSES: "the Responses API",
+    Operation.RESPONSES_STREAM: "the Responses API",
 }
 
 Unary = Callable[[Call], Awaitable[Completion]]
@@ -84,6 +90,9 @@ class Capabilities:
     # Gemini's Batch API (batches + files, gemini_proxy/batch/gemini_client.py) at this upstream:
     # the OpenAI Batch API runs there at the batch price. Vertex's batch jobs are another API.
     batch_api: bool = False
+    # The kind can forward the Responses API when an upstream says it has it (``responses_api``);
+    # config refuses the key for any other kind. Such an upstream's adapter lists RESPONSES ops.
+    forwards_responses: bool = False
 
     def serves(self, op: Operation) -> bool:
         return op in self.operations

@@ -120,6 +120,13 @@ def _parse_upstream(name: str, t: Table) -> UpstreamConfig:
         raise t.error("base_url", "must not carry a key (?key=...)", "use api_key_env or api_key_file")
     api_key_env, api_keys_env = _key_variables(t)
     headers = _headers(t)
+    responses_api = t.pop("responses_api", bool, False)
+    if responses_api and not capabilities.forwards_responses:
+        raise t.error(
+            "responses_api",
+            f"is only for OpenAI-compatible upstreams, not kind = {kind!r}",
+            f"remove responses_api from [{t.path}]: /v1/responses is served through this kind's chat translation",
+        )
     spec = Upstream(
         name=name,
         kind=kind,
@@ -131,6 +138,7 @@ def _parse_upstream(name: str, t: Table) -> UpstreamConfig:
         max_connections=t.positive("max_connections", int, 256),
         project=project,
         location=location,
+        responses_api=responses_api,
     )
     upstream = UpstreamConfig(
         spec=spec,

@@ -33,6 +33,10 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 # Paths whose requests are accounted for in the access log (health checks are not).
 LOGGED_PREFIXES = ("/v1/", "/v1beta/")
+# Reads and deletes that are logged too: a team's stored Responses answers (who read or deleted
+# what is worth an audit line). Their ``endpoint`` is the method and the route's template, never
+# the raw path (it holds an id), so metrics keep one label per operation.
+STORED_RESPONSES = "/v1/responses/"
 
 
 def native_surface(path: str) -> bool:
@@ -71,9 +75,17 @@ def access_log(tracing: Tracing | None = None) -> Middleware:
 
     @web.middleware
     async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith(LOGGED_PREFIXES) or request.method != "POST":
+        if request.method == "POST":
+            if not request.path.startswith(LOGGED_PREFIXES):
+                return await handler(request)
+            endpoint = request.path
+        elif request.method in ("GET", "DELETE") and request.path.startswith(STORED_RESPONSES):
+            resource = request.match_info.route.resource
+            template = resource.canonical if resource is not None else "/v1/responses/{unknown}"
+            endpoint = f"{request.method} {template}"
+        else:
             return await handler(request)
-        record = RequestRecord(request_id=request_id_of(request), endpoint=request.path)
+        record = RequestRecord(request_id=request_id_of(request), endpoint=endpoint)
         request[RECORD] = record
         if tracing is not None:  # the request's SERVER span, ended with its log line in _emit
             resource = request.match_info.route.resource  # the route's template: one name per endpoint

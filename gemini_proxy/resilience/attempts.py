@@ -64,6 +64,19 @@ class Resources(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Alternative:
+    """The request in another operation, for the targets whose adapter serves that one.
+
+    ``POST /v1/responses`` is chat for most targets (the body translated) and the Responses API
+    itself for an upstream that forwards it (the client's body): one route may mix both, so
+    which one an attempt makes is decided per target, by the target's capabilities.
+    """
+
+    op: Operation
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """One request as the attempt loop sees it."""
 
@@ -77,6 +90,14 @@ class Job:
     session: str | None = None  # key affinity (resilience/keys/affinity.py): the key this prefers
     context_cache: ContextCaching | None = None  # the route's opt-in to Gemini context caching
     trace: RequestTrace | None = None  # the request's trace (resilience/tracing.py); None: tracing is off
+    alternative: Alternative | None = None  # preferred by a target that serves its operation
+
+    def plan(self, op: Operation, adapter: Adapter) -> tuple[Operation, dict[str, Any]]:
+        """The operation and body an attempt on ``adapter`` makes."""
+        alt = self.alternative
+        if alt is not None and adapter.capabilities.serves(alt.op):
+            return alt.op, alt.body
+        return op, self.body
 
 
 class Run:
@@ -166,7 +187,7 @@ class Run:
     def _skip(self, target: Target) -> Refusal | None:
         """A target not worth an attempt: its kind does not serve the operation, or its circuit is open."""
         adapter = self.rt.adapters[target.upstream]
-        if not adapter.capabilities.serves(self.op):
+        if not adapter.capabilities.serves(self.job.plan(self.op, adapter)[0]):
             kind = adapter.upstream.kind
             message = f"{target} ({kind}) does not serve {self.op.label}; route it to an upstream that does"
             return Unsupported(message, upstream=target.upstream)
@@ -207,7 +228,7 @@ class Run:
     def _call(self, target: Target, key: UpstreamKey, progress: Progress | None) -> Call:
         return Call(
             model=target.model,
-            body=self.job.body,
+            body=self.job.plan(self.op, self.rt.adapters[target.upstream])[1],
             request_id=self.job.request_id,
             api_key=key.value,
             stream=self.op.streams,
@@ -404,7 +425,7 @@ async def perform(rt: Resources, job: Job, op: Operation, outcome: Outcome) -> C
     try:
 
         async def one(adapter: Adapter, call: Call) -> Completion:
-            return await adapter.unary(op)(call)
+            return await adapter.unary(job.plan(op, adapter)[0])(call)
 
         target, result = await run.run(one)
         run.settle(target, result.usage)

@@ -54,7 +54,7 @@ async def open_stream(
 
     async def one(adapter: Adapter, call: Call) -> tuple[bytes, AsyncIterator[bytes], StreamState]:
         state = StreamState()
-        agen = adapter.streaming(op)(call, state)
+        agen = adapter.streaming(job.plan(op, adapter)[0])(call, state)
         try:
             first = await agen.__anext__()
         except StopAsyncIteration:

@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes import openai_responses
+
 
 @dataclass
 class Reply:
@@ -85,7 +87,20 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.handle)
         app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_post("/v1/responses", self.responses)
         return app
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """The gateway's own Responses API (tests/fakes/openai_responses.py); OAError scripts apply."""
+        body = orjson.loads(await request.read())
+        self.requests.append({"body": body, "headers": dict(request.headers), "path": request.path})
+        if not request.headers.get("Authorization", "").startswith("Bearer "):
+            return _err(OAError(401, "You didn't provide an API key.", "invalid_request_error", "invalid_api_key"))
+        item = self.script.popleft() if self.script else None
+        if isinstance(item, OAError):
+            return _err(item)
+        text = item.text if isinstance(item, Reply) else "Hello from the gateway's Responses API."
+        return await openai_responses.answer(request, body, text, item)
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         """OpenAI embeddings: 4-dim vectors [index, len(text), 0.5, -0.5]; script OAError/Slow apply too."""

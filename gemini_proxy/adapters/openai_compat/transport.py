@@ -9,6 +9,7 @@ when the client did not ask for it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,7 +21,7 @@ from gemini_proxy.adapters import sse
 from gemini_proxy.adapters.base import Call, Completion, RequestError, StreamState, Upstream, UpstreamError, Usage
 from gemini_proxy.adapters.http import HttpTransport, joined
 from gemini_proxy.adapters.interface import Capabilities, Operation, OperationTable
-from gemini_proxy.adapters.openai_compat import embeddings
+from gemini_proxy.adapters.openai_compat import embeddings, responses
 
 # The events worth parsing in a relayed stream: usage (to log it, and to drop the usage-only
 # chunk), a finish reason, or an error. Gateways differ in JSON spacing (`"usage": {` from
@@ -67,6 +68,11 @@ CAPABILITIES = Capabilities(
     operations=frozenset({Operation.CHAT, Operation.CHAT_STREAM, Operation.EMBED}),
     self_paced=frozenset({Operation.EMBED}),
     provider="openai",  # the wire protocol: a gateway speaking OpenAI's API
+    forwards_responses=True,
+)
+# An upstream with ``responses_api = true`` also takes /v1/responses as it came (responses.py).
+_WITH_RESPONSES = dataclasses.replace(
+    CAPABILITIES, operations=CAPABILITIES.operations | {Operation.RESPONSES, Operation.RESPONSES_STREAM}
 )
 
 
@@ -129,12 +135,17 @@ class PassthroughEvents:
 
 class OpenAIAdapter(OperationTable):
     def __init__(self, upstream: Upstream, session: aiohttp.ClientSession | None = None) -> None:
-        self.upstream, self.capabilities = upstream, CAPABILITIES
+        self.upstream = upstream
+        self.capabilities = _WITH_RESPONSES if upstream.responses_api else CAPABILITIES
         self.http = HttpTransport(upstream, error_from, session)
         self._url = f"{upstream.base_url.rstrip('/')}/chat/completions"
+        self._responses_url = f"{upstream.base_url.rstrip('/')}/responses"
         self._headers = {"Content-Type": "application/json", **upstream.headers}
         self._unary = {Operation.CHAT: self.complete, Operation.EMBED: self.embed}
         self._streaming = {Operation.CHAT_STREAM: self.stream}
+        if upstream.responses_api:
+            self._unary = {**self._unary, Operation.RESPONSES: self.create_response}
+            self._streaming = {**self._streaming, Operation.RESPONSES_STREAM: self.stream_response}
 
     def headers(self, call: Call) -> dict[str, str]:
         headers = dict(self._headers)
@@ -173,6 +184,15 @@ class OpenAIAdapter(OperationTable):
         """The gateway's SSE relayed as it arrives: the events of one upstream read in one write."""
         tr = PassthroughEvents(call, state, self.http)
         return joined(self.http.event_batches(call, self._url, self._request(call), self.headers(call), state, tr))
+
+    async def create_response(self, call: Call) -> Completion:
+        return await responses.create(self.http, call, self._responses_url, self.headers(call))
+
+    def stream_response(self, call: Call, state: StreamState) -> AsyncIterator[bytes]:
+        """The upstream's Responses events, reframed with their ``event:`` names, one write per read."""
+        tr = responses.ResponsesEvents(state, self.http)
+        payload = responses.body_of(call, self.upstream.name)
+        return joined(self.http.event_batches(call, self._responses_url, payload, self.headers(call), state, tr))
 
     async def embed(self, call: Call) -> Completion:
         return await embeddings.embed(self.http, call, self.headers(call))

@@ -27,9 +27,10 @@ from gemini_proxy.http.answer import JSON, SSE_HEADERS, answer_headers
 from gemini_proxy.http.appkeys import RECORD, RESPONSES, RUNTIME
 from gemini_proxy.http.body import check_chat_shape, read_json
 from gemini_proxy.http.handlers.chat import prompt_chars
-from gemini_proxy.http.handlers.responses_stream import relay_events, replay_events
+from gemini_proxy.http.handlers.responses_stream import relay_events, relay_forwarded, replay_events
 from gemini_proxy.http.handlers.stored_responses import lookup, team_of
 from gemini_proxy.observe.record import RequestRecord
+from gemini_proxy.resilience.attempts import Alternative, Job
 from gemini_proxy.responses import CHAT_PARAM_NAMES, Context, from_chat, to_chat
 from gemini_proxy.runtime import Runtime
 from gemini_proxy.state.backend import StateUnavailable
@@ -152,29 +153,45 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         context_cache=rt.config.caching(route.kind, route.name)[1],
     )
     saver = Saver(request.app[RESPONSES], team_of(request), ctx, stored_input(body, history))
+    if enforcement is None:  # a target that serves the Responses API itself gets the client's body
+        forward = Alternative(Operation.RESPONSES_STREAM if ctx.stream else Operation.RESPONSES, body)
+        job = dataclasses.replace(job, alternative=forward)
     if not ctx.stream or enforcement is not None:
         try:
             result = await flow.chat(rt, record, job, enforcement)
         except InvalidRequest as exc:
             raise renamed(exc) from None
-        record.completion = result.body
         record.usage, record.finish_reason = result.usage, result.finish_reason
+        if _forwarded(rt, record, job):  # the upstream's own answer, relayed as its bytes
+            await saver.save(result.body)
+            raw = result.raw if result.raw is not None else orjson.dumps(result.body)
+            return web.Response(body=raw, content_type=JSON, headers=answer_headers(record))
+        record.completion = result.body
         if ctx.stream:  # under a schema: validated first, then sent as events
             return await replay_events(request, record, ctx, body, result, saver, _headers(record, ctx))
         response = from_chat(result.body, ctx, body)
         await saver.save(response)
         return web.Response(body=orjson.dumps(response), content_type=JSON, headers=_headers(record, ctx))
     try:
-        first, agen, state = await flow.stream(rt, record, job, Operation.CHAT_STREAM)
+        opened = await flow.stream(rt, record, job, Operation.CHAT_STREAM)
     except InvalidRequest as exc:
         raise renamed(exc) from None
+    write_timeout_s = rt.config.server.client_write_timeout_s
+    if _forwarded(rt, record, job):
+        return await relay_forwarded(request, record, opened, saver, write_timeout_s=write_timeout_s)
     return await relay_events(
         request,
         record,
         ctx,
         body,
-        (first, agen, state),
+        opened,
         saver,
         headers={**SSE_HEADERS, **_headers(record, ctx)},
-        write_timeout_s=rt.config.server.client_write_timeout_s,
+        write_timeout_s=write_timeout_s,
     )
+
+
+def _forwarded(rt: Runtime, record: RequestRecord, job: Job) -> bool:
+    """Whether the target that answered took the client's Responses body (and answered in kind)."""
+    alt = job.alternative
+    return alt is not None and record.upstream is not None and rt.adapters[record.upstream].capabilities.serves(alt.op)

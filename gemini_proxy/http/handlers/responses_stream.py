@@ -21,7 +21,7 @@ from aiohttp import web
 
 from gemini_proxy.adapters.base import Completion, StreamState, UpstreamError
 from gemini_proxy.errors import InternalError, ProxyError
-from gemini_proxy.http.answer import SSE_HEADERS, ClientStalled, write_chunk
+from gemini_proxy.http.answer import SSE_HEADERS, ClientStalled, relay, write_chunk
 from gemini_proxy.observe.record import RequestRecord
 from gemini_proxy.resilience.failures import to_client
 from gemini_proxy.responses import Context, StreamConverter, failure_code, sse
@@ -154,3 +154,38 @@ async def replay_events(
     await saver.save(converter.response)
     payload = b"".join(sse(e) for e in events)
     return web.Response(body=payload, headers={**SSE_HEADERS, **headers})
+
+
+def forwarded_error_event(exc: ProxyError) -> bytes:
+    """A forwarded stream broken after its first event: the Responses ``error`` event (the
+    upstream's own events, with their sequence numbers, came before it untouched)."""
+    event = {"type": "error", "code": exc.code or failure_code(exc.status), "message": exc.message, "param": None}
+    return sse(event)
+
+
+async def relay_forwarded(
+    request: web.Request,
+    record: RequestRecord,
+    opened: tuple[bytes, AsyncIterator[bytes], StreamState],
+    saver: _Saver,
+    *,
+    write_timeout_s: float,
+) -> web.StreamResponse:
+    """An upstream's own Responses stream (``responses_api = true``), relayed as it came; the
+    response its terminal event carries is stored like any other (its own ``response.failed``
+    is relayed too: the stream has started, and that is the client's terminal event)."""
+    first, agen, state = opened
+    resp = await relay(
+        request,
+        record,
+        first,
+        agen,
+        state,
+        write_timeout_s=write_timeout_s,
+        error_event=forwarded_error_event,
+        observe=False,
+    )
+    answer = state.answer
+    if record.status_code == 200 and answer is not None and answer.get("status") in ("completed", "incomplete"):
+        await saver.save(answer)  # as for bridged answers, a failed one is not kept
+    return resp
