@@ -25,11 +25,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import gemini_proxy.observe
+from gemini_proxy.adapters.interface import Operation
 from gemini_proxy.adapters.simulated import split_stream
 from gemini_proxy.config import ConfigError
 from gemini_proxy.config.tracing import TracingConfig
 from gemini_proxy.http.app import make_app
 from gemini_proxy.http.appkeys import TRACING
+from gemini_proxy.observe.otel import OPERATION_NAMES
 from gemini_proxy.routing.teams import hash_client_key
 from tests.conftest import ENV, Proxy, config_toml, eventually, make_config
 from tests.fakes.clock import FakeClock
@@ -399,3 +401,20 @@ def test_check_says_where_traces_go() -> None:
     assert off.returncode == 0 and on.returncode == 0, off.stderr + on.stderr
     assert "tracing: off" in off.stdout
     assert "tracing: OTLP/HTTP to http://otel-collector:4318/v1/traces as service 'gemini-proxy'" in on.stdout
+
+
+def test_every_operation_has_a_span_operation_name() -> None:
+    """An operation added without one made every traced call of it a 500 (countTokens did)."""
+    assert set(OPERATION_NAMES) == set(Operation)
+
+
+async def test_a_traced_count_tokens_call_answers_and_is_a_count_tokens_client_span(
+    traced: Any, fake_gemini: FakeGemini
+) -> None:
+    proxy, exporter = await traced()
+    url = proxy.url + "/v1beta/models/google:gemini-2.5-flash:countTokens"
+    status, body, _ = await post(url, {"contents": [{"role": "user", "parts": [{"text": "count these words"}]}]})
+    assert status == 200 and body["totalTokens"] > 0
+    assert await eventually(lambda: len(by_kind(exporter, SpanKind.SERVER)) == 1)
+    (client,) = by_kind(exporter, SpanKind.CLIENT)
+    assert client.attributes is not None and client.attributes["gen_ai.operation.name"] == "count_tokens"

@@ -44,6 +44,9 @@ OPERATION_NAMES = {
     Operation.EMBED: "embeddings",
     Operation.NATIVE: "generate_content",
     Operation.NATIVE_STREAM: "generate_content",
+    Operation.NATIVE_COUNT: "count_tokens",  # not a semantic-convention value: none exists for it
+    Operation.RESPONSES: "chat",  # the Responses API forwarded: a chat in the conventions' terms
+    Operation.RESPONSES_STREAM: "chat",
 }
 
 

@@ -49,9 +49,10 @@ class Guard:
             else SharedLimits(name, cfg, state, config.local_shares, self.clock)
             for name, cfg in self.res.limits.items()
         }
-        # countTokens' own per-minute budget (RateLimits.count_tokens_rpm), this replica's alone.
+        # countTokens' own per-minute budget (RateLimits.count_tokens_rpm): this replica's alone,
+        # split between its workers as every in-process limit is.
         self.count_limits = {
-            name: UpstreamLimits(name, RateLimits(rpm=cfg.count_tokens_rpm), self.clock)
+            name: UpstreamLimits(name, divided(RateLimits(rpm=cfg.count_tokens_rpm), config.server.workers), self.clock)
             for name, cfg in self.res.limits.items()
             if cfg.count_tokens_rpm
         }
