@@ -542,3 +542,71 @@ allowed_regions = ["eu"]
     )
     assert batch.status == "failed" and batch.errors and batch.errors.data
     assert [(e.line, e.code, e.param) for e in batch.errors.data] == [(1, "region_not_allowed", "body.model")]
+
+
+# --- bad uploads: a clear error, never a 500 or a held connection -----------------------------------
+
+
+async def raw_upload(client: openai.AsyncOpenAI, head: str, body: bytes, *, wait_s: float = 10.0) -> tuple[int, Any]:
+    """Send ``head`` (the request line is added) and ``body`` as they are; (status, JSON error)."""
+    url = client.base_url
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        writer.write(f"POST /v1/files HTTP/1.1\r\nHost: {url.host}\r\nConnection: close\r\n{head}\r\n".encode() + body)
+        await writer.drain()
+        async with asyncio.timeout(wait_s):  # the answer, not EOF: the client still holds its half
+            head_bytes = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(h.split(b":", 1)[1]) for h in head_bytes.split(b"\r\n") if h.lower().startswith(b"content-length:")
+            )
+            payload = await reader.readexactly(length)
+    finally:
+        writer.close()
+    return int(head_bytes.split()[1]), orjson.loads(payload)
+
+
+FORM = (
+    b'--XYZ\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+    b'--XYZ\r\nContent-Disposition: form-data; name="file"; filename="a.jsonl"\r\n\r\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "status", "code"),
+    [
+        # cut short: the declared length arrives, the closing boundary never does
+        (
+            "Content-Type: multipart/form-data; boundary=XYZ\r\nContent-Length: {n}\r\n",
+            FORM + b"{}",
+            400,
+            "invalid_multipart",
+        ),
+        (
+            "Content-Type: multipart/form-data\r\nContent-Length: {n}\r\n",
+            FORM + b"{}\r\n--XYZ--\r\n",
+            400,
+            "invalid_multipart",
+        ),
+        (
+            "Content-Type: multipart/form-data; boundary=XYZ\r\nContent-Encoding: gzip\r\nContent-Length: {n}\r\n",
+            FORM + b"{}\r\n--XYZ--\r\n",
+            415,
+            "unsupported_content_encoding",
+        ),
+    ],
+    ids=["truncated", "no-boundary", "compressed"],
+)
+async def test_a_broken_upload_is_a_clear_client_error(
+    stack: Stack, head: str, body: bytes, status: int, code: str
+) -> None:
+    client = await stack.proxy()
+    got, error = await raw_upload(client, head.replace("{n}", str(len(body))), body)
+    assert (got, error["error"]["code"]) == (status, code)
+    assert (await upload(client, jsonl(line("after")))).id  # and the proxy keeps serving
+
+
+async def test_a_stalled_upload_is_answered_408_not_held(stack: Stack) -> None:
+    client = await stack.proxy(server="body_read_timeout_s = 0.2")
+    head = "Content-Type: multipart/form-data; boundary=XYZ\r\nContent-Length: 100000\r\n"
+    got, error = await raw_upload(client, head, FORM + b'{"custom_id": "x"', wait_s=10.0)
+    assert (got, error["error"]["code"]) == (408, "body_timeout")

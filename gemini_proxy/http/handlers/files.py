@@ -8,15 +8,19 @@ same 404 as for a file that does not exist. Output and error files of batches li
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from aiohttp import BodyPartReader, web
 
 from gemini_proxy.batch.store import public_file
-from gemini_proxy.errors import InvalidRequest, NotFound, PayloadTooLarge
+from gemini_proxy.errors import InvalidRequest, NotFound, PayloadTooLarge, ProxyError
 from gemini_proxy.http.appkeys import BATCHES, RUNTIME, TEAM
 
 CHUNK = 1 << 16
+T = TypeVar("T")
 _FILENAME = re.compile(r"[^A-Za-z0-9._ -]")
 
 
@@ -34,21 +38,22 @@ async def _owned(request: web.Request) -> dict[str, object]:
 
 
 async def upload(request: web.Request) -> web.Response:
-    limit = request.app[RUNTIME].current.config.batch.max_file_bytes
+    config = request.app[RUNTIME].current.config
     if not request.content_type.startswith("multipart/"):
         raise InvalidRequest("send the file as multipart/form-data with fields 'file' and 'purpose'")
-    reader = await request.multipart()
-    purpose, filename, data = None, "upload.jsonl", None
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
-        if part.name == "purpose":
-            purpose = (await part.text()).strip()
-        elif part.name == "file":
-            filename = _FILENAME.sub("_", part.filename or filename)[:255]
-            data = await _read_limited(part, limit)
-        else:
-            await part.release()
+    coding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
+    if coding != "identity":  # a JSONL upload is sent as is (OpenAI's SDK never compresses it)
+        raise InvalidRequest(
+            f"Content-Encoding {coding!r} is not accepted on /v1/files; upload the file uncompressed",
+            code="unsupported_content_encoding",
+            status=415,
+        )
+    try:
+        purpose, filename, data = await _read_form(
+            request, config.batch.max_file_bytes, config.server.body_read_timeout_s
+        )
+    except ValueError as exc:  # aiohttp's multipart reader: a missing boundary, a body cut short...
+        raise InvalidRequest(f"the multipart body cannot be read: {exc}", code="invalid_multipart") from None
     if purpose is None:
         raise InvalidRequest(
             "Missing required parameter: 'purpose'.", code="missing_required_parameter", param="purpose"
@@ -66,13 +71,42 @@ async def upload(request: web.Request) -> web.Response:
     return web.json_response(public_file(meta))
 
 
-async def _read_limited(part: BodyPartReader, limit: int) -> bytes:
-    out = bytearray()
-    while chunk := await part.read_chunk(CHUNK):
-        out += chunk
-        if len(out) > limit:
-            raise PayloadTooLarge(f"the file is larger than the limit of {limit} bytes ([batch] max_file_bytes)")
-    return bytes(out)
+async def _read_form(request: web.Request, limit: int, idle_s: float) -> tuple[str | None, str, bytes | None]:
+    """(purpose, filename, file bytes) of the upload form. A client that stops sending for
+    ``idle_s`` (``server.body_read_timeout_s``) gets a 408: a large file may take longer than that
+    in all, so the bound is on each wait, not on the whole upload."""
+
+    async def idle(step: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(idle_s):
+                return await step
+        except TimeoutError:
+            raise ProxyError(
+                f"the upload stalled: nothing arrived for {idle_s:g}s (server.body_read_timeout_s)",
+                code="body_timeout",
+                status=408,
+            ) from None
+
+    reader = await request.multipart()
+    purpose, filename, data = None, "upload.jsonl", None
+    while (part := await idle(reader.next())) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "purpose":
+            purpose = (await idle(part.text())).strip()
+        elif part.name == "file":
+            filename = _FILENAME.sub("_", part.filename or filename)[:255]
+            out = bytearray()
+            while chunk := await idle(part.read_chunk(CHUNK)):
+                out += chunk
+                if len(out) > limit:
+                    raise PayloadTooLarge(
+                        f"the file is larger than the limit of {limit} bytes ([batch] max_file_bytes)"
+                    )
+            data = bytes(out)
+        else:
+            await idle(part.release())
+    return purpose, filename, data
 
 
 async def list_files(request: web.Request) -> web.Response:
