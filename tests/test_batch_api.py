@@ -610,3 +610,18 @@ async def test_a_stalled_upload_is_answered_408_not_held(stack: Stack) -> None:
     head = "Content-Type: multipart/form-data; boundary=XYZ\r\nContent-Length: 100000\r\n"
     got, error = await raw_upload(client, head, FORM + b'{"custom_id": "x"', wait_s=10.0)
     assert (got, error["error"]["code"]) == (408, "body_timeout")
+
+
+async def test_batch_lines_count_as_requests_but_stay_out_of_the_online_latency_histograms(stack: Stack) -> None:
+    """A line's latency is its batch's turnaround (hours in production): in the online latency
+    series it would break every p99 and SLO alert."""
+    client = await stack.proxy()
+    uploaded = await upload(client, jsonl(line("a"), line("b")))
+    batch = await client.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
+    assert (await finished(client, batch.id)).status == "completed"
+    text = (await client._client.get(str(client.base_url.join("/metrics")))).text
+    model = 'model="gemini-2.5-flash"'  # what answered the lines ("-" for the file and batch calls)
+    requests = [ln for ln in text.splitlines() if ln.startswith("gemini_proxy_requests_total{") and model in ln]
+    assert sum(float(ln.rsplit(" ", 1)[1]) for ln in requests) == 2
+    latency = [ln for ln in text.splitlines() if ln.startswith("gemini_proxy_request_latency_seconds_count{")]
+    assert not [ln for ln in latency if model in ln]

@@ -184,11 +184,14 @@ class Metrics:
         # The model that answered; for a failure, the route's first target; "-" when none was tried.
         model = b("model", record.model_used or (record.attempts[0].model if record.attempts else None))
         self._child(self.requests, team, task, model, str(record.status_code)).inc()
-        self._child(self.latency, task, model, "true" if record.stream else "false").observe(
-            line["latency_ms"] / 1000.0
-        )
-        if line["ttft_ms"] is not None:
-            self._child(self.ttft, task, model).observe(line["ttft_ms"] / 1000.0)
+        # A Batch API line's latency is its batch's turnaround (hours): it would swamp the online
+        # latency series (no lane label there), so batch lines count everywhere but in these two.
+        if record.batch_id is None:
+            self._child(self.latency, task, model, "true" if record.stream else "false").observe(
+                line["latency_ms"] / 1000.0
+            )
+            if line["ttft_ms"] is not None:
+                self._child(self.ttft, task, model).observe(line["ttft_ms"] / 1000.0)
         for kind in ("input", "output", "cached", "thinking"):
             n = line[f"{kind}_tokens"]
             if n:
