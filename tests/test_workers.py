@@ -133,11 +133,15 @@ def test_check_says_how_each_worker_shares_the_limits(tmp_path: Path, capsys: py
     config = tmp_path / "routing.toml"
     config.write_text(config_toml("http://127.0.0.1:9", "http://127.0.0.1:9/v1", LIMITS))
     main(["check", "--config", str(config), "--no-secrets", "--workers", "3"])
-    assert "each worker enforces 1/3 of every limit and budget" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "each worker enforces 1/3 of every limit and budget" in out
+    # ...and that a stored Responses API answer is one worker's own: previous_response_id would miss.
+    assert "warning: workers=3 without [state]" in out and "previous_response_id" in out
     redis = '\n[state]\nbackend = "redis"\nreplicas = 2\n'
     config.write_text(config_toml("http://127.0.0.1:9", "http://127.0.0.1:9/v1", LIMITS + redis))
     main(["check", "--config", str(config), "--no-secrets", "--workers", "3"])
-    assert "divides them by replicas=2 x workers=3" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "divides them by replicas=2 x workers=3" in out and "warning: workers" not in out
 
 
 def test_a_worker_that_cannot_start_stops_the_server_with_an_error(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from gemini_proxy.adapters.redact import redact
+from gemini_proxy.cli.workers import per_process_state
 from gemini_proxy.config import Config, ConfigError, load, with_workers
 from gemini_proxy.examples import example_config
 from gemini_proxy.resilience.keys.pool import KeyPool
@@ -99,6 +100,7 @@ def _print_state(config: Config) -> None:
                 " (upstream rpm/tpm/rpd, team rpm and daily_budget_usd); key health and circuits are each"
                 ' worker\'s own. [state] backend = "redis" shares them whole.'
             )
+            print(f"warning: {per_process_state(config)}")
         return
     where = f"env:{state.url_env}" if state.url_env else redact(state.url)  # the URL may hold a password
     split = f"replicas={state.replicas}" if workers == 1 else f"replicas={state.replicas} x workers={workers}"

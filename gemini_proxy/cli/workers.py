@@ -106,6 +106,22 @@ class Supervisor:
         return 1 if failed else 0
 
 
+def per_process_state(config: Config) -> str | None:
+    """What users would see break at random with several workers and no shared state, or None.
+
+    Each worker has its own memory: a stored Responses API answer lives in the worker that made
+    it, so ``previous_response_id`` and ``GET /v1/responses/{id}`` miss whenever the kernel hands
+    the next connection to another worker. Said at start and by ``check``, never silently."""
+    if config.server.workers <= 1 or config.state.backend != "memory":
+        return None
+    return (
+        f'workers={config.server.workers} without [state] backend = "redis": each worker keeps its own '
+        "Responses API store (previous_response_id and GET /v1/responses/{id} find an answer only on the "
+        "worker that stored it), exact response cache and Gemini context caches; use Redis for "
+        "/v1/responses with store=true, or one worker"
+    )
+
+
 def run_workers(args: argparse.Namespace, config: Config) -> int:
     """The parent of ``serve --workers N`` (N > 1): returns when every worker has stopped."""
     port = args.port if args.port is not None else config.server.port
@@ -113,6 +129,8 @@ def run_workers(args: argparse.Namespace, config: Config) -> int:
         print("error: --workers needs a fixed port (with port 0 each worker would get its own)", file=sys.stderr)
         return 1
     listener = setup_logging(file=args.log_file or config.logging.file)
+    if (note := per_process_state(config)) is not None:
+        LOG.warning("%s", note)
     try:
         with tempfile.TemporaryDirectory(prefix="gemini-proxy-metrics-") as metrics_dir:
             return Supervisor(args, config, port, metrics_dir).run()
