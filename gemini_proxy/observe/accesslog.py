@@ -81,22 +81,23 @@ def log_access(fields: dict[str, Any]) -> None:
         return
     line = {"level": "INFO", "logger": ACCESS.name, "message": "request", **fields}
     line["timestamp"] = datetime.now(UTC)  # ISO 8601 in UTC, as python-json-logger's timestamp=True gives
-    record = AccessRecord(orjson.dumps(line, default=str).decode(), fields)
+    text = orjson.dumps(line, default=str).decode()
     handlers = ACCESS.handlers
     if len(handlers) == 1 and type(handlers[0]) is _QueueHandler and not ACCESS.filters and not handlers[0].filters:
-        handlers[0].hold(record)  # what Logger.handle -> QueueHandler.emit would do, minus 5 frames, batched
+        handlers[0].hold(text)  # what Logger.handle -> QueueHandler.emit would do, minus 5 frames, batched
     else:
-        ACCESS.handle(record)
+        ACCESS.handle(AccessRecord(text, fields))
 
 
 class _Batch(AccessRecord):
-    """Several access lines, handed to the writer thread as one record: ``msg`` holds them all,
-    one per line, and ``lines`` each one (a handler writing to a pipe keeps each write under
-    PIPE_BUF so lines of several workers never interleave)."""
+    """Access lines handed to the writer thread as one record: ``msg`` holds them all, one per
+    line, and ``lines`` each one (a handler writing to a pipe keeps each write under PIPE_BUF so
+    lines of several workers never interleave). Only our own handlers see it, and they need the
+    text alone, so a line's fields are not copied onto it."""
 
-    def __init__(self, records: list[AccessRecord]) -> None:
-        self.lines = [r.msg for r in records]
-        super().__init__("\n".join(self.lines), {})
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        super().__init__("\n".join(lines), {})
 
 
 class _Formatter(OrjsonFormatter):
@@ -115,19 +116,19 @@ BATCH_MAX = 256
 class _QueueHandler(logging.handlers.QueueHandler):
     def __init__(self, q: queue.SimpleQueue[logging.LogRecord]) -> None:
         super().__init__(q)
-        self.held: list[AccessRecord] = []
+        self.held: list[str] = []
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         # An access record is final and shared with no one: the stock prepare() would format and copy it.
         return record if isinstance(record, AccessRecord) else super().prepare(record)
 
-    def hold(self, record: AccessRecord) -> None:
+    def hold(self, text: str) -> None:
         """Queue an access line with the others of the next ``BATCH_S`` (the writer gets them at once).
 
         Outside an event loop (a script, a test) the line goes at once.
         """
         held = self.held
-        held.append(record)
+        held.append(text)
         if len(held) >= BATCH_MAX:
             self.release_held()
         elif len(held) == 1:
@@ -141,7 +142,7 @@ class _QueueHandler(logging.handlers.QueueHandler):
         if not self.held:
             return
         held, self.held = self.held, []
-        self.queue.put_nowait(held[0] if len(held) == 1 else _Batch(held))
+        self.queue.put_nowait(_Batch(held))
 
 
 def setup_logging(
