@@ -31,6 +31,17 @@ def test_every_replica_picks_the_same_key_for_a_session() -> None:
     assert len(set(picks)) == 4  # sessions spread over the pool
 
 
+def test_the_session_is_hashed_only_when_a_pool_of_several_keys_picks() -> None:
+    body = {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]}
+    single = KeyPool.of("google", [UpstreamKey(VALUES[0], "env:ONE")])
+    lazy = affinity.Session("team-a", body)
+    assert single.pick("m", lazy).value == VALUES[0]
+    assert "token" not in vars(lazy)  # one key: nothing to prefer, nothing hashed
+    several = _pool()
+    assert several.pick("m", lazy).value == several.pick("m", affinity.session_of("team-a", body)).value
+    assert vars(lazy)["token"] == affinity.session_of("team-a", body)
+
+
 def test_an_out_key_moves_only_the_sessions_that_preferred_it() -> None:
     pool = _pool()
     sessions = [affinity.session_of("team-a", {"prompt_cache_key": f"conv-{i}"}) for i in range(40)]

@@ -45,34 +45,33 @@ async def batches(resp: _Response) -> AsyncIterator[list[bytes]]:
     pending (a last event without its blank line) is yielded rather than lost: the consumer's
     JSON parse decides whether it is whole.
     """
-    buf = b""
-    scanned = 0  # bytes of buf already known to hold no LF: a huge event is not rescanned per chunk
+    pending: list[bytes] = []  # the read(s) since the last line end: a huge event is joined once, not per read
     data: list[bytes] = []
     async for chunk in resp.content.iter_any():
-        buf += chunk
-        start = 0
+        last = chunk.rfind(b"\n")
+        if last < 0:
+            pending.append(chunk)
+            continue
+        pending.append(chunk[:last])
+        lines = b"".join(pending).split(b"\n")  # every line this read completed, split in C
+        pending = [chunk[last + 1 :]]
         done: list[bytes] = []
-        while True:
-            nl = buf.find(b"\n", max(start, scanned))
-            if nl < 0:
-                break
-            line = buf[start:nl]
-            start = nl + 1
+        for line in lines:
             if line.endswith(b"\r"):
                 line = line[:-1]
             if not line:
                 if data:
                     done.append(b"\n".join(data))
                     data = []
-                continue
-            value = _field(line)
-            if value is not None:
-                data.append(value)
-        buf = buf[start:]
-        scanned = len(buf)
+            elif line.startswith(b"data: "):  # the usual spelling, without the call below
+                data.append(line[6:])
+            else:
+                value = _field(line)
+                if value is not None:
+                    data.append(value)
         if done:
             yield done
-    tail = buf.rstrip(b"\r")
+    tail = b"".join(pending).rstrip(b"\r")
     value = _field(tail) if tail else None
     if value is not None:
         data.append(value)

@@ -102,5 +102,6 @@ async def read_json(request: web.Request, server: ServerConfig) -> dict[str, Any
         raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object", code="invalid_json")
-    check_depth(body)
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:  # fewer brackets cannot nest deeper: no walk (~1 vs ~9 us)
+        check_depth(body)
     return body

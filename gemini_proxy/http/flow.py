@@ -94,7 +94,7 @@ def job_of(
         prompt_chars=record.prompt_chars,
         public_model=public_model,
         include_usage=include_usage,
-        session=affinity.session_of(record.team_id, body, session_header),
+        session=affinity.Session(record.team_id, body, session_header),
         context_cache=context_cache,
         trace=record.trace,
     )

@@ -36,6 +36,7 @@ from gemini_proxy.errors import ProxyError
 from gemini_proxy.resilience import backoff
 from gemini_proxy.resilience.failures import TIERS, Failure, FailureClass, classify, to_client, with_chain
 from gemini_proxy.resilience.guard import Guard
+from gemini_proxy.resilience.keys import affinity
 from gemini_proxy.resilience.keys.pool import KeyPool
 from gemini_proxy.resilience.keys.sources import UpstreamKey
 from gemini_proxy.resilience.limits import estimate_tokens
@@ -87,7 +88,7 @@ class Job:
     prompt_chars: int = 0
     public_model: str | None = None  # echoed back as `model` (the name the client used)
     include_usage: bool = False  # streams: the client's stream_options.include_usage
-    session: str | None = None  # key affinity (resilience/keys/affinity.py): the key this prefers
+    session: affinity.Session | None = None  # key affinity (resilience/keys/affinity.py): the key this prefers
     context_cache: ContextCaching | None = None  # the route's opt-in to Gemini context caching
     trace: RequestTrace | None = None  # the request's trace (resilience/tracing.py); None: tracing is off
     alternative: Alternative | None = None  # preferred by a target that serves its operation

@@ -178,7 +178,7 @@ class KeyPool:
 
     # --- choosing a key -----------------------------------------------------------------------
 
-    def pick(self, model: str | None = None, session: str | None = None) -> UpstreamKey:
+    def pick(self, model: str | None = None, session: affinity.Session | str | None = None) -> UpstreamKey:
         """A key for ``model`` now: a quarantined key whose probe is due (one request per
         interval), else the session's most preferred healthy key (rendezvous hashing), else the
         next healthy key round-robin; raises the NoKey refusal naming why none is."""
@@ -187,8 +187,9 @@ class KeyPool:
         if probe is not None:
             return probe
         n = len(self.slots)
-        if session is not None and self.key_affinity and n > 1:
-            for i in affinity.ranked(session, model, self.ids):
+        token = _token(session) if self.key_affinity and n > 1 else None
+        if token is not None:
+            for i in affinity.ranked(token, model, self.ids):
                 slot = self.slots[i]
                 if slot.blocked(model) is None and slot.resting(model, now) == 0.0:
                     return slot.key
@@ -225,7 +226,9 @@ class KeyPool:
         now = self.clock()
         return any(s.key.value != key and s.blocked(model) is None and s.resting(model, now) == 0.0 for s in self.slots)
 
-    async def acquire(self, model: str, budget_s: float, priority: Priority, session: str | None = None) -> UpstreamKey:
+    async def acquire(
+        self, model: str, budget_s: float, priority: Priority, session: affinity.Session | str | None = None
+    ) -> UpstreamKey:
         """A key for ``model``, waiting in line for a resting one when it comes back within
         ``budget_s``; raises the pool's NoKey refusal when that cannot be."""
         gate = self._gates.get(model)
@@ -408,3 +411,8 @@ def gauges(pools: Mapping[str, KeyPool]) -> dict[str, dict[str, float]]:
         "restored": {name: p.restored for name, p in pools.items()},
         "waiting": {name: sum(p.waiting().values()) for name, p in pools.items()},
     }
+
+
+def _token(session: affinity.Session | str | None) -> str | None:
+    """A session's affinity token: computed here, when a pool of several keys first needs it."""
+    return session.token if isinstance(session, affinity.Session) else session
