@@ -32,6 +32,8 @@ RANK = {name: n for n, names in enumerate(LAYERS) for name in names}
 LAZY_ALLOWED = {
     ("state/sync.py", "gemini_proxy.state.redis"),
     ("observe/tracing.py", "gemini_proxy.observe.otel"),
+    # `report` only: keeps DDSketch out of every `serve` process (tests/test_report.py checks).
+    ("cli/report.py", "gemini_proxy.observe.report"),
 }
 
 

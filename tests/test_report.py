@@ -167,3 +167,16 @@ def test_cached_tokens_cache_hits_and_money_saved_per_team_task_and_model() -> N
         assert row["cached_tokens"] == 9000 and row["cache_hits"] == 1
         assert row["saved_usd"] == pytest.approx(0.00443)  # the discount plus the hit's whole cost
     assert aggregate([orjson.dumps(line) for line in lines]).groups["beta"].row()["saved_usd"] == 0.0
+
+
+def test_the_cli_offers_exactly_the_reports_groups_and_formats_without_loading_it() -> None:
+    import subprocess
+    import sys
+
+    from gemini_proxy.cli import REPORT_FORMATS, REPORT_GROUPS
+    from gemini_proxy.observe.report import BY, FORMATS
+
+    assert (REPORT_GROUPS, REPORT_FORMATS) == (tuple(sorted(BY)), tuple(sorted(FORMATS)))
+    # `serve` imports the CLI: the report's DDSketch must not come with it.
+    probe = "import sys, gemini_proxy.cli, gemini_proxy.http.app; print('ddsketch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "False\n"

@@ -220,7 +220,7 @@ def test_embeddings_extension_fields_and_token_arrays_pass() -> None:
 
 # --- the gate (jsonschema-rs) and the explainer (closures) accept exactly the same bodies ----------
 
-GATES = {path: request_check._GATES[path] for path in ENDPOINTS}
+GATES = {path: request_check.gate_for(path) for path in ENDPOINTS}
 WALKERS = {path: compile_rule(rule) for path, rule in ENDPOINTS.items()}
 
 

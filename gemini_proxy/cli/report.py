@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gemini_proxy.observe.report import FORMATS, aggregate, parse_since, read_lines
-
 
 def cmd_report(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: the CLI module is what `serve` starts from, and the report's
+    # DDSketch (with its dependencies) has no business in a serving process's memory.
+    from gemini_proxy.observe.report import FORMATS, aggregate, parse_since, read_lines
+
     try:
         since = parse_since(args.since) if args.since else None
     except ValueError as exc:

@@ -48,11 +48,11 @@ ENDPOINTS: Mapping[str, Rule] = load_endpoints()
 
 def check(endpoint: str, body: Any) -> None:
     """Raise OpenAI's 400 for the first fault in ``body``; return quietly when it is well-typed."""
-    gate = _GATES[endpoint]
+    gate = gate_for(endpoint)
     if gate.is_valid(body):
         return
     try:
-        _EXPLAIN[endpoint](body)
+        (_EXPLAIN.get(endpoint) or _EXPLAIN.setdefault(endpoint, compile_rule(ENDPOINTS[endpoint])))(body)
     except Fault as fault:
         raise fault.error() from None
     # The two engines disagree (a bug: the property test says they never do). Refuse anyway,
@@ -316,5 +316,17 @@ def _progress(fault: Fault) -> list[tuple[int, Any]]:
     return [(0, seg) if isinstance(seg, int) else (1, seg) for seg in reversed(fault.path)]
 
 
-_GATES = {path: jsonschema_rs.validator_for(to_json_schema(rule)) for path, rule in ENDPOINTS.items()}
-_EXPLAIN: Mapping[str, Check] = {path: compile_rule(rule) for path, rule in ENDPOINTS.items()}
+# Compiled on an endpoint's first request, not at import: the Responses API's gate alone is ~5 MB
+# and 10 ms, which a deployment that never serves /v1/responses should not carry.
+_GATES: dict[str, Any] = {}
+_EXPLAIN: dict[str, Check] = {}
+
+
+def gate_for(endpoint: str) -> Any:
+    """The endpoint's jsonschema-rs validator (and its explainer), compiled once."""
+    gate = _GATES.get(endpoint)
+    if gate is None:
+        rule = ENDPOINTS[endpoint]
+        _EXPLAIN.setdefault(endpoint, compile_rule(rule))
+        _GATES[endpoint] = gate = jsonschema_rs.validator_for(to_json_schema(rule))
+    return gate
