@@ -14,7 +14,7 @@ import pytest
 from gemini_proxy.adapters.base import UpstreamError
 from gemini_proxy.config import ConfigError, load
 from gemini_proxy.http.appkeys import RUNTIME
-from gemini_proxy.resilience.keys.pool import KeyPool
+from gemini_proxy.resilience.keys.pool import LIFT_GRACE_S, KeyPool
 from gemini_proxy.resilience.keys.sources import key_id, read_keys
 from gemini_proxy.resilience.refusals import NoKey
 from tests.conftest import ENV, GEMINI_KEY, Proxy, config_toml, make_config
@@ -192,3 +192,21 @@ async def test_key_echoed_by_upstream_appears_nowhere(
     everything = "\n".join(bodies) + _logged(caplog)
     assert GEMINI_KEY not in everything
     assert sum(1 for r in fake_gemini.requests if r["key"] == GEMINI_KEY) == 3  # the key was really used
+
+
+def test_a_quarantine_lifted_by_this_replicas_probe_is_not_taken_back_by_a_stale_shared_read() -> None:
+    """The lift goes to Redis in the background; a pull already in flight still carries the entry.
+    It must not re-quarantine the key (it did, on a loaded CI run), yet a quarantine still present
+    once the grace has passed is someone else's new one and applies."""
+    now = [100.0]
+    up = make_config(pool_toml("http://g", "http://o/v1")).upstreams["google"]
+    pool = KeyPool.build(up, POOL_ENV, clock=lambda: now[0])
+    shared = {f"q:{key_id(KEY_A)}:*": (30.0, "upstream answered 401")}
+    pool.apply_shared(shared)  # another replica quarantined key A
+    assert {pool.pick().value for _ in range(4)} == {KEY_B}
+    pool.succeeded(KEY_A, "gemini-2.5-flash")  # this replica's probe of A was answered
+    pool.apply_shared(shared)  # a read from before the lift landed
+    assert {pool.pick().value for _ in range(4)} == {KEY_A, KEY_B}
+    now[0] += LIFT_GRACE_S + 0.1
+    pool.apply_shared(shared)  # still there well after the lift: a new quarantine, honoured
+    assert {pool.pick().value for _ in range(4)} == {KEY_B}

@@ -42,6 +42,10 @@ from gemini_proxy.resilience.keys.sources import UpstreamKey, read_keys
 from gemini_proxy.resilience.refusals import NoKey
 
 log = logging.getLogger("gemini_proxy")
+# How long a quarantine this replica lifted (its probe succeeded) is not taken back from the shared
+# table: the lift is written to Redis in the background, and a pull already in flight still sees
+# the entry. Longer than a state round trip, far shorter than any probe interval.
+LIFT_GRACE_S = 2.0
 
 # A per-minute 429 without a retry delay rests the key (for that model) this long.
 DEFAULT_COOLDOWN_S = 2.0
@@ -75,6 +79,9 @@ class _Slot:
     quarantine: dict[str, Quarantine] = field(default_factory=dict)  # scope ("*" or a model) -> why
     # model -> monotonic time a 429'd key may be used again for that model.
     rest_until: dict[str, float] = field(default_factory=dict)
+    # scope -> when this replica's probe lifted its quarantine: a pull of the shared table that was
+    # already in flight must not put it back before the lift reaches Redis (LIFT_GRACE_S).
+    lifted_at: dict[str, float] = field(default_factory=dict)
 
     def blocked(self, model: str | None) -> Quarantine | None:
         return self.quarantine.get(EVERY_MODEL) or (self.quarantine.get(model) if model else None)
@@ -314,6 +321,7 @@ class KeyPool:
             return
         for scope in (EVERY_MODEL, model):
             if slot.quarantine.pop(scope, None) is not None:
+                slot.lifted_at[scope] = self.clock()
                 self.restored += 1
                 if self.share is not None:
                     self.share(f"q:{slot.key.id}:{scope}", None, "restored")
@@ -369,6 +377,9 @@ class KeyPool:
             if kind == "q":
                 scope = model or EVERY_MODEL
                 present.add((kid, scope))
+                lifted = slot.lifted_at.get(scope)
+                if lifted is not None and now - lifted < LIFT_GRACE_S:
+                    continue  # our own lift is newer than this read of the shared table
                 if scope not in slot.quarantine:
                     why = why if why.endswith("(seen by another replica)") else f"{why} (seen by another replica)"
                     slot.quarantine[scope] = Quarantine(why, self.probe_s, now + left, shared=True)
