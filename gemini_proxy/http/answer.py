@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -80,6 +80,42 @@ def json_answer(record: RequestRecord, result: Completion) -> web.Response:
     return web.Response(body=raw, content_type=JSON, headers=answer_headers(record))
 
 
+async def pump(
+    request: web.Request,
+    resp: web.StreamResponse,
+    record: RequestRecord,
+    opened: tuple[bytes, AsyncIterator[bytes], StreamState],
+    write: Callable[[bytes], Awaitable[None]],
+) -> ProxyError | None:
+    """Open ``resp`` and hand the first chunk and every later one to ``write``, then close the
+    upstream and settle the record's usage, whatever happened. Returns what the client must be
+    told in-stream (an upstream failure, or a bug of ours), or None: the stream ended, or the
+    client went away (the record then says 499 and why)."""
+    first, agen, state = opened
+    failure: ProxyError | None = None
+    try:
+        await resp.prepare(request)
+        await write(first)
+        async for chunk in agen:
+            await write(chunk)
+    except UpstreamError as err:
+        failure = to_client(err)
+        log.warning("stream %s interrupted after %d chunks: %s", record.request_id, state.chunks, failure.message)
+    except ConnectionError as exc:  # the client went away between two writes, or stopped reading
+        record.status_code = 499
+        record.error_type = "client_stalled" if isinstance(exc, ClientStalled) else "client_disconnected"
+    except Exception:
+        log.exception("stream %s failed after %d chunks", record.request_id, state.chunks)
+        failure = InternalError("the proxy hit an internal error mid-stream; it has been logged")
+    finally:
+        aclose: Any = getattr(agen, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        record.usage = state.usage
+        record.finish_reason = state.finish_reason
+    return failure
+
+
 async def relay(
     request: web.Request,
     record: RequestRecord,
@@ -103,31 +139,13 @@ async def relay(
     """
     resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, **answer_headers(record)})
     record.status_code = 200
-    failure: ProxyError | None = None
-    try:
-        await resp.prepare(request)
-        await write_chunk(request, resp, first, write_timeout_s)
+
+    async def write(chunk: bytes) -> None:
+        await write_chunk(request, resp, chunk, write_timeout_s)
         if observe:
-            record.observe_chunk(first)
-        async for chunk in agen:
-            await write_chunk(request, resp, chunk, write_timeout_s)
-            if observe:
-                record.observe_chunk(chunk)
-    except UpstreamError as err:
-        failure = to_client(err)
-        log.warning("stream %s interrupted after %d chunks: %s", record.request_id, state.chunks, failure.message)
-    except ConnectionError as exc:  # the client went away between two writes, or stopped reading
-        record.status_code = 499
-        record.error_type = "client_stalled" if isinstance(exc, ClientStalled) else "client_disconnected"
-    except Exception:
-        log.exception("stream %s failed after %d chunks", record.request_id, state.chunks)
-        failure = InternalError("the proxy hit an internal error mid-stream; it has been logged")
-    finally:
-        aclose: Any = getattr(agen, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        record.usage = state.usage
-        record.finish_reason = state.finish_reason
+            record.observe_chunk(chunk)
+
+    failure = await pump(request, resp, record, (first, agen, state), write)
     if failure is not None:
         record.status_code, record.error_type = failure.status, "stream_interrupted:" + (failure.code or "")
     with contextlib.suppress(ConnectionError):

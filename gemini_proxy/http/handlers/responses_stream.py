@@ -19,11 +19,10 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from gemini_proxy.adapters.base import Completion, StreamState, UpstreamError
-from gemini_proxy.errors import InternalError, ProxyError
-from gemini_proxy.http.answer import SSE_HEADERS, ClientStalled, relay, write_chunk
+from gemini_proxy.adapters.base import Completion, StreamState
+from gemini_proxy.errors import ProxyError
+from gemini_proxy.http.answer import SSE_HEADERS, pump, relay, write_chunk
 from gemini_proxy.observe.record import RequestRecord
-from gemini_proxy.resilience.failures import to_client
 from gemini_proxy.responses import Context, StreamConverter, failure_code, sse
 from gemini_proxy.structured import enforce
 
@@ -82,13 +81,10 @@ async def relay_events(
     write_timeout_s: float,
 ) -> web.StreamResponse:
     """Convert and write the chat stream as it arrives; always end with the terminal event."""
-    first, agen, state = opened
     converter = StreamConverter(ctx, body)
     reader = ChunkReader()
     resp = web.StreamResponse(status=200, headers=headers)
     record.status_code = 200
-    failure: ProxyError | None = None
-    gone = False
 
     async def send(events: list[dict[str, Any]]) -> None:
         if events:
@@ -101,28 +97,8 @@ async def relay_events(
             events += converter.feed(chat_chunk)
         await send(events)
 
-    try:
-        await resp.prepare(request)
-        await convert(first)
-        async for chunk in agen:
-            await convert(chunk)
-    except UpstreamError as err:
-        failure = to_client(err)
-        log.warning("stream %s interrupted after %d chunks: %s", record.request_id, state.chunks, failure.message)
-    except ConnectionError as exc:  # the client went away between two writes, or stopped reading
-        gone = True
-        record.status_code = 499
-        record.error_type = "client_stalled" if isinstance(exc, ClientStalled) else "client_disconnected"
-    except Exception:
-        log.exception("stream %s failed after %d chunks", record.request_id, state.chunks)
-        failure = InternalError("the proxy hit an internal error mid-stream; it has been logged")
-    finally:
-        aclose: Any = getattr(agen, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        record.usage = state.usage
-        record.finish_reason = state.finish_reason
-    if gone:
+    failure = await pump(request, resp, record, opened, convert)
+    if record.status_code == 499:  # the client went away: nobody to tell
         return resp
     if failure is not None:
         record.status_code, record.error_type = failure.status, "stream_interrupted:" + (failure.code or "")
