@@ -24,6 +24,13 @@ _OPENAI_HINT = "send your team's key as 'Authorization: Bearer <key>'"
 _NATIVE_HINT = "send your team's key as 'x-goog-api-key: <key>' (google-genai's api_key), '?key=' or a Bearer token"
 
 
+def team_of(request: web.Request) -> str | None:
+    """The calling team's name (None with auth off): what stored things (responses, files,
+    batches) are scoped by."""
+    team = request.get(TEAM)
+    return team.name if team is not None else None
+
+
 def client_key(request: web.Request, native: bool) -> str:
     """The key the client sent, from the places its kind of client uses ('' when none)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")

@@ -17,21 +17,17 @@ from gemini_proxy.batch.store import public_batch
 from gemini_proxy.errors import InvalidRequest, NotFound
 from gemini_proxy.http import batch_create
 from gemini_proxy.http.appkeys import BATCHES, METER, RUNTIME, TEAM
+from gemini_proxy.http.auth import team_of
 from gemini_proxy.http.body import read_json
 
 MAX_LIMIT = 100  # OpenAI: limit between 1 and 100, default 20
 _CANCELLABLE = ("validating", "in_progress")
 
 
-def _team(request: web.Request) -> str | None:
-    team = request.get(TEAM)
-    return team.name if team else None
-
-
 async def _owned(request: web.Request) -> dict[str, Any]:
     batch_id = request.match_info["batch_id"]
     record = await request.app[BATCHES].io(request.app[BATCHES].store.get_batch, batch_id)
-    if record is None or record.get("team") != _team(request):
+    if record is None or record.get("team") != team_of(request):
         raise NotFound(f"No such Batch object: {batch_id}", code="batch_not_found", param="batch_id")
     return record
 
@@ -55,7 +51,7 @@ async def list_batches(request: web.Request) -> web.Response:
             f"'limit' must be an integer between 1 and {MAX_LIMIT}.", code="invalid_value", param="limit"
         )
     limit, after = int(raw), request.query.get("after")
-    records = await request.app[BATCHES].io(request.app[BATCHES].store.list_batches, _team(request))
+    records = await request.app[BATCHES].io(request.app[BATCHES].store.list_batches, team_of(request))
     if after:
         ids = [r["id"] for r in records]
         records = records[ids.index(after) + 1 :] if after in ids else []

@@ -17,22 +17,18 @@ from aiohttp import BodyPartReader, web
 
 from gemini_proxy.batch.store import public_file
 from gemini_proxy.errors import InvalidRequest, NotFound, PayloadTooLarge, ProxyError
-from gemini_proxy.http.appkeys import BATCHES, RUNTIME, TEAM
+from gemini_proxy.http.appkeys import BATCHES, RUNTIME
+from gemini_proxy.http.auth import team_of
 
 CHUNK = 1 << 16
 T = TypeVar("T")
 _FILENAME = re.compile(r"[^A-Za-z0-9._ -]")
 
 
-def _team(request: web.Request) -> str | None:
-    team = request.get(TEAM)
-    return team.name if team else None
-
-
 async def _owned(request: web.Request) -> dict[str, object]:
     file_id = request.match_info["file_id"]
     meta = await request.app[BATCHES].io(request.app[BATCHES].store.get_file, file_id)
-    if meta is None or meta.get("team") != _team(request):
+    if meta is None or meta.get("team") != team_of(request):
         raise NotFound(f"No such File object: {file_id}", code="file_not_found", param="file_id")
     return meta
 
@@ -67,7 +63,7 @@ async def upload(request: web.Request) -> web.Response:
     if data is None:
         raise InvalidRequest("Missing required parameter: 'file'.", code="missing_required_parameter", param="file")
     store = request.app[BATCHES].store
-    meta = await request.app[BATCHES].io(store.put_file, _team(request), filename, purpose, data)
+    meta = await request.app[BATCHES].io(store.put_file, team_of(request), filename, purpose, data)
     return web.json_response(public_file(meta))
 
 
@@ -111,7 +107,7 @@ async def _read_form(request: web.Request, limit: int, idle_s: float) -> tuple[s
 
 async def list_files(request: web.Request) -> web.Response:
     """The team's files, newest first (``purpose`` filters); OpenAI's list shape."""
-    found = await request.app[BATCHES].io(request.app[BATCHES].store.list_files, _team(request))
+    found = await request.app[BATCHES].io(request.app[BATCHES].store.list_files, team_of(request))
     purpose = request.query.get("purpose")
     data = [public_file(m) for m in found if purpose is None or m.get("purpose") == purpose]
     return web.json_response({"object": "list", "data": data, "has_more": False})

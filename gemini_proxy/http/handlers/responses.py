@@ -25,10 +25,11 @@ from gemini_proxy.errors import InvalidRequest, NotFound, from_request_error
 from gemini_proxy.http import flow, request_check
 from gemini_proxy.http.answer import JSON, SSE_HEADERS, answer_headers
 from gemini_proxy.http.appkeys import RECORD, RESPONSES, RUNTIME
+from gemini_proxy.http.auth import team_of
 from gemini_proxy.http.body import check_chat_shape, read_json
 from gemini_proxy.http.handlers.chat import prompt_chars
 from gemini_proxy.http.handlers.responses_stream import relay_events, relay_forwarded, replay_events
-from gemini_proxy.http.handlers.stored_responses import lookup, team_of
+from gemini_proxy.http.handlers.stored_responses import lookup
 from gemini_proxy.observe.record import RequestRecord
 from gemini_proxy.resilience.attempts import Alternative, Job
 from gemini_proxy.responses import CHAT_PARAM_NAMES, Context, from_chat, to_chat

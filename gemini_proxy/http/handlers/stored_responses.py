@@ -14,16 +14,12 @@ from aiohttp import web
 
 from gemini_proxy.errors import InvalidRequest, NotFound, ProxyError
 from gemini_proxy.http.answer import JSON
-from gemini_proxy.http.appkeys import RESPONSES, TEAM
+from gemini_proxy.http.appkeys import RESPONSES
+from gemini_proxy.http.auth import team_of
 from gemini_proxy.state.backend import StateUnavailable
 from gemini_proxy.state.responses import ResponseStore, Stored
 
 MAX_LIMIT = 100
-
-
-def team_of(request: web.Request) -> str | None:
-    team = request.get(TEAM)
-    return team.name if team is not None else None
 
 
 def not_found(response_id: str) -> NotFound:
