@@ -20,6 +20,7 @@ import orjson
 from gemini_proxy.adapters.base import UpstreamError, Usage
 from gemini_proxy.adapters.gemini import embed, translate
 from gemini_proxy.adapters.unique import unique_hex
+from gemini_proxy.batch import openai_files
 from gemini_proxy.batch.gemini_jobs import EMBED, Job, JobLine
 from gemini_proxy.batch.openai_files import (
     LineRejected,
@@ -239,14 +240,4 @@ def request_counts(results: list[LineResult], total: int | None = None) -> dict[
 
 def batch_usage(results: list[LineResult]) -> dict[str, Any]:
     """OpenAI's ``batch.usage`` summed over the finished requests."""
-    inp = sum(r.usage.input_tokens for r in results if r.usage)
-    out = sum(r.usage.output_tokens for r in results if r.usage)
-    cached = sum(r.usage.cached_tokens for r in results if r.usage)
-    reasoning = sum(r.usage.thinking_tokens for r in results if r.usage)
-    return {
-        "input_tokens": inp,
-        "input_tokens_details": {"cached_tokens": cached},
-        "output_tokens": out,
-        "output_tokens_details": {"reasoning_tokens": reasoning},
-        "total_tokens": inp + out,
-    }
+    return openai_files.batch_usage(r.usage for r in results if r.usage)

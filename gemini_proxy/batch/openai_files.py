@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from gemini_proxy.adapters.base import RequestError
+from gemini_proxy.adapters.base import RequestError, Usage
 from gemini_proxy.adapters.unique import unique_hex
 
 CHAT = "/v1/chat/completions"
@@ -259,3 +259,20 @@ def cancelled_line(custom_id: str) -> dict[str, Any]:
 def jsonl(lines: Iterable[dict[str, Any]]) -> bytes:
     """Lines as a JSONL file body (one object per line, newline-terminated)."""
     return b"".join(orjson.dumps(line) + b"\n" for line in lines)
+
+
+def batch_usage(usages: Iterable[Usage]) -> dict[str, Any]:
+    """OpenAI's ``batch.usage``: the finished requests' usage summed."""
+    inp = out = cached = reasoning = 0
+    for usage in usages:
+        inp += usage.input_tokens
+        out += usage.output_tokens
+        cached += usage.cached_tokens
+        reasoning += usage.thinking_tokens
+    return {
+        "input_tokens": inp,
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": out,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": inp + out,
+    }

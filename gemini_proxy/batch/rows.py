@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gemini_proxy.batch.openai_files import cancelled_line
+from gemini_proxy.adapters.base import Usage
+from gemini_proxy.batch.openai_files import batch_usage, cancelled_line
 
 PENDING = "BATCH_STATE_PENDING"
 
@@ -35,18 +36,15 @@ def split_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[d
 
 def usage_of_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """OpenAI's ``batch.usage`` from the output lines' own ``usage``."""
-    inp = out = cached = reasoning = 0
-    for row in rows:
-        body = ((row["line"].get("response") or {}).get("body") or {}) if row["ok"] else {}
-        usage = body.get("usage") or {}
-        inp += int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
-        out += int(usage.get("completion_tokens") or 0)
-        cached += int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-        reasoning += int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
-    return {
-        "input_tokens": inp,
-        "input_tokens_details": {"cached_tokens": cached},
-        "output_tokens": out,
-        "output_tokens_details": {"reasoning_tokens": reasoning},
-        "total_tokens": inp + out,
-    }
+    return batch_usage(_usage(row) for row in rows if row["ok"])
+
+
+def _usage(row: dict[str, Any]) -> Usage:
+    """An output line's ``usage`` (chat or embeddings body) in the proxy's terms."""
+    usage = ((row["line"].get("response") or {}).get("body") or {}).get("usage") or {}
+    return Usage(
+        input_tokens=int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0),
+        output_tokens=int(usage.get("completion_tokens") or 0),
+        cached_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
+        thinking_tokens=int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0),
+    )
