@@ -10,6 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gemini_proxy.http.appkeys import TELEMETRY
+from gemini_proxy.observe import metrics as metrics_module
 from gemini_proxy.observe.metrics import Metrics
 from gemini_proxy.observe.record import RequestRecord
 from gemini_proxy.observe.telemetry import Telemetry
@@ -143,3 +144,25 @@ async def test_lane_queue_depth_and_wait_are_exported(proxy: Proxy, fake_gemini:
     assert value(m, "gemini_proxy_lane_concurrency", lane="online") >= 1
     assert value(m, "gemini_proxy_queue_wait_seconds_count", lane="batch") == 1
     assert value(m, "gemini_proxy_queue_wait_seconds_count", lane="online") == 0
+
+
+def test_counts_stay_right_past_the_cached_label_combinations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Children are looked up once per (team, task, model, status, stream); past the cap they are
+    still counted, just not kept."""
+    monkeypatch.setattr(metrics_module, "_ONES_MAX", 2)
+    telemetry = Telemetry(Metrics())
+    config = make_config(config_toml("http://127.0.0.1:1", "http://127.0.0.1:2/v1"))
+    statuses = (200, 400, 429, 500, 502)
+    for _ in range(3):
+        for status in statuses:
+            record = _record("gemini-2.5-flash")
+            record.status_code = status
+            telemetry.emit(record, config)
+    assert len(telemetry.metrics._ones) == 2
+    m = parse(telemetry.metrics.render().decode())
+    for status in statuses:
+        labels = {"team": "-", "task": "-", "model": "gemini-2.5-flash", "status": str(status)}
+        assert value(m, "gemini_proxy_requests_total", **labels) == 3
+    assert (
+        value(m, "gemini_proxy_request_latency_seconds_count", task="-", model="gemini-2.5-flash", stream="false") == 15
+    )

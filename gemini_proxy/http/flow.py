@@ -119,8 +119,8 @@ async def chat(rt: Runtime, record: RequestRecord, job: Job, enforcement: Enforc
 
     try:
         async with deadline(rt, record):
-            if enforcement is None:
-                return await ask(job.body)
+            if enforcement is None:  # the body as sent: no copy of the job
+                return await attempts.perform(rt, job, Operation.CHAT, outcome)
             return await enforce.complete(
                 ask, job.body, enforcement, outcome.schema, record.request_id, lambda: outcome.model_used
             )

