@@ -156,3 +156,81 @@ def test_a_worker_that_cannot_start_stops_the_server_with_an_error(tmp_path: Pat
         )
     assert done.returncode == 1
     assert "worker failed to start" in done.stdout and "cannot listen" in done.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie (exited, not yet reaped) is not serving
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def _start_two(tmp_path: Path, fake_gemini: FakeGemini, fake_openai: FakeOpenAI) -> tuple[Any, str, set[int]]:
+    config, port = tmp_path / "routing.toml", _free_port()
+    config.write_text(config_toml(fake_gemini.url, fake_openai.url, server="shutdown_grace_s = 5"))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "gemini_proxy", "serve", "--config", str(config), "--port", str(port), "--workers", "2"),
+        cwd=ROOT,
+        env={**os.environ, **ENV},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    listening = await _wait_for(proc.stdout, "listening", 2)
+    return proc, f"http://127.0.0.1:{port}", {event["pid"] for event in listening}
+
+
+async def test_a_killed_worker_is_restarted_while_the_other_keeps_answering(
+    tmp_path: Path, fake_gemini: FakeGemini, fake_openai: FakeOpenAI
+) -> None:
+    proc, base, pids = await _start_two(tmp_path, fake_gemini, fake_openai)
+    chat = {"model": "pro", "messages": [{"role": "user", "content": "Hi"}]}
+    try:
+        assert proc.stdout is not None
+        victim = min(pids)
+        restarted = asyncio.create_task(_wait_for(proc.stdout, "listening", 1))
+        os.kill(victim, signal.SIGKILL)
+        # While it is down, the other worker answers. A connection the kernel had already queued
+        # on the dead listener is reset (SO_REUSEPORT: the SDKs retry those); none gets an error
+        # status or hangs.
+        outcomes = []
+        for _ in range(300):
+            try:
+                status, _ = await _fresh("POST", f"{base}/v1/chat/completions", json=chat)
+                outcomes.append(status)
+            except aiohttp.ClientConnectionError:
+                outcomes.append("reset")
+            if restarted.done():
+                break
+        new = (await asyncio.wait_for(restarted, 20))[0]["pid"]
+        assert set(outcomes) <= {200, "reset"} and outcomes.count(200) >= len(outcomes) - 3, outcomes
+        assert new not in pids and not _alive(victim)
+        # Back to two workers: every connection answered, by the survivor and the new one.
+        answers = await asyncio.gather(*[_fresh("POST", f"{base}/v1/chat/completions", json=chat) for _ in range(20)])
+        assert [status for status, _ in answers] == [200] * 20
+        statuses = await asyncio.gather(*[_fresh("GET", f"{base}/status") for _ in range(20)])
+        assert {body["pid"] for _, body in statuses} == (pids - {victim}) | {new}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+
+
+async def test_workers_stop_when_their_parent_is_killed_outright(
+    tmp_path: Path, fake_gemini: FakeGemini, fake_openai: FakeOpenAI
+) -> None:
+    proc, _, pids = await _start_two(tmp_path, fake_gemini, fake_openai)
+    try:
+        proc.kill()  # SIGKILL: the parent cannot pass a signal on
+        await proc.wait()
+        for _ in range(200):  # each worker got SIGTERM from the kernel and drains (grace 5 s)
+            if not any(_alive(pid) for pid in pids):
+                break
+            await asyncio.sleep(0.1)
+        assert not any(_alive(pid) for pid in pids), "workers kept serving without their parent"
+    finally:
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

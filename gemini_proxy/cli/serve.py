@@ -17,7 +17,7 @@ import sys
 from aiohttp import web
 
 from gemini_proxy.cli import loop
-from gemini_proxy.cli.workers import run_workers
+from gemini_proxy.cli.workers import follow_parent, run_workers
 from gemini_proxy.config import ConfigError, load, with_workers
 from gemini_proxy.http.app import make_app
 from gemini_proxy.http.appkeys import RUNTIME
@@ -75,6 +75,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     if config.server.workers > 1 and args.worker_index is None:
         return run_workers(args, config)  # the parent: starts the workers, serves nothing itself
+    if args.worker_index is not None and not follow_parent():
+        print("error: the parent of this worker (serve --workers) is gone; not starting", file=sys.stderr)
+        return 1
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     listener = setup_logging(file=args.log_file or config.logging.file)

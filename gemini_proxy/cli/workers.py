@@ -19,11 +19,15 @@ scratch, as a single ``serve`` does, with nothing half-inherited from the parent
   and the parent waits for every worker to drain (``shutdown_grace_s``), then exits. A worker
   that dies on its own is started again (after a second if it died within a second of start);
   one whose first process fails at start (the port taken, say) stops the server with exit 1.
+- A parent that is killed outright (SIGKILL, the OOM killer) cannot pass anything on: each worker
+  asks Linux for a SIGTERM when its parent dies (``PR_SET_PDEATHSIG``, :func:`follow_parent`),
+  so it drains and exits instead of serving on, unsupervised, beside the next server started.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import subprocess
@@ -36,9 +40,29 @@ from gemini_proxy.config import Config
 from gemini_proxy.observe.accesslog import LOG, setup_logging, stop_logging
 
 _RESPAWN_PAUSE_S = 1.0  # a worker that keeps crashing is retried once a second, not in a busy loop
-# A worker's first process that exits this soon failed to start (port taken, bad key file...):
+# A worker's first process that exits with an error this soon failed to start (port taken, bad key file...):
 # every restart would fail the same way, so the whole server stops with an error instead.
 _START_FAILURE_S = 15.0
+# The parent's pid, handed to each worker: a worker whose parent is already gone stops at once.
+SUPERVISOR_ENV = "GEMINI_PROXY_SUPERVISOR_PID"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def follow_parent() -> bool:
+    """In a worker: have the kernel send SIGTERM when the parent dies; False if it already has.
+
+    Outside Linux (no ``prctl``) a worker is not told, and the parent's SIGTERM remains the way
+    to stop it; returns True there.
+    """
+    expected = os.environ.get(SUPERVISOR_ENV)
+    if not expected or not sys.platform.startswith("linux"):
+        return True
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return True
+    return str(os.getppid()) == expected  # the parent may have died before prctl took effect
 
 
 def worker_argv(args: argparse.Namespace, workers: int, index: int, port: int) -> list[str]:
@@ -55,7 +79,7 @@ class Supervisor:
 
     def __init__(self, args: argparse.Namespace, config: Config, port: int, metrics_dir: str) -> None:
         self.args, self.workers, self.port = args, config.server.workers, port
-        self.env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+        self.env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, SUPERVISOR_ENV: str(os.getpid())}
         self.procs: dict[int, subprocess.Popen[bytes]] = {}  # worker index -> process
         self.started: dict[int, float] = {}
         self.restarts: dict[int, int] = {}
@@ -92,7 +116,9 @@ class Supervisor:
                 failed |= proc.returncode != 0
                 continue
             lived = time.monotonic() - self.started[index]
-            if self.restarts[index] == 0 and proc.returncode != 0 and lived < _START_FAILURE_S:
+            # Exiting with an error soon after the first start is a worker that cannot start; one
+            # killed by a signal (the OOM killer, an operator's kill -9) is restarted, however soon.
+            if self.restarts[index] == 0 and proc.returncode > 0 and lived < _START_FAILURE_S:
                 LOG.error("worker failed to start; stopping every worker", extra={"worker": index})
                 failed = True
                 self.forward(signal.SIGTERM, None)
