@@ -238,6 +238,7 @@ class StreamTranslator:
         "_content",
         "_include_thoughts",
         "_legacy",
+        "_meta",
         "_role_sent",
         "_used",
         "finish_reason",
@@ -273,6 +274,7 @@ class StreamTranslator:
         self._legacy = legacy_functions
         self.upstream = upstream
         self.usage: Usage | None = None
+        self._meta: Any = None  # the usageMetadata self.usage was made from
         self.finish_reason: str | None = None
         self.started = False  # any candidate seen (else the stream had no answer at all)
 
@@ -293,10 +295,14 @@ class StreamTranslator:
                 upstream_status=err.get("status"),
                 mid_stream=True,
             )
-        usage = usage_from(event.get("usageMetadata"))
+        meta = event.get("usageMetadata")
         candidates = event.get("candidates") or []
-        if usage is not None:  # a running total: the last wins
-            self.usage = usage
+        # A running total: the last wins. Most events repeat the one before (the prompt count
+        # alone until the end), and an unchanged total keeps its Usage (and the tools on it).
+        if meta is not None and meta != self._meta:
+            usage = usage_from(meta)
+            if usage is not None:
+                self.usage, self._meta = usage, meta
         if self._used and self.usage is not None:  # a new running total: keep the tools seen
             self.usage.builtin_tools = tuple(sorted(self._used))
         if not candidates and (event.get("promptFeedback") or {}).get("blockReason"):
