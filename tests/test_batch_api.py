@@ -625,3 +625,31 @@ async def test_batch_lines_count_as_requests_but_stay_out_of_the_online_latency_
     assert sum(float(ln.rsplit(" ", 1)[1]) for ln in requests) == 2
     latency = [ln for ln in text.splitlines() if ln.startswith("gemini_proxy_request_latency_seconds_count{")]
     assert not [ln for ln in latency if model in ln]
+
+
+async def test_reads_and_deletes_of_files_and_batches_get_an_access_line_each_without_ids(
+    stack: Stack, access_records: list[dict[str, Any]]
+) -> None:
+    client = await stack.proxy()
+    uploaded = await upload(client, jsonl(line("a")))
+    batch = await client.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
+    await client.files.retrieve(uploaded.id)
+    await client.files.list()
+    await client.files.content(uploaded.id)
+    await client.batches.retrieve(batch.id)
+    await client.batches.list()
+    await client.files.delete(uploaded.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.files.retrieve(uploaded.id)
+    reads = [(r["endpoint"], r["status_code"]) for r in access_records if r["endpoint"].startswith(("GET", "DELETE"))]
+    assert reads == [
+        ("GET /v1/files/{file_id}", 200),
+        ("GET /v1/files", 200),
+        ("GET /v1/files/{file_id}/content", 200),
+        ("GET /v1/batches/{batch_id}", 200),
+        ("GET /v1/batches", 200),
+        ("DELETE /v1/files/{file_id}", 200),
+        ("GET /v1/files/{file_id}", 404),
+    ]
+    read_lines = [r for r in access_records if r["endpoint"].startswith(("GET", "DELETE"))]
+    assert all(uploaded.id not in str(r) and batch.id not in str(r) for r in read_lines)

@@ -33,10 +33,11 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 # Paths whose requests are accounted for in the access log (health checks are not).
 LOGGED_PREFIXES = ("/v1/", "/v1beta/")
-# Reads and deletes that are logged too: a team's stored Responses answers (who read or deleted
-# what is worth an audit line). Their ``endpoint`` is the method and the route's template, never
-# the raw path (it holds an id), so metrics keep one label per operation.
-STORED_RESPONSES = "/v1/responses/"
+# Reads and deletes that are logged too: a team's stored things - Responses answers, uploaded
+# files (batch inputs and results: prompts and answers), batches (who read or deleted what is
+# worth an audit line). Their ``endpoint`` is the method and the route's template, never the raw
+# path (it holds an id), so the lines group by operation.
+AUDITED_READS = ("/v1/responses/", "/v1/files", "/v1/batches")
 
 
 def native_surface(path: str) -> bool:
@@ -79,9 +80,9 @@ def access_log(tracing: Tracing | None = None) -> Middleware:
             if not request.path.startswith(LOGGED_PREFIXES):
                 return await handler(request)
             endpoint = request.path
-        elif request.method in ("GET", "DELETE") and request.path.startswith(STORED_RESPONSES):
+        elif request.method in ("GET", "DELETE") and request.path.startswith(AUDITED_READS):
             resource = request.match_info.route.resource
-            template = resource.canonical if resource is not None else "/v1/responses/{unknown}"
+            template = resource.canonical if resource is not None else "(no route)"
             endpoint = f"{request.method} {template}"
         else:
             return await handler(request)

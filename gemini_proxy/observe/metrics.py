@@ -145,7 +145,7 @@ class Metrics:
             registry=r,
         )
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
-        self._ones: dict[tuple[str | None, str | None, str | None, int, bool], _One] = {}
+        self._ones: dict[tuple[str | None, str | None, str | None, int, bool, bool], _One] = {}
         self._sources = _Sources()
         r.register(self._sources)
         # `serve --workers N` (gemini_proxy/cli/workers.py) sets PROMETHEUS_MULTIPROC_DIR: then
@@ -183,14 +183,15 @@ class Metrics:
         """Everything a request did, from its record and its finished log line."""
         # The model that answered; for a failure, the route's first target; "-" when none was tried.
         model = record.model_used or (record.attempts[0].model if record.attempts else None)
-        one = self._one(record.team_id, record.task_type, model, record.status_code, record.stream)
-        one.requests.inc()
         # A Batch API line's latency is its batch's turnaround (hours): it would swamp the online
         # latency series (no lane label there), so batch lines count everywhere but in these two.
-        if record.batch_id is None:
+        online = record.batch_id is None
+        one = self._one(record.team_id, record.task_type, model, record.status_code, record.stream, online)
+        one.requests.inc()
+        if online:
             one.latency.observe(line["latency_ms"] / 1000.0)
             if line["ttft_ms"] is not None:
-                one.ttft.observe(line["ttft_ms"] / 1000.0)
+                (one.ttft or self._child(self.ttft, one.task, one.model)).observe(line["ttft_ms"] / 1000.0)
         for kind, counter in one.tokens:
             n = line[kind]
             if n:
@@ -207,14 +208,18 @@ class Metrics:
         if record.queue_wait_ms is not None:
             self._child(self.queue_wait, self._label("lane", record.lane)).observe(record.queue_wait_ms / 1000.0)
 
-    def _one(self, team: str | None, task: str | None, model: str | None, status: int, stream: bool) -> _One:
+    def _one(
+        self, team: str | None, task: str | None, model: str | None, status: int, stream: bool, online: bool
+    ) -> _One:
         """The children a request touches on every answer, looked up once per label combination.
 
         Building them takes ~20 label lookups (each a lock and a tuple in prometheus_client); a
         request repeats the combination of the ones before it, so one dict lookup finds all of
-        them. Bounded like the labels: past ``_ONES_MAX`` combinations they are not kept.
+        them. Bounded like the labels: past ``_ONES_MAX`` combinations they are not kept. A series
+        is only made when something is observed in it (no latency for batch lines, no TTFT for
+        non-streams), so /metrics shows no empty series.
         """
-        key = (team, task, model, status, stream)
+        key = (team, task, model, status, stream, online)
         one = self._ones.get(key)
         if one is None:
             b = self._label
@@ -224,8 +229,8 @@ class Metrics:
                 task=task_l,
                 model=model_l,
                 requests=c(self.requests, team_l, task_l, model_l, str(status)),
-                latency=c(self.latency, task_l, model_l, "true" if stream else "false"),
-                ttft=c(self.ttft, task_l, model_l),
+                latency=c(self.latency, task_l, model_l, "true" if stream else "false") if online else None,
+                ttft=c(self.ttft, task_l, model_l) if online and stream else None,
                 tokens=tuple(
                     (f"{kind}_tokens", c(self.tokens, team_l, task_l, model_l, kind)) for kind in _TOKEN_KINDS
                 ),
@@ -260,7 +265,7 @@ _ONES_MAX = 4096
 
 @dataclass(frozen=True, slots=True)
 class _One:
-    """The metric children of one (team, task, model, status, stream), with the labels they carry."""
+    """The metric children of one (team, task, model, status, stream, online), with their labels."""
 
     task: str
     model: str
