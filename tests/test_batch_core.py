@@ -6,6 +6,7 @@ Files API (tests/fakes/gemini_batch.py) mounted beside the online fake, on loopb
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import openai.types as oai
@@ -28,6 +29,7 @@ from gemini_proxy.batch.openai_files import (
     parse_input,
     resolve_lines,
 )
+from gemini_proxy.batch.store import BatchStore, new_batch_id
 from gemini_proxy.config.pricing import PriceBook
 
 ALIASES = {
@@ -332,3 +334,23 @@ def test_an_embeddings_line_with_several_inputs_is_joined_back_in_order() -> Non
     body = oai.CreateEmbeddingResponse.model_validate(out.line["response"]["body"])
     assert [d.embedding for d in body.data] == [[0.1], [0.2]] and body.model == "embed"
     assert out.usage == Usage(input_tokens=plan.job.lines[0].est_tokens, estimated=True)
+
+
+def test_a_stale_record_written_after_a_cancel_keeps_the_cancel(tmp_path: Path) -> None:
+    """The poller of one worker reads a record, waits on Gemini and writes it back; a cancel that
+    another worker stored in between must survive that write."""
+    store, batch_id = BatchStore(tmp_path), new_batch_id()
+    record = {"id": batch_id, "status": "in_progress", "cancel_requested": False, "cancelling_at": None}
+    store.put_batch(dict(record))
+    polled = dict(record)  # what the poller read before the cancel
+    store.put_batch({**record, "status": "cancelling", "cancel_requested": True, "cancelling_at": 1700000000})
+    polled["poll_s"] = 2.0  # the poller's own change
+    store.put_batch(polled)
+    stored = store.get_batch(batch_id)
+    assert stored is not None
+    assert (stored["status"], stored["cancel_requested"], stored["cancelling_at"]) == ("cancelling", True, 1700000000)
+    assert stored["poll_s"] == 2.0
+    # A batch whose jobs all ended meanwhile stays ended; the cancel is still on record.
+    store.put_batch({**record, "status": "completed"})
+    stored = store.get_batch(batch_id)
+    assert stored is not None and (stored["status"], stored["cancel_requested"]) == ("completed", True)

@@ -165,8 +165,28 @@ class BatchStore:
     # --- batches ----------------------------------------------------------------------------
 
     def put_batch(self, record: dict[str, Any]) -> None:
+        """Store ``record``; a cancel already stored (by another worker or replica) is kept.
+
+        The poller reads a record, waits on Gemini, then writes it back; a cancel written by
+        another process in between would be lost (the batch back to ``in_progress``, lines in the
+        local lane running on). Under a short ``flock`` of the batch, the stored record's
+        ``cancel_requested`` is carried into the one written, so a cancel is never taken back.
+        ``record`` itself is updated, so its writer goes on with what was stored.
+        """
         self._ready()
-        _write(self.batches / f"{record['id']}.json", orjson.dumps(record))
+        path = self.batches / f"{record['id']}.json"
+        fd = os.open(self.batches / f".{record['id']}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            stored = _read_json(path)
+            if stored is not None and stored.get("cancel_requested") and not record.get("cancel_requested"):
+                record["cancel_requested"] = True
+                record["cancelling_at"] = record.get("cancelling_at") or stored.get("cancelling_at")
+                if record.get("status") in ("validating", "in_progress", "finalizing"):
+                    record["status"] = "cancelling"
+            _write(path, orjson.dumps(record))
+        finally:
+            os.close(fd)  # drops the flock
 
     def get_batch(self, batch_id: str) -> dict[str, Any] | None:
         return _read_json(self.batches / f"{batch_id}.json") if _ID.match(batch_id) else None
