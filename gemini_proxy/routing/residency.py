@@ -31,6 +31,8 @@ def restrict(
     *region_lists: tuple[str, ...] | None,
 ) -> tuple[Target, ...]:
     """:func:`allowed_targets`, or a 403 ``region_not_allowed`` when none is left."""
+    if all(regions is None for regions in region_lists):  # no rule applies (most requests): all of them
+        return targets
     kept = allowed_targets(targets, upstreams, *region_lists)
     if kept:
         return kept
