@@ -89,3 +89,12 @@ def test_events_completed_by_one_read_come_as_one_batch() -> None:
 def test_a_multi_line_event_keeps_data_on_every_line_when_framed_again() -> None:
     assert sse.frame(b'{"a":\n1}') == b'data: {"a":\ndata: 1}\n\n'
     assert sse.frame(b"[DONE]") == b"data: [DONE]\n\n"
+
+
+def test_the_splitter_returns_what_each_read_completed_and_the_rest_on_close() -> None:
+    split = sse.Splitter()
+    assert split.feed(b"data: 1\r") == []  # a boundary between CR and LF
+    assert split.feed(b"\n\r\ndata: 2\n") == [b"1"]
+    assert split.feed(b"data: more\n\ndata: 3") == [b"2\nmore"]  # a multi-line event, joined by \n
+    assert split.close() == [b"3"]  # the last event without its blank line is not lost
+    assert split.close() == []

@@ -144,7 +144,15 @@ class HttpTransport:
             async with self.session.post(url, data=payload, headers=headers, timeout=self.stream_timeout) as resp:
                 if resp.status != 200:
                     await self.raise_for(resp, call)
-                async for batch in sse.batches(resp):
+                split = sse.Splitter()
+                reads = resp.content.iter_any()
+                while True:  # per read, its completed events; at the end, the pending one
+                    chunk = await anext(reads, None)
+                    batch = split.feed(chunk) if chunk is not None else split.close()
+                    if not batch:
+                        if chunk is None:
+                            break
+                        continue
                     out: list[T] = []
                     try:
                         for data in batch:
