@@ -9,6 +9,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gemini_proxy.adapters.base import Usage
 from gemini_proxy.http.appkeys import TELEMETRY
 from gemini_proxy.observe import metrics as metrics_module
 from gemini_proxy.observe.metrics import Metrics
@@ -166,3 +167,41 @@ def test_counts_stay_right_past_the_cached_label_combinations(monkeypatch: pytes
     assert (
         value(m, "gemini_proxy_request_latency_seconds_count", task="-", model="gemini-2.5-flash", stream="false") == 15
     )
+
+
+def test_a_series_is_only_made_when_something_is_counted_in_it() -> None:
+    telemetry = Telemetry(Metrics())
+    config = make_config(config_toml("http://127.0.0.1:1", "http://127.0.0.1:2/v1"))
+    record = _record("gemini-2.5-flash")
+    record.usage = Usage(input_tokens=10, output_tokens=5)  # priced, measured, no cache, no thinking
+    telemetry.emit(record, config)
+    names = {name for name, _ in parse(telemetry.metrics.render().decode())}
+    assert "gemini_proxy_unpriced_requests_total" not in names
+    assert "gemini_proxy_usage_estimated_requests_total" not in names
+    assert "gemini_proxy_ttft_seconds_count" not in names  # not a stream
+    kinds = {
+        dict(labels)["kind"]
+        for name, labels in parse(telemetry.metrics.render().decode())
+        if name == "gemini_proxy_tokens_total"
+    }
+    assert kinds == {"input", "output"}
+
+
+def test_one_upstream_429_is_counted_however_the_request_ended() -> None:
+    telemetry = Telemetry(Metrics())
+    config = make_config(config_toml("http://127.0.0.1:1", "http://127.0.0.1:2/v1"))
+    record = RequestRecord(request_id="req_x", status_code=499, error_type="client_disconnected")
+    record.attempts.append(Attempt(upstream="google", model="gemini-2.5-flash", status=429, limit="minute"))
+    telemetry.emit(record, config)  # the client left while the request backed off
+    m = parse(telemetry.metrics.render().decode())
+    assert value(m, "gemini_proxy_upstream_rate_limited_total", upstream="google", limit="minute") == 1
+
+
+def test_audited_reads_are_counted_but_kept_out_of_the_latency_histogram() -> None:
+    telemetry = Telemetry(Metrics())
+    config = make_config(config_toml("http://127.0.0.1:1", "http://127.0.0.1:2/v1"))
+    read = RequestRecord(request_id="req_r", endpoint="GET /v1/batches/{batch_id}", read=True, status_code=200)
+    telemetry.emit(read, config)
+    m = parse(telemetry.metrics.render().decode())
+    assert value(m, "gemini_proxy_requests_total", team="-", task="-", model="-", status="200") == 1
+    assert not [name for name, _ in m if name.startswith("gemini_proxy_request_latency_seconds")]

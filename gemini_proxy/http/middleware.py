@@ -37,7 +37,8 @@ LOGGED_PREFIXES = ("/v1/", "/v1beta/")
 # files (batch inputs and results: prompts and answers), batches (who read or deleted what is
 # worth an audit line). Their ``endpoint`` is the method and the route's template, never the raw
 # path (it holds an id), so the lines group by operation.
-AUDITED_READS = ("/v1/responses/", "/v1/files", "/v1/batches")
+AUDITED_READS = ("/v1/responses/", "/v1/files/", "/v1/batches/")
+AUDITED_LISTS = frozenset({"/v1/files", "/v1/batches"})
 
 
 def native_surface(path: str) -> bool:
@@ -80,13 +81,15 @@ def access_log(tracing: Tracing | None = None) -> Middleware:
             if not request.path.startswith(LOGGED_PREFIXES):
                 return await handler(request)
             endpoint = request.path
-        elif request.method in ("GET", "DELETE") and request.path.startswith(AUDITED_READS):
+        elif request.method in ("GET", "DELETE") and (
+            request.path.startswith(AUDITED_READS) or request.path in AUDITED_LISTS
+        ):
             resource = request.match_info.route.resource
             template = resource.canonical if resource is not None else "(no route)"
             endpoint = f"{request.method} {template}"
         else:
             return await handler(request)
-        record = RequestRecord(request_id=request_id_of(request), endpoint=endpoint)
+        record = RequestRecord(request_id=request_id_of(request), endpoint=endpoint, read=request.method != "POST")
         request[RECORD] = record
         if tracing is not None:  # the request's SERVER span, ended with its log line in _emit
             resource = request.match_info.route.resource  # the route's template: one name per endpoint

@@ -184,59 +184,55 @@ class Metrics:
         # The model that answered; for a failure, the route's first target; "-" when none was tried.
         model = record.model_used or (record.attempts[0].model if record.attempts else None)
         # A Batch API line's latency is its batch's turnaround (hours): it would swamp the online
-        # latency series (no lane label there), so batch lines count everywhere but in these two.
-        online = record.batch_id is None
-        one = self._one(record.team_id, record.task_type, model, record.status_code, record.stream, online)
+        # latency series (no lane label there), so batch lines count everywhere but in these two;
+        # so do audited reads (a client polling a batch is not a model request).
+        timed = record.batch_id is None and not record.read
+        one = self._one(record.team_id, record.task_type, model, record.status_code, record.stream, timed)
         one.requests.inc()
-        if online:
+        if one.latency is not None:
             one.latency.observe(line["latency_ms"] / 1000.0)
             if line["ttft_ms"] is not None:
-                (one.ttft or self._child(self.ttft, one.task, one.model)).observe(line["ttft_ms"] / 1000.0)
-        for kind, counter in one.tokens:
-            n = line[kind]
+                self._child(self.ttft, one.task, one.model).observe(line["ttft_ms"] / 1000.0)
+        # The rest only when there is something to count: a series is made on its first count,
+        # so /metrics never shows empty ones (cached tokens on a model that never caches...).
+        for kind in _TOKEN_KINDS:
+            n = line[kind + "_tokens"]
             if n:
-                counter.inc(n)
+                self._child(self.tokens, one.team, one.task, one.model, kind).inc(n)
         cost = line["cost_usd"]
         if cost:
-            one.cost.inc(cost)
+            self._child(self.cost, one.team, one.task, one.model).inc(cost)
         elif cost is None:
-            one.unpriced.inc()
+            self._child(self.unpriced, one.model).inc()
         if line["usage_estimated"]:
-            one.estimated.inc()
-        if record.retry_count or record.fallback_used or record.status_code == 429 or record.schema_violations:
+            self._child(self.estimated, one.model).inc()
+        # retry_count 0 means one attempt at most: its 429 is the only one there can be.
+        limited = record.status_code == 429 or bool(record.attempts and record.attempts[0].status == 429)
+        if record.retry_count or record.fallback_used or limited or record.schema_violations:
             self._rare(record, one.task, one.model)
         if record.queue_wait_ms is not None:
             self._child(self.queue_wait, self._label("lane", record.lane)).observe(record.queue_wait_ms / 1000.0)
 
     def _one(
-        self, team: str | None, task: str | None, model: str | None, status: int, stream: bool, online: bool
+        self, team: str | None, task: str | None, model: str | None, status: int, stream: bool, timed: bool
     ) -> _One:
-        """The children a request touches on every answer, looked up once per label combination.
+        """The bounded labels and the two series every request touches, looked up once per combination.
 
-        Building them takes ~20 label lookups (each a lock and a tuple in prometheus_client); a
-        request repeats the combination of the ones before it, so one dict lookup finds all of
-        them. Bounded like the labels: past ``_ONES_MAX`` combinations they are not kept. A series
-        is only made when something is observed in it (no latency for batch lines, no TTFT for
-        non-streams), so /metrics shows no empty series.
+        Bounding three labels and finding two children takes ~8 lookups (each a lock and a tuple
+        in prometheus_client); a request repeats the combination of the ones before it, so one
+        dict lookup finds them. Past ``_ONES_MAX`` combinations they are not kept.
         """
-        key = (team, task, model, status, stream, online)
+        key = (team, task, model, status, stream, timed)
         one = self._ones.get(key)
         if one is None:
             b = self._label
             team_l, task_l, model_l = b("team", team), b("task", task), b("model", model)
-            c = self._child
             one = _One(
+                team=team_l,
                 task=task_l,
                 model=model_l,
-                requests=c(self.requests, team_l, task_l, model_l, str(status)),
-                latency=c(self.latency, task_l, model_l, "true" if stream else "false") if online else None,
-                ttft=c(self.ttft, task_l, model_l) if online and stream else None,
-                tokens=tuple(
-                    (f"{kind}_tokens", c(self.tokens, team_l, task_l, model_l, kind)) for kind in _TOKEN_KINDS
-                ),
-                cost=c(self.cost, team_l, task_l, model_l),
-                unpriced=c(self.unpriced, model_l),
-                estimated=c(self.estimated, model_l),
+                requests=self._child(self.requests, team_l, task_l, model_l, str(status)),
+                latency=self._child(self.latency, task_l, model_l, "true" if stream else "false") if timed else None,
             )
             if len(self._ones) < _ONES_MAX:
                 self._ones[key] = one
@@ -265,14 +261,10 @@ _ONES_MAX = 4096
 
 @dataclass(frozen=True, slots=True)
 class _One:
-    """The metric children of one (team, task, model, status, stream, online), with their labels."""
+    """One (team, task, model, status, stream, timed): its bounded labels and its two series."""
 
+    team: str
     task: str
     model: str
     requests: Any
-    latency: Any
-    ttft: Any
-    tokens: tuple[tuple[str, Any], ...]
-    cost: Any
-    unpriced: Any
-    estimated: Any
+    latency: Any  # None: not timed (a Batch API line, an audited read)

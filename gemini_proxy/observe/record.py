@@ -44,6 +44,7 @@ class RequestRecord:
     started: float = field(default_factory=time.perf_counter)
     timestamp: float = field(default_factory=time.time)
     endpoint: str = "/v1/chat/completions"
+    read: bool = False  # an audited read or delete of stored things (responses, files, batches), not a model call
     team_id: str | None = None
     task_type: str | None = None
     model_requested: str | None = None
