@@ -354,3 +354,22 @@ def test_a_stale_record_written_after_a_cancel_keeps_the_cancel(tmp_path: Path) 
     store.put_batch({**record, "status": "completed"})
     stored = store.get_batch(batch_id)
     assert stored is not None and (stored["status"], stored["cancel_requested"]) == ("completed", True)
+
+
+def test_update_batch_changes_the_stored_record_not_an_older_copy(tmp_path: Path) -> None:
+    store, batch_id = BatchStore(tmp_path), new_batch_id()
+    store.put_batch({"id": batch_id, "status": "in_progress", "cancel_requested": False, "jobs": [{"done": False}]})
+    stale = store.get_batch(batch_id)  # what a request read for its ownership check
+    store.put_batch({"id": batch_id, "status": "in_progress", "cancel_requested": False, "jobs": [{"done": True}]})
+    assert stale is not None and stale["jobs"] == [{"done": False}]
+
+    def cancel(record: dict[str, Any]) -> bool:
+        record.update(status="cancelling", cancel_requested=True)
+        return True
+
+    assert store.update_batch(batch_id, cancel) is not None
+    stored = store.get_batch(batch_id)
+    assert stored is not None
+    assert (stored["status"], stored["jobs"]) == ("cancelling", [{"done": True}])  # the poller's progress kept
+    assert store.update_batch(batch_id, lambda record: False) == stored  # no change: nothing written
+    assert store.update_batch(new_batch_id(), cancel) is None

@@ -4,6 +4,7 @@ one log file whose lines are all whole."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -17,7 +18,8 @@ import aiohttp
 import orjson
 import pytest
 
-from gemini_proxy.cli import main
+from gemini_proxy.cli import main, workers
+from gemini_proxy.config import load, with_workers
 from tests.conftest import ENV, config_toml
 from tests.fakes.gemini import Delay, FakeGemini, text_answer
 from tests.fakes.openai import FakeOpenAI
@@ -234,3 +236,25 @@ async def test_workers_stop_when_their_parent_is_killed_outright(
         for pid in pids:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_worker_that_dies_by_a_signal_right_after_every_start_stops_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed by a signal once, a worker is restarted; killed right after each of 5 starts in a
+    row (a crash loop), the server stops with an error instead of restarting it forever."""
+    config_file = tmp_path / "routing.toml"
+    config_file.write_text(config_toml("http://127.0.0.1:9", "http://127.0.0.1:9/v1"))
+    crash = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
+    monkeypatch.setattr(workers, "worker_argv", lambda *_: crash)
+    monkeypatch.setattr(workers, "_RESPAWN_PAUSE_S", 0.01)
+    args = argparse.Namespace(config=config_file, env=None, host=None, log_file=None)
+    config = with_workers(load(config_file), 1)
+    supervisor = workers.Supervisor(args, config, _free_port(), str(tmp_path))
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        assert supervisor.run() == 1
+    finally:  # run() installs its own: this process is pytest's
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert supervisor.restarts == {0: workers._CRASH_LOOP - 1}

@@ -16,10 +16,12 @@ Every method blocks (file I/O): the server calls them through ``asyncio.to_threa
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,22 +171,40 @@ class BatchStore:
 
         The poller reads a record, waits on Gemini, then writes it back; a cancel written by
         another process in between would be lost (the batch back to ``in_progress``, lines in the
-        local lane running on). Under a short ``flock`` of the batch, the stored record's
+        local lane running on). Under the batch's ``flock``, the stored record's
         ``cancel_requested`` is carried into the one written, so a cancel is never taken back.
         ``record`` itself is updated, so its writer goes on with what was stored.
         """
         self._ready()
-        path = self.batches / f"{record['id']}.json"
-        fd = os.open(self.batches / f".{record['id']}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            stored = _read_json(path)
+        with self._locked(record["id"]):
+            stored = _read_json(self.batches / f"{record['id']}.json")
             if stored is not None and stored.get("cancel_requested") and not record.get("cancel_requested"):
                 record["cancel_requested"] = True
                 record["cancelling_at"] = record.get("cancelling_at") or stored.get("cancelling_at")
                 if record.get("status") in ("validating", "in_progress", "finalizing"):
                     record["status"] = "cancelling"
-            _write(path, orjson.dumps(record))
+            _write(self.batches / f"{record['id']}.json", orjson.dumps(record))
+
+    def update_batch(self, batch_id: str, change: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+        """Read, ``change`` (True: it changed something) and write the record under its lock.
+
+        For a change made on a request (a cancel): reading first outside the lock could write
+        back an older record over the poller's newer one from another process.
+        """
+        self._ready()
+        with self._locked(batch_id):
+            record = self.get_batch(batch_id)
+            if record is not None and change(record):
+                _write(self.batches / f"{batch_id}.json", orjson.dumps(record))
+            return record
+
+    @contextlib.contextmanager
+    def _locked(self, batch_id: str) -> Iterator[None]:
+        """An exclusive ``flock`` of one batch's record across processes (held for a read and a write)."""
+        fd = os.open(self.batches / f".{batch_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
         finally:
             os.close(fd)  # drops the flock
 

@@ -18,7 +18,8 @@ scratch, as a single ``serve`` does, with nothing half-inherited from the parent
 - Signals: SIGHUP is passed to every worker (each reloads); SIGTERM and SIGINT are passed on
   and the parent waits for every worker to drain (``shutdown_grace_s``), then exits. A worker
   that dies on its own is started again (after a second if it died within a second of start);
-  one whose first process fails at start (the port taken, say) stops the server with exit 1.
+  one whose first process fails at start (the port taken, say), or that dies right after each of
+  5 starts in a row, stops the server with exit 1.
 - A parent that is killed outright (SIGKILL, the OOM killer) cannot pass anything on: each worker
   asks Linux for a SIGTERM when its parent dies (``PR_SET_PDEATHSIG``, :func:`follow_parent`),
   so it drains and exits instead of serving on, unsupervised, beside the next server started.
@@ -43,6 +44,8 @@ _RESPAWN_PAUSE_S = 1.0  # a worker that keeps crashing is retried once a second,
 # A worker's first process that exits with an error this soon failed to start (port taken, bad key file...):
 # every restart would fail the same way, so the whole server stops with an error instead.
 _START_FAILURE_S = 15.0
+# A worker that dies this many times in a row, each within _START_FAILURE_S of its start, stops the server.
+_CRASH_LOOP = 5
 # The parent's pid, handed to each worker: a worker whose parent is already gone stops at once.
 SUPERVISOR_ENV = "GEMINI_PROXY_SUPERVISOR_PID"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -83,6 +86,7 @@ class Supervisor:
         self.procs: dict[int, subprocess.Popen[bytes]] = {}  # worker index -> process
         self.started: dict[int, float] = {}
         self.restarts: dict[int, int] = {}
+        self.quick_deaths: dict[int, int] = {}  # deaths in a row within _START_FAILURE_S of a start
         self.stopping = False
 
     def start(self, index: int) -> None:
@@ -117,9 +121,14 @@ class Supervisor:
                 continue
             lived = time.monotonic() - self.started[index]
             # Exiting with an error soon after the first start is a worker that cannot start; one
-            # killed by a signal (the OOM killer, an operator's kill -9) is restarted, however soon.
-            if self.restarts[index] == 0 and proc.returncode > 0 and lived < _START_FAILURE_S:
-                LOG.error("worker failed to start; stopping every worker", extra={"worker": index})
+            # killed by a signal (the OOM killer, an operator's kill -9) is restarted, however soon,
+            # unless it keeps dying right after each start (a crash loop is an error, not a service).
+            self.quick_deaths[index] = self.quick_deaths.get(index, 0) + 1 if lived < _START_FAILURE_S else 0
+            start_failed = self.restarts[index] == 0 and proc.returncode > 0 and lived < _START_FAILURE_S
+            if start_failed or self.quick_deaths[index] >= _CRASH_LOOP:
+                why = "failed to start" if start_failed else f"died {_CRASH_LOOP} times in a row right after starting"
+                extra = {"worker": index, "exit_code": proc.returncode}
+                LOG.error("worker %s; stopping every worker", why, extra=extra)
                 failed = True
                 self.forward(signal.SIGTERM, None)
                 continue

@@ -72,16 +72,27 @@ async def cancel(request: web.Request) -> web.Response:
     runner = request.app[BATCHES]
     batch_id = request.match_info["batch_id"]
     await _owned(request)
+    changed = False
+
+    def cancelling(record: dict[str, Any]) -> bool:
+        nonlocal changed
+        if record["status"] in _CANCELLABLE:
+            record.update(status="cancelling", cancelling_at=int(time.time()), cancel_requested=True)
+            changed = True
+        return changed
+
     async with runner.lock(batch_id):
-        record = await _owned(request)
-        if record["status"] not in _CANCELLABLE:
+        # Read, change and write under the record's lock: a poller on another worker may have
+        # written a newer record (jobs done) since this one was read for the ownership check.
+        record = await runner.io(runner.store.update_batch, batch_id, cancelling)
+        if record is None:
+            record = await _owned(request)  # deleted meanwhile: the same 404 as an unknown id
+        if not changed:
             if record["status"] in ("cancelling", "cancelled"):
                 return web.json_response(public_batch(record))
             raise InvalidRequest(
                 f"Cannot cancel a batch with status '{record['status']}'.", code="batch_not_cancellable", status=409
             )
-        record.update(status="cancelling", cancelling_at=int(time.time()), cancel_requested=True)
-        await runner.io(runner.store.put_batch, record)
         for entry in record["jobs"]:
             if not entry["done"]:
                 await runner.cancel_job(batch_id, entry)
