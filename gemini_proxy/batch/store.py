@@ -176,14 +176,15 @@ class BatchStore:
         ``record`` itself is updated, so its writer goes on with what was stored.
         """
         self._ready()
+        path = self._record(record["id"])
         with self._locked(record["id"]):
-            stored = _read_json(self.batches / f"{record['id']}.json")
+            stored = _read_json(path)
             if stored is not None and stored.get("cancel_requested") and not record.get("cancel_requested"):
                 record["cancel_requested"] = True
                 record["cancelling_at"] = record.get("cancelling_at") or stored.get("cancelling_at")
                 if record.get("status") in ("validating", "in_progress", "finalizing"):
                     record["status"] = "cancelling"
-            _write(self.batches / f"{record['id']}.json", orjson.dumps(record))
+            _write(path, orjson.dumps(record))
 
     def update_batch(self, batch_id: str, change: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
         """Read, ``change`` (True: it changed something) and write the record under its lock.
@@ -195,8 +196,11 @@ class BatchStore:
         with self._locked(batch_id):
             record = self.get_batch(batch_id)
             if record is not None and change(record):
-                _write(self.batches / f"{batch_id}.json", orjson.dumps(record))
+                _write(self._record(batch_id), orjson.dumps(record))
             return record
+
+    def _record(self, batch_id: str) -> Path:
+        return self.batches / f"{batch_id}.json"
 
     @contextlib.contextmanager
     def _locked(self, batch_id: str) -> Iterator[None]:
@@ -209,7 +213,7 @@ class BatchStore:
             os.close(fd)  # drops the flock
 
     def get_batch(self, batch_id: str) -> dict[str, Any] | None:
-        return _read_json(self.batches / f"{batch_id}.json") if _ID.match(batch_id) else None
+        return _read_json(self._record(batch_id)) if _ID.match(batch_id) else None
 
     def list_batches(self, team: str | None) -> list[dict[str, Any]]:
         """The team's batches, newest first (ties by id, so pages are stable)."""
