@@ -255,7 +255,7 @@ class Metrics:
 
 
 _TOKEN_KINDS = ("input", "output", "cached", "thinking")
-# Label combinations whose children are kept (team x task x model x status x stream in use).
+# Label combinations whose children are kept (team x task x model x status x stream x timed in use).
 _ONES_MAX = 4096
 
 
