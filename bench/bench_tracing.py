@@ -50,7 +50,7 @@ from gemini_proxy.adapters.simulated import SimulatedGemini
 from gemini_proxy.config import parse
 from gemini_proxy.http.app import make_app
 from gemini_proxy.resilience import attempts
-from gemini_proxy.resilience.attempts import Job
+from gemini_proxy.resilience.job import Job
 from gemini_proxy.resilience.outcome import Outcome
 from gemini_proxy.routing import resolve
 from gemini_proxy.runtime import Runtime

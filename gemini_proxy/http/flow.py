@@ -23,7 +23,7 @@ from gemini_proxy.errors import ProxyError, from_request_error
 from gemini_proxy.http.appkeys import METER, TEAM
 from gemini_proxy.observe.record import RequestRecord
 from gemini_proxy.resilience import attempts, streams
-from gemini_proxy.resilience.attempts import Job
+from gemini_proxy.resilience.job import Job
 from gemini_proxy.resilience.keys import affinity
 from gemini_proxy.resilience.outcome import Outcome
 from gemini_proxy.routing import resolve, teams

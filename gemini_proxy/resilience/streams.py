@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Callable
 
 from gemini_proxy.adapters.base import Call, StreamState, UpstreamError
 from gemini_proxy.adapters.interface import Adapter, Operation
-from gemini_proxy.resilience.attempts import Job, Resources, Run
+from gemini_proxy.resilience.attempts import Run
+from gemini_proxy.resilience.job import Job, Resources
 from gemini_proxy.resilience.outcome import Outcome
 
 

@@ -2,7 +2,7 @@
 
 Why a protocol of its own here: the loop must not import OpenTelemetry (an optional extra) nor
 the observe layer above it; gemini_proxy/observe/otel.py implements these. When tracing is off a
-:class:`~.attempts.Job` carries no trace (``None``) and the loop calls nothing: its cost is one
+:class:`~.job.Job` carries no trace (``None``) and the loop calls nothing: its cost is one
 ``is None`` test per step (bench/bench_tracing.py measures it).
 
     RequestTrace.attempt()  a CLIENT span around one upstream call, the parent of the upstream's

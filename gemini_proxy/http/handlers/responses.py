@@ -31,7 +31,7 @@ from gemini_proxy.http.handlers.chat import prompt_chars
 from gemini_proxy.http.handlers.responses_stream import relay_events, relay_forwarded, replay_events
 from gemini_proxy.http.handlers.stored_responses import lookup
 from gemini_proxy.observe.record import RequestRecord
-from gemini_proxy.resilience.attempts import Alternative, Job
+from gemini_proxy.resilience.job import Alternative, Job
 from gemini_proxy.responses import CHAT_PARAM_NAMES, Context, from_chat, to_chat
 from gemini_proxy.runtime import Runtime
 from gemini_proxy.state.backend import StateUnavailable
