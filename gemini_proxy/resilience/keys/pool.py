@@ -38,6 +38,7 @@ from gemini_proxy.config import UpstreamConfig
 from gemini_proxy.resilience.failures import FailureClass, classify
 from gemini_proxy.resilience.keys import affinity
 from gemini_proxy.resilience.keys.gate import KeyGate, NoKeyComing, Priority
+from gemini_proxy.resilience.keys.health import EVERY_MODEL, Quarantine, Slot, scope_of
 from gemini_proxy.resilience.keys.sources import UpstreamKey, read_keys
 from gemini_proxy.resilience.refusals import NoKey
 
@@ -49,52 +50,6 @@ LIFT_GRACE_S = 2.0
 
 # A per-minute 429 without a retry delay rests the key (for that model) this long.
 DEFAULT_COOLDOWN_S = 2.0
-# How early a timer may fire (uvloop: 1 ms resolution) and a resting key still count as rested.
-_TIMER_SLACK_S = 0.01
-EVERY_MODEL = "*"
-# Reasons that say the key itself is bad, whatever the status: quarantined for every model.
-KEY_WIDE_REASONS = frozenset(
-    {"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED", "API_KEY_EXPIRED", "CONSUMER_SUSPENDED", "SERVICE_DISABLED"}
-)
-
-
-def scope_of(err: UpstreamError, model: str | None) -> str:
-    """Which models a rejection speaks for: a 403 names one model's permission, the rest the key."""
-    if err.status == 403 and err.code not in KEY_WIDE_REASONS and model:
-        return model
-    return EVERY_MODEL
-
-
-@dataclass(slots=True)
-class Quarantine:
-    why: str
-    backoff_s: float  # the wait before the next probe; doubles after each failed probe
-    probe_at: float  # monotonic time the next probe may go out (also the lease of a probe in flight)
-    shared: bool = False  # learned from another replica: lifted when that replica's entry goes
-
-
-@dataclass(slots=True)
-class _Slot:
-    key: UpstreamKey
-    quarantine: dict[str, Quarantine] = field(default_factory=dict)  # scope ("*" or a model) -> why
-    # model -> monotonic time a 429'd key may be used again for that model.
-    rest_until: dict[str, float] = field(default_factory=dict)
-    # scope -> when this replica's probe lifted its quarantine: a pull of the shared table that was
-    # already in flight must not put it back before the lift reaches Redis (LIFT_GRACE_S).
-    lifted_at: dict[str, float] = field(default_factory=dict)
-
-    def blocked(self, model: str | None) -> Quarantine | None:
-        return self.quarantine.get(EVERY_MODEL) or (self.quarantine.get(model) if model else None)
-
-    def resting(self, model: str | None, now: float) -> float:
-        """Seconds until this key may serve ``model`` again (0 when usable now).
-
-        The retry that waited out the same retryDelay must find the key usable: event-loop timers
-        (uvloop's have millisecond resolution) can fire a hair before the deadline they were set for.
-        """
-        until = max(self.rest_until.values(), default=0.0) if model is None else self.rest_until.get(model, 0.0)
-        left = until - now
-        return left if left > _TIMER_SLACK_S else 0.0
 
 
 async def _asyncio_sleep(seconds: float) -> None:
@@ -106,7 +61,7 @@ class KeyPool:
     """The usable keys of one upstream and their health. Lives as long as its Runtime."""
 
     upstream: str
-    slots: list[_Slot]
+    slots: list[Slot]
     problems: list[str] = field(default_factory=list)  # sources that yielded no key
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = _asyncio_sleep
@@ -154,7 +109,7 @@ class KeyPool:
     @classmethod
     def of(cls, upstream: str, keys: list[UpstreamKey], **kw: object) -> KeyPool:
         """A pool over keys already read (the same key under two sources is one key)."""
-        slots: list[_Slot] = []
+        slots: list[Slot] = []
         seen: set[str] = set()
         problems: list[str] = []
         for key in keys:
@@ -162,7 +117,7 @@ class KeyPool:
                 problems.append(f"{key.source}: {key.problem}")
             elif key.value is None or key.value not in seen:
                 seen.add(key.value or "")
-                slots.append(_Slot(key))
+                slots.append(Slot(key))
         return cls(upstream=upstream, slots=slots, problems=problems, **kw)  # type: ignore[arg-type]
 
     @property
@@ -330,12 +285,12 @@ class KeyPool:
                     extra={"upstream": self.upstream, "key_id": slot.key.id, "scope": scope},
                 )
 
-    def _slot(self, key: str | None) -> _Slot | None:
+    def _slot(self, key: str | None) -> Slot | None:
         if key is None:
             return None
         return next((s for s in self.slots if s.key.value == key), None)
 
-    def _quarantine(self, slot: _Slot, err: UpstreamError, model: str) -> None:
+    def _quarantine(self, slot: Slot, err: UpstreamError, model: str) -> None:
         scope = scope_of(err, model)
         now = self.clock()
         held = slot.quarantine.get(scope)
