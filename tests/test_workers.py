@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
+import openai
 import orjson
 import pytest
 
@@ -220,6 +225,116 @@ async def test_a_killed_worker_is_restarted_while_the_other_keeps_answering(
         assert await asyncio.wait_for(proc.wait(), 20) == 0
 
 
+class _Wire:
+    """What the SDK's HTTP client saw: every answer's status, a retried request's too (the SDK's
+    own retries would hide an error status that a retry cured), and how many sends were retries."""
+
+    def __init__(self) -> None:
+        self.statuses: list[int] = []
+        self.retries = 0
+
+    async def _sent(self, request: httpx.Request) -> None:
+        self.retries += request.headers.get("x-stainless-retry-count", "0") != "0"
+
+    async def _answered(self, response: httpx.Response) -> None:
+        self.statuses.append(response.status_code)
+
+    def client(self, base: str) -> openai.AsyncOpenAI:
+        """The real SDK with its default retries; a fresh pool, so every concurrent request opens
+        its own connection and the kernel picks a worker for each."""
+        hooks: dict[str, list[Callable[..., Any]]] = {"request": [self._sent], "response": [self._answered]}
+        http = openai.DefaultAsyncHttpxClient(event_hooks=hooks)
+        return openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="unused", timeout=20, http_client=http)
+
+
+async def _at_once(client: openai.AsyncOpenAI, base: str, chats: int, scrapes: int) -> tuple[list[str], set[int]]:
+    """``chats`` chat completions and ``scrapes`` GET /status, all at once: the answers' texts,
+    and the pids of the workers that answered /status."""
+    messages: list[Any] = [{"role": "user", "content": "Hi"}]
+    asks = asyncio.gather(*[client.chat.completions.create(model="pro", messages=messages) for _ in range(chats)])
+    looks = asyncio.gather(*[client.get(f"{base}/status", cast_to=httpx.Response) for _ in range(scrapes)])
+    answers, scraped = await asyncio.wait_for(asyncio.gather(asks, looks), 60)
+    texts = [answer.choices[0].message.content or "" for answer in answers]
+    return texts, {orjson.loads(scrape.content)["pid"] for scrape in scraped}
+
+
+def _connected(port: int) -> int:
+    """Connections the kernel has set up to ``port`` on loopback, accepted by a worker or not yet."""
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return sum(1 for row in rows if row[1].endswith(f":{port:04X}") and row[3] == "01")  # 01: ESTABLISHED
+
+
+def _resets_migrate() -> bool:
+    """Whether Linux hands connections queued on a closed SO_REUSEPORT listener to another
+    listener (``tcp_migrate_req``, off by default) instead of resetting them."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_migrate_req") as knob:
+            return knob.read().strip() != "0"
+    except FileNotFoundError:  # before Linux 5.14: always reset
+        return False
+
+
+async def test_concurrent_sdk_requests_are_all_answered_while_a_killed_worker_awaits_its_restart(
+    tmp_path: Path, fake_gemini: FakeGemini, fake_openai: FakeOpenAI
+) -> None:
+    proc, base, pids = await _start_two(tmp_path, fake_gemini, fake_openai)
+    port = int(base.rsplit(":", 1)[1])
+    victim = min(pids)
+    (survivor,) = pids - {victim}
+    try:
+        assert proc.stdout is not None
+        restarted = asyncio.create_task(_wait_for(proc.stdout, "listening", 1))
+        # The supervisor is paused (SIGSTOP) until the test has seen the worker dead, so a quick
+        # restart cannot shrink that window to nothing; the victim is paused too, as a worker with a
+        # blocked event loop is, so the kernel queues its share of the connections below unaccepted.
+        os.kill(proc.pid, signal.SIGSTOP)
+        os.kill(victim, signal.SIGSTOP)
+        racing = _Wire()
+        async with racing.client(base) as client:
+            answers = asyncio.ensure_future(_at_once(client, base, 30, 0))
+            for _ in range(1000):
+                if _connected(port) >= 30 or answers.done():
+                    break
+                await asyncio.sleep(0.01)
+            assert _connected(port) >= 30, answers  # a failure before the kill shows here
+            # Killed with about half of them queued on its listener: the kernel resets those, and
+            # the SDK retries them (its documented behaviour), on the survivor. None gets an error status.
+            os.kill(victim, signal.SIGKILL)
+            texts, _ = await answers
+        assert set(racing.statuses) == {200} and len(texts) == 30 and all(texts), racing.statuses
+        # The queued ones were reset and retried (unless Linux was told to migrate them instead).
+        assert racing.retries > 0 or _resets_migrate()
+        for _ in range(200):
+            if not _alive(victim):
+                break
+            await asyncio.sleep(0.05)
+        assert not _alive(victim)
+        # Dead and not restarted: 30 chats and 10 scrapes at once, every one answered, all by the survivor.
+        down = _Wire()
+        async with down.client(base) as client:
+            texts, answered_by = await _at_once(client, base, 30, 10)
+        assert down.statuses == [200] * 40 and down.retries == 0 and all(texts), down.statuses  # none reset now
+        assert answered_by == {survivor} and not restarted.done()
+
+        os.kill(proc.pid, signal.SIGCONT)  # the supervisor reaps the dead worker and starts it again
+        new = (await asyncio.wait_for(restarted, 20))[0]["pid"]
+        assert new not in pids
+        # Back to two: 40 chats and 20 scrapes at once, all answered, by the survivor and the new
+        # worker (all 20 scrapes on one worker would be a 2**-19 chance).
+        back = _Wire()
+        async with back.client(base) as client:
+            texts, answered_by = await _at_once(client, base, 40, 20)
+        assert back.statuses == [200] * 60 and back.retries == 0 and all(texts), back.statuses
+        assert answered_by == {survivor, new}
+    finally:
+        for paused in (victim, proc.pid):  # a paused process would sit on the SIGTERM below
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(paused, signal.SIGCONT)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+
+
 async def test_workers_stop_when_their_parent_is_killed_outright(
     tmp_path: Path, fake_gemini: FakeGemini, fake_openai: FakeOpenAI
 ) -> None:
@@ -258,3 +373,41 @@ def test_a_worker_that_dies_by_a_signal_right_after_every_start_stops_the_server
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     assert supervisor.restarts == {0: workers._CRASH_LOOP - 1}
+
+
+def test_a_stop_signal_that_comes_while_a_worker_is_being_started_reaches_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM arriving while the first of two workers is being started (after its process
+    exists, before the supervisor has it on its list): that worker still drains, and the
+    second is never started, so the supervisor stops instead of waiting on workers nobody told."""
+    config_file = tmp_path / "routing.toml"
+    config_file.write_text(config_toml("http://127.0.0.1:9", "http://127.0.0.1:9/v1"))
+    ready = tmp_path / "ready"
+    # A worker that drains (exit 0) on SIGTERM and says when it can; untold, it exits 3 after 10 s.
+    code = (
+        "import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
+        "pathlib.Path(sys.argv[1]).touch(); time.sleep(10); sys.exit(3)"
+    )
+    monkeypatch.setattr(workers, "worker_argv", lambda *_: [sys.executable, "-c", code, str(ready)])
+    popen = subprocess.Popen
+
+    def started_then_stopped(*args: Any, **kw: Any) -> subprocess.Popen[bytes]:
+        proc = popen(*args, **kw)
+        for _ in range(1000):
+            if ready.exists():
+                break
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)  # the supervisor's own handler runs here, mid-start
+        return proc
+
+    monkeypatch.setattr(workers.subprocess, "Popen", started_then_stopped)
+    args = argparse.Namespace(config=config_file, env=None, host=None, log_file=None)
+    supervisor = workers.Supervisor(args, with_workers(load(config_file), 2), _free_port(), str(tmp_path))
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        assert supervisor.run() == 0  # the worker drained: told, not left to exit 3 on its own
+    finally:  # run() installs its own: this process is pytest's
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert supervisor.restarts == {0: 0}  # the second worker was never started

@@ -94,6 +94,8 @@ class Supervisor:
         self.procs[index], self.started[index] = proc, time.monotonic()
         self.restarts[index] = self.restarts.get(index, -1) + 1
         LOG.info("worker started", extra={"worker": index, "pid": proc.pid})
+        if self.stopping:  # a SIGTERM/SIGINT that came while Popen ran was passed on before proc was listed
+            proc.send_signal(signal.SIGTERM)
 
     def forward(self, signum: int, _frame: FrameType | None) -> None:
         if signum != signal.SIGHUP:
@@ -106,6 +108,8 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self.forward)
         for index in range(self.workers):
+            if self.stopping:  # told to stop while starting them: the rest are not started
+                break
             self.start(index)
         failed = 0
         while self.procs:
