@@ -27,7 +27,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from bench import relay, stack
+from bench import floor_gateway, relay, stack
 from bench.fake import MODEL, Fake
 from bench.run import openai_body
 from gemini_proxy.adapters.gemini import translate
@@ -63,6 +63,8 @@ async def run(requests: int, model: str, stream: bool, tmp: Path, server: str = 
         server_runner, port = await _serve(make_app(load(config), environ={stack.KEY_ENV: stack.KEY}))
     elif server == "relay":
         server_runner, port = await _serve(relay.make_app(f"http://127.0.0.1:{fake_port}"))
+    elif server == "gateway":
+        server_runner, port = await _serve(floor_gateway.make_app(f"http://127.0.0.1:{fake_port}"))
     url, body = _target(server, model, stream, fake_port, port)
     headers = {"Content-Type": "application/json", "x-goog-api-key": stack.KEY}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
@@ -89,8 +91,9 @@ def main() -> None:
     parser.add_argument(
         "--server",
         default="proxy",
-        choices=("proxy", "relay", "direct"),
-        help="what sits between client and fake: the proxy, the bare relay (bench/relay.py) or nothing",
+        choices=("proxy", "relay", "gateway", "direct"),
+        help="what sits between client and fake: the proxy, the bare relay (bench/relay.py), the relay plus "
+        "only what every gateway request must do (bench/floor_gateway.py, json passthrough) or nothing",
     )
     parser.add_argument("--cpu", action="store_true", help="print CPU µs per request of the measured loop")
     args = parser.parse_args()

@@ -6,6 +6,7 @@ numbers in bench/results come from real answers.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ import aiohttp
 import orjson
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from bench import fake, procstat, profile, relay, report
+from bench import fake, floor_gateway, procstat, profile, relay, report
 from bench.run import openai_body
 from gemini_proxy.adapters.base import Call, StreamState, Upstream
 from gemini_proxy.adapters.gemini import GeminiAdapter
@@ -77,6 +78,25 @@ async def test_relay_returns_the_upstream_bytes_unchanged(aiohttp_server: Callab
                     assert resp.status == 200
                     got.append(await resp.read())
             assert got[0] == got[1]
+
+
+async def test_floor_gateway_does_the_work_every_gateway_request_must_do(
+    aiohttp_server: Callable[..., Any], caplog: Any
+) -> None:
+    """The second floor (bench/floor_gateway.py) must do what it claims, or the share of the
+    proxy's CPU read against it is wrong: model swapped both ways, usage read, one access line."""
+    url = await _fake_url(aiohttp_server)
+    front = await aiohttp_server(floor_gateway.make_app(url, level=3))
+    caplog.set_level(logging.INFO, logger="gemini_proxy.access")
+    async with aiohttp.ClientSession() as session:
+        payload = orjson.dumps(openai_body("bench-passthrough", stream=False))
+        async with session.post(str(front.make_url("/v1/chat/completions")), data=payload) as resp:
+            assert resp.status == 200
+            answer = ChatCompletion.model_validate_json(await resp.read())
+    assert answer.model == "bench-passthrough" and answer.choices[0].message.content == fake.TEXT
+    lines = [orjson.loads(r.getMessage()) for r in caplog.records if r.name == "gemini_proxy.access"]
+    assert len(lines) == 1 and lines[0]["model_used"] == floor_gateway.UPSTREAM_MODEL
+    assert answer.usage is not None and lines[0]["output_tokens"] == answer.usage.completion_tokens
 
 
 def test_added_latency_is_measured_against_the_same_repeat_of_the_baseline() -> None:
