@@ -282,9 +282,9 @@ async def test_concurrent_sdk_requests_are_all_answered_while_a_killed_worker_aw
     port = int(base.rsplit(":", 1)[1])
     victim = min(pids)
     (survivor,) = pids - {victim}
+    assert proc.stdout is not None
+    restarted = asyncio.create_task(_wait_for(proc.stdout, "listening", 1))
     try:
-        assert proc.stdout is not None
-        restarted = asyncio.create_task(_wait_for(proc.stdout, "listening", 1))
         # The supervisor is paused (SIGSTOP) until the test has seen the worker dead, so a quick
         # restart cannot shrink that window to nothing; the victim is paused too, as a worker with a
         # blocked event loop is, so the kernel queues its share of the connections below unaccepted.
@@ -328,6 +328,7 @@ async def test_concurrent_sdk_requests_are_all_answered_while_a_killed_worker_aw
         assert back.statuses == [200] * 60 and back.retries == 0 and all(texts), back.statuses
         assert answered_by == {survivor, new}
     finally:
+        restarted.cancel()  # done by now, unless the test failed before the restart
         for paused in (victim, proc.pid):  # a paused process would sit on the SIGTERM below
             with contextlib.suppress(ProcessLookupError):
                 os.kill(paused, signal.SIGCONT)
@@ -375,20 +376,21 @@ def test_a_worker_that_dies_by_a_signal_right_after_every_start_stops_the_server
     assert supervisor.restarts == {0: workers._CRASH_LOOP - 1}
 
 
+@pytest.mark.parametrize("handler", [True, False], ids=["its-handler-set", "before-its-handler"])
 def test_a_stop_signal_that_comes_while_a_worker_is_being_started_reaches_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handler: bool
 ) -> None:
     """SIGTERM arriving while the first of two workers is being started (after its process
-    exists, before the supervisor has it on its list): that worker still drains, and the
-    second is never started, so the supervisor stops instead of waiting on workers nobody told."""
+    exists, before the supervisor has it on its list): that worker is told, the second is never
+    started, and the server stops cleanly, whether the worker had set its own SIGTERM handler
+    yet (it drains, exit 0) or not (a worker still importing dies of the signal: nothing was
+    served yet, so that is a clean stop too, not a failure)."""
     config_file = tmp_path / "routing.toml"
     config_file.write_text(config_toml("http://127.0.0.1:9", "http://127.0.0.1:9/v1"))
     ready = tmp_path / "ready"
-    # A worker that drains (exit 0) on SIGTERM and says when it can; untold, it exits 3 after 10 s.
-    code = (
-        "import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
-        "pathlib.Path(sys.argv[1]).touch(); time.sleep(10); sys.exit(3)"
-    )
+    # Told, it exits 0 (its handler) or dies of SIGTERM (none yet); untold, it exits 3 after 10 s.
+    drains = "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); " if handler else ""
+    code = f"import pathlib, signal, sys, time; {drains}pathlib.Path(sys.argv[1]).touch(); time.sleep(10); sys.exit(3)"
     monkeypatch.setattr(workers, "worker_argv", lambda *_: [sys.executable, "-c", code, str(ready)])
     popen = subprocess.Popen
 
@@ -406,8 +408,28 @@ def test_a_stop_signal_that_comes_while_a_worker_is_being_started_reaches_it(
     supervisor = workers.Supervisor(args, with_workers(load(config_file), 2), _free_port(), str(tmp_path))
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
-        assert supervisor.run() == 0  # the worker drained: told, not left to exit 3 on its own
+        assert supervisor.run() == 0  # told, not left to exit 3 on its own
     finally:  # run() installs its own: this process is pytest's
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+        for sig, handler_before in handlers.items():
+            signal.signal(sig, handler_before)
     assert supervisor.restarts == {0: 0}  # the second worker was never started
+
+
+def test_passing_a_signal_on_never_reaps_a_worker_the_supervisor_has_not_seen_die(tmp_path: Path) -> None:
+    """A worker that died while the supervisor was busy (its respawn pause) is a zombie until
+    ``run()``'s ``os.wait()`` reaps it and restarts it. A SIGHUP passed on meanwhile must not reap
+    it (``Popen.poll`` would), or ``run()`` never learns of the death and the worker stays gone."""
+    config_file = tmp_path / "routing.toml"
+    config_file.write_text(config_toml("http://127.0.0.1:9", "http://127.0.0.1:9/v1"))
+    args = argparse.Namespace(config=config_file, env=None, host=None, log_file=None)
+    supervisor = workers.Supervisor(args, with_workers(load(config_file), 2), _free_port(), str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    supervisor.procs[0] = dead
+    for _ in range(500):  # bounded: until it has exited, unreaped
+        with open(f"/proc/{dead.pid}/stat") as stat:
+            if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.01)
+    supervisor.forward(signal.SIGHUP, None)
+    pid, status = os.waitpid(dead.pid, 0)  # raises ChildProcessError if forward() had reaped it
+    assert pid == dead.pid and os.waitstatus_to_exitcode(status) == 0

@@ -28,6 +28,7 @@ scratch, as a single ``serve`` does, with nothing half-inherited from the parent
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import os
 import signal
@@ -95,14 +96,13 @@ class Supervisor:
         self.restarts[index] = self.restarts.get(index, -1) + 1
         LOG.info("worker started", extra={"worker": index, "pid": proc.pid})
         if self.stopping:  # a SIGTERM/SIGINT that came while Popen ran was passed on before proc was listed
-            proc.send_signal(signal.SIGTERM)
+            _signal(proc, signal.SIGTERM)
 
     def forward(self, signum: int, _frame: FrameType | None) -> None:
         if signum != signal.SIGHUP:
             self.stopping = True
         for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signum)
+            _signal(proc, signum)
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -120,8 +120,8 @@ class Supervisor:
             index = found[0]
             proc = self.procs.pop(index)
             proc.returncode = os.waitstatus_to_exitcode(status)
-            if self.stopping:
-                failed |= proc.returncode != 0
+            if self.stopping:  # told to stop: killed by that signal before its handler was set is a stop too
+                failed |= proc.returncode not in (0, -signal.SIGTERM, -signal.SIGINT)
                 continue
             lived = time.monotonic() - self.started[index]
             # Exiting with an error soon after the first start is a worker that cannot start; one
@@ -143,6 +143,18 @@ class Supervisor:
                 self.start(index)
         LOG.info("all workers stopped", extra={"workers": self.workers})
         return 1 if failed else 0
+
+
+def _signal(proc: subprocess.Popen[bytes], signum: int) -> None:
+    """Pass a signal on to a worker that :meth:`Supervisor.run` has not reaped.
+
+    Not ``Popen.send_signal``: it polls first, and a poll from a signal handler would reap a
+    worker that just died, which ``run()``'s ``os.wait()`` then never sees (never restarted).
+    Until ``run()`` reaps it, a dead worker's pid is a zombie's and cannot be reused.
+    """
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signum)
 
 
 def per_process_state(config: Config) -> str | None:
