@@ -1,18 +1,20 @@
 """A second floor: the relay plus only what *every* gateway request must do (json passthrough).
 
 The bare relay (:mod:`bench.relay`) forwards bytes. No gateway can: it has to read the ``model``
-to route, send the upstream's model name, read the usage back for the log and the cost, and
-write the request's log line and metrics. This app does exactly that and nothing else (no
-auth, teams, limits, keys, retries, deadline, checks or schema), so the share of the proxy's CPU
-that its features cost can be read against it::
+to route, send the upstream's model name, read the usage back for the log and the cost, give the
+request an id, and write its log line and metrics. This app does exactly that and nothing else
+(no auth, teams, limits, keys, retries, deadline, checks or schema), the way the proxy's json
+passthrough does it (the answer's bytes go back unchanged, the same headers upstream and back),
+so the share of the proxy's CPU that its features cost can be read against it::
 
     python -m bench.inproc --server gateway --cpu
     PYTHONHASHSEED=0 valgrind --tool=callgrind python -m bench.inproc --server gateway --requests 50
     PYTHONHASHSEED=0 valgrind --tool=callgrind python -m bench.inproc --server gateway --requests 350
 
-``--level`` (env ``FLOOR_LEVEL``): 1 = parse, swap and re-serialise only; 2 = + one counter and one
-histogram (prometheus_client, as the proxy); 3 (default) = + the access line through the proxy's
-own log plumbing (orjson, batched to the writer thread). Non-stream requests only.
+``FLOOR_LEVEL`` (environment, or ``make_app(level=)``): 1 = the request id, the body parsed, the
+model swapped and re-serialised, the usage read; 2 = + one counter and one histogram
+(prometheus_client, as the proxy); 3 (default) = + the access line through the proxy's own log
+plumbing (orjson, batched to the writer thread). Non-stream passthrough requests only.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from bench.relay import SESSION, UPSTREAM
+from gemini_proxy.adapters.unique import unique_hex
 from gemini_proxy.observe.accesslog import log_access
 
 UPSTREAM_MODEL = "gemini-2.5-flash"
@@ -40,6 +43,7 @@ def make_app(upstream: str, level: int | None = None) -> web.Application:
 
     async def gateway(request: web.Request) -> web.Response:
         started = time.perf_counter()
+        request_id = "req_" + unique_hex()
         body = orjson.loads(await request.read())
         public_model = body.get("model")
         body["model"] = UPSTREAM_MODEL  # routing: the alias becomes the upstream's model
@@ -47,10 +51,9 @@ def make_app(upstream: str, level: int | None = None) -> web.Application:
         url = request.app[UPSTREAM] + request.path_qs
         async with request.app[SESSION].post(url, data=orjson.dumps(body), headers=headers) as up:
             status, raw = up.status, await up.read()
-        answer = orjson.loads(raw)
-        usage = answer.get("usage") or {}
-        answer["model"] = public_model  # the client sees the name it asked for
-        resp = web.Response(status=status, body=orjson.dumps(answer), content_type="application/json")
+        usage = orjson.loads(raw).get("usage") or {}  # for the log and the cost; the bytes go back as they came
+        answer_headers = {"x-request-id": request_id, "x-model-used": UPSTREAM_MODEL, "x-upstream-used": "floor"}
+        resp = web.Response(status=status, body=raw, content_type="application/json", headers=answer_headers)
         spent = time.perf_counter() - started
         if level >= 2:
             requests.labels("team", public_model, str(status)).inc()
@@ -58,7 +61,7 @@ def make_app(upstream: str, level: int | None = None) -> web.Application:
         if level >= 3:
             log_access(
                 {
-                    "request_id": request.headers.get("x-request-id", "floor"),
+                    "request_id": request_id,
                     "task_type": None,
                     "model_used": UPSTREAM_MODEL,
                     "latency_ms": round(spent * 1000.0, 3),
@@ -76,7 +79,10 @@ def make_app(upstream: str, level: int | None = None) -> web.Application:
     app[UPSTREAM] = upstream.rstrip("/")
 
     async def session_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[SESSION] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+        # As the proxy's upstream sessions (adapters/base.py): no User-Agent of aiohttp's own.
+        app[SESSION] = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=256), skip_auto_headers=("User-Agent",)
+        )
         yield
         await app[SESSION].close()
 

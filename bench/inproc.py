@@ -97,6 +97,8 @@ def main() -> None:
     )
     parser.add_argument("--cpu", action="store_true", help="print CPU µs per request of the measured loop")
     args = parser.parse_args()
+    if args.server == "gateway" and (args.stream or args.model != "bench-passthrough"):
+        parser.error("--server gateway measures json passthrough only (no --stream, --model bench-passthrough)")
     with open(os.devnull, "w") as sink, tempfile.TemporaryDirectory() as tmp:
         listener = setup_logging(stream=sink, level=logging.INFO)  # the access line is written, as in serve
         try:

@@ -93,7 +93,8 @@ async def test_floor_gateway_does_the_work_every_gateway_request_must_do(
         async with session.post(str(front.make_url("/v1/chat/completions")), data=payload) as resp:
             assert resp.status == 200
             answer = ChatCompletion.model_validate_json(await resp.read())
-    assert answer.model == "bench-passthrough" and answer.choices[0].message.content == fake.TEXT
+    assert answer.choices[0].message.content == fake.TEXT and answer.model == fake.MODEL  # bytes as they came
+    assert resp.headers["x-request-id"].startswith("req_") and resp.headers["x-model-used"] == "gemini-2.5-flash"
     lines = [orjson.loads(r.getMessage()) for r in caplog.records if r.name == "gemini_proxy.access"]
     assert len(lines) == 1 and lines[0]["model_used"] == floor_gateway.UPSTREAM_MODEL
     assert answer.usage is not None and lines[0]["output_tokens"] == answer.usage.completion_tokens
