@@ -336,6 +336,44 @@ async def test_concurrent_sdk_requests_are_all_answered_while_a_killed_worker_aw
         assert await asyncio.wait_for(proc.wait(), 20) == 0
 
 
+async def test_a_reload_signal_while_the_workers_still_start_reaches_them_instead_of_killing_them(
+    tmp_path: Path, fake_gemini: FakeGemini, fake_openai: FakeOpenAI
+) -> None:
+    """SIGHUP right after the workers are spawned, while they still import and load (no handler
+    yet: the default action would kill them, and they came back only after the respawn pause).
+    They start with SIGHUP blocked and take it once their loop handles it: each reloads, none dies."""
+    config, port = tmp_path / "routing.toml", _free_port()
+    config.write_text(config_toml(fake_gemini.url, fake_openai.url, server="shutdown_grace_s = 5"))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "gemini_proxy", "serve", "--config", str(config), "--port", str(port), "--workers", "2"),
+        cwd=ROOT,
+        env={**os.environ, **ENV},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        spawned = await _wait_for(proc.stdout, "worker started", 2)
+        proc.send_signal(signal.SIGHUP)
+        seen: list[dict[str, Any]] = []
+        while sum(event.get("message") == "reloaded config and keys" for event in seen) < 2:
+            line = await asyncio.wait_for(proc.stdout.readline(), 20)
+            assert line, f"serve exited: {seen}"
+            seen.append(orjson.loads(line))
+        assert not [event for event in seen if event.get("message") == "worker exited, starting it again"]
+        listening = {event["pid"] for event in seen if event.get("message") == "listening"}
+        assert listening == {event["pid"] for event in spawned}  # the same two processes, never restarted
+        status, body = await _fresh("GET", f"http://127.0.0.1:{port}/status")
+        assert status == 200 and body["pid"] in listening
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
 async def test_workers_stop_when_their_parent_is_killed_outright(
     tmp_path: Path, fake_gemini: FakeGemini, fake_openai: FakeOpenAI
 ) -> None:

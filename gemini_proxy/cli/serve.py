@@ -52,6 +52,9 @@ async def serve_app(
             task.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, on_hup)
+    # A worker of `serve --workers` starts with SIGHUP blocked (cli/workers.py): one that came
+    # meanwhile is delivered now, to the handler above.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     bound = runner.addresses[0][1] if runner.addresses else port
     event_loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # "uvloop" or "asyncio"
     LOG.info("listening", extra={"host": host, "port": bound, "event_loop": event_loop, "pid": os.getpid()})

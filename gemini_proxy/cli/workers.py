@@ -91,7 +91,14 @@ class Supervisor:
         self.stopping = False
 
     def start(self, index: int) -> None:
-        proc = subprocess.Popen(worker_argv(self.args, self.workers, index, self.port), env=self.env)
+        # The worker starts with SIGHUP blocked (a blocked mask is inherited through exec) and
+        # unblocks it once its event loop handles it (serve.py): a reload signal that comes while
+        # it imports and loads waits for it, instead of killing it (the default action).
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        try:
+            proc = subprocess.Popen(worker_argv(self.args, self.workers, index, self.port), env=self.env)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         self.procs[index], self.started[index] = proc, time.monotonic()
         self.restarts[index] = self.restarts.get(index, -1) + 1
         LOG.info("worker started", extra={"worker": index, "pid": proc.pid})
