@@ -8,6 +8,7 @@ passthrough does it (the answer's bytes go back unchanged, the same headers upst
 so the share of the proxy's CPU that its features cost can be read against it::
 
     python -m bench.inproc --server gateway --cpu
+    python -m bench.run --targets direct-openai,relay,gateway-floor,proxy-passthrough --modes json
     PYTHONHASHSEED=0 valgrind --tool=callgrind python -m bench.inproc --server gateway --requests 50
     PYTHONHASHSEED=0 valgrind --tool=callgrind python -m bench.inproc --server gateway --requests 350
 
@@ -19,6 +20,8 @@ plumbing (orjson, batched to the writer thread). Non-stream passthrough requests
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -28,9 +31,9 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from bench.relay import SESSION, UPSTREAM
+from bench.relay import SESSION, UPSTREAM, healthz
 from gemini_proxy.adapters.unique import unique_hex
-from gemini_proxy.observe.accesslog import log_access
+from gemini_proxy.observe.accesslog import log_access, setup_logging, stop_logging
 
 UPSTREAM_MODEL = "gemini-2.5-flash"
 
@@ -88,4 +91,30 @@ def make_app(upstream: str, level: int | None = None) -> web.Application:
 
     app.cleanup_ctx.append(session_ctx)
     app.router.add_post("/{tail:.*}", gateway)
+    app.router.add_get("/healthz", healthz)
     return app
+
+
+def main() -> None:
+    """Its own process for ``bench.run`` (target ``gateway-floor``): the access lines go to stdout,
+    as the proxy's do, through the same writer thread."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True, help="root URL of the upstream, e.g. http://127.0.0.1:9000")
+    parser.add_argument("--event-loop", default="asyncio", choices=("asyncio", "uvloop"), help="as the proxy's")
+    args = parser.parse_args()
+    loop = None
+    if args.event_loop == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    listener = setup_logging(level=logging.INFO)
+    try:
+        web.run_app(make_app(args.upstream), host=args.host, port=args.port, access_log=None, print=None, loop=loop)
+    finally:
+        stop_logging(listener)
+
+
+if __name__ == "__main__":
+    main()

@@ -141,7 +141,7 @@ def ratio_table(result: dict[str, Any]) -> str:
         cpu.setdefault((case["target"], case["stream"], case["concurrency"]), []).append(case["server_cpu_ms_per_req"])
     names = [
         n
-        for n in ("proxy-passthrough", "proxy-gemini", "litellm-passthrough", "litellm-gemini")
+        for n in ("gateway-floor", "proxy-passthrough", "proxy-gemini", "litellm-passthrough", "litellm-gemini")
         if any(k[0] == n for k in cpu)
     ]
     if not names or not any(k[0] == "relay" for k in cpu):

@@ -59,14 +59,18 @@ def openai_body(model: str, stream: bool) -> dict[str, Any]:
 class Target:
     name: str
     baseline: str  # the direct case this one's added latency is measured against
-    server: str  # "fake" | "relay" | "proxy" | "proxy-redis" | "litellm": whose process is metered
+    server: str  # "fake" | "relay" | "gateway-floor" | "proxy" | "proxy-redis" | "litellm": whose process is metered
     kind: str  # "openai" | "gemini": which wire format the client speaks
+    json_only: bool = False  # no stream cases (the gateway floor answers json passthrough only)
 
 
 TARGETS = (
     Target("direct-openai", "direct-openai", "fake", "openai"),
     Target("direct-gemini", "direct-gemini", "fake", "gemini"),
     Target("relay", "direct-openai", "relay", "openai"),
+    # The relay plus only what every gateway request must do (bench/floor_gateway.py): json
+    # passthrough only, run when asked for, to read what the proxy's features cost.
+    Target("gateway-floor", "direct-openai", "gateway-floor", "openai", json_only=True),
     Target("proxy-passthrough", "direct-openai", "proxy", "openai"),
     Target("proxy-gemini", "direct-gemini", "proxy", "gemini"),
     Target("litellm-passthrough", "direct-openai", "litellm", "openai"),
@@ -77,10 +81,11 @@ TARGETS = (
     Target("proxy-gemini-redis", "direct-gemini", "proxy-redis", "gemini"),
 )
 # Without a Redis to talk to by default, the Redis targets are only run when asked for.
-DEFAULT_TARGETS = ",".join(t.name for t in TARGETS if t.server != "proxy-redis")
+DEFAULT_TARGETS = ",".join(t.name for t in TARGETS if t.server not in ("proxy-redis", "gateway-floor"))
 # The model name each target's client asks for (the proxy's and LiteLLM's configs use the same names).
 MODELS = {
     "proxy-passthrough": "bench-passthrough",
+    "gateway-floor": "bench-passthrough",
     "proxy-gemini": "bench-gemini",
     "litellm-passthrough": "bench-passthrough",
     "litellm-gemini": "bench-gemini",
@@ -263,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
                     tmp, fake_url, args.startup_runs, args.proxy_loop, limits + state, name="proxy-redis"
                 )
                 procs.append(servers["proxy-redis"])
+            if any(t.server == "gateway-floor" for t in targets):
+                servers["gateway-floor"] = stack.start_gateway_floor(tmp, fake_url, args.proxy_loop)
+                procs.append(servers["gateway-floor"])
             if any(t.server == "litellm" for t in targets):
                 servers["litellm"], startups["litellm"] = litellm_ref.start(tmp, fake_url, args.startup_runs)
                 procs.append(servers["litellm"])
@@ -274,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                 for stream in modes:
                     for conc in concurrencies:
                         for target in targets:
+                            if stream and target.json_only:
+                                continue
                             case = measured(target, stream, conc, args, ports, pids, tmp)
                             case["repeat"] = rep
                             cases.append(case)

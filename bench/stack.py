@@ -179,6 +179,15 @@ def start_relay(tmp: Path, fake_url: str, event_loop: str = "auto") -> Proc:
     return proc
 
 
+def start_gateway_floor(tmp: Path, fake_url: str, event_loop: str = "auto") -> Proc:
+    """bench/floor_gateway.py in its own process, on the proxy's core and loop, as the relay."""
+    port = free_port()
+    argv = ["-m", "bench.floor_gateway", "--port", str(port), "--upstream", fake_url, "--event-loop"]
+    proc = spawn("gateway-floor", [*argv, resolved_loop(event_loop)], 0, port, tmp / "gateway-floor.log")
+    wait_http(f"http://127.0.0.1:{port}/healthz")
+    return proc
+
+
 def start_proxy(
     tmp: Path, fake_url: str, runs: int, event_loop: str = "auto", extra: str = "", name: str = "proxy"
 ) -> tuple[Proc, list[float]]:
