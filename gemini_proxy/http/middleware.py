@@ -97,6 +97,13 @@ def access_log(tracing: Tracing | None = None) -> Middleware:
             record.trace = tracing.start(request.headers, request.method, route, record)
         try:
             response = await handler(request)
+            if record.status_code == 0:  # a stream's handler sets its own (an error or a disconnect may end it)
+                record.status_code = response.status
+            if type(response) is web.Response:
+                # The answer goes out first, its accounting after: the log line, metrics and cost
+                # are not on the client's clock. aiohttp's own prepare and write_eof are then no-ops.
+                await response.prepare(request)
+                await response.write_eof()
         except asyncio.CancelledError:
             gone = request.transport is None or request.transport.is_closing()
             record.status_code = 499 if gone else 503
@@ -107,12 +114,14 @@ def access_log(tracing: Tracing | None = None) -> Middleware:
             record.status_code = exc.status
             _emit(request, record)
             raise
+        except ConnectionError:  # the client left while its answer was written (aiohttp's write says so)
+            record.status_code, record.error_type = 499, "client_disconnected"
+            _emit(request, record)
+            return response
         except BaseException:
             record.status_code, record.error_type = 500, record.error_type or "internal_error"
             _emit(request, record)
             raise
-        if record.status_code == 0:  # a stream's handler sets its own (an error or a disconnect may end it)
-            record.status_code = response.status
         if record.status_code >= 400 and record.error_type is None:
             record.error_type = "http_" + str(record.status_code)
         _emit(request, record)
