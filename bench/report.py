@@ -48,7 +48,7 @@ def _median(values: list[float | None]) -> float | None:
 
 
 # Cases whose own process is metered (the direct-* rows meter only the fake).
-_SERVERS = ("relay", "proxy", "litellm")
+_SERVERS = ("relay", "gateway-floor", "proxy", "litellm")
 
 COLUMNS = (
     "case",
