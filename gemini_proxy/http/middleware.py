@@ -102,8 +102,11 @@ def access_log(tracing: Tracing | None = None) -> Middleware:
             if type(response) is web.Response:
                 # The answer goes out first, its accounting after: the log line, metrics and cost
                 # are not on the client's clock. aiohttp's own prepare and write_eof are then no-ops.
-                await response.prepare(request)
-                await response.write_eof()
+                try:
+                    await response.prepare(request)
+                    await response.write_eof()
+                except ConnectionError:  # the client left while its answer was written
+                    record.status_code, record.error_type = 499, "client_disconnected"
         except asyncio.CancelledError:
             gone = request.transport is None or request.transport.is_closing()
             record.status_code = 499 if gone else 503
@@ -114,10 +117,6 @@ def access_log(tracing: Tracing | None = None) -> Middleware:
             record.status_code = exc.status
             _emit(request, record)
             raise
-        except ConnectionError:  # the client left while its answer was written (aiohttp's write says so)
-            record.status_code, record.error_type = 499, "client_disconnected"
-            _emit(request, record)
-            return response
         except BaseException:
             record.status_code, record.error_type = 500, record.error_type or "internal_error"
             _emit(request, record)
