@@ -99,6 +99,44 @@ async def test_breaker_skips_a_failing_target_for_the_cooldown(start_proxy: Any,
     assert (await status(proxy))["breakers"]["google:gemini-2.5-flash"]["state"] == "closed"
 
 
+async def test_a_retry_is_not_sent_to_a_target_whose_circuit_opened_meanwhile(
+    start_proxy: Any, fake_gemini: FakeGemini
+):
+    """The failure that opens the circuit ends the attempts on that target: its retries go to the
+    fallback instead of the target every other request now skips (and each retry's backoff)."""
+    clock = FakeClock()
+    proxy = await start_proxy(
+        "[retry]\nserver_retries = 2\nbreaker_failures = 1\nbreaker_cooldown_s = 30\n", clock=clock
+    )
+    fake_gemini.push(error(500), text_answer("lite"))
+    raw = await ask(proxy, "fast")
+    assert raw.headers["x-model-used"] == "gemini-2.5-flash-lite"
+    assert [r["model"] for r in fake_gemini.requests] == ["gemini-2.5-flash", "gemini-2.5-flash-lite"]
+
+
+def test_failures_of_calls_in_flight_when_the_circuit_opened_are_the_same_outage() -> None:
+    """Twenty requests failing together open the circuit once: the cool-down is not pushed on by
+    each late failure (nor published again to the other replicas); a per-day quota may extend it."""
+    from gemini_proxy.resilience.breaker import Breaker
+
+    clock, shared = FakeClock(), []
+    breaker = Breaker(failures=3, cooldown_s=30, clock=clock)
+    breaker.share = shared.append
+    for _ in range(3):
+        breaker.failure()
+    clock.advance(10)
+    for _ in range(17):
+        breaker.failure()
+    assert breaker.snapshot() == {"state": "open", "consecutive_failures": 20, "opened": 1, "cooldown_left_s": 20.0}
+    assert shared == [30]
+    breaker.failure(trip=True)  # done for the day: a fresh cool-down from now, still one opening
+    assert breaker.snapshot()["cooldown_left_s"] == 30.0 and breaker.opened == 1
+    clock.advance(31)
+    assert breaker.blocked_for() is None  # the probe
+    breaker.failure()  # the probe failed: a new opening
+    assert breaker.opened == 2 and breaker.snapshot()["cooldown_left_s"] == 30.0
+
+
 async def test_every_target_open_answers_503_with_retry_after(start_proxy: Any, fake_gemini: FakeGemini):
     proxy = await start_proxy(BREAKER, clock=FakeClock())
     fake_gemini.push(error(500), error(500))

@@ -248,6 +248,8 @@ class Run:
             await self.clock.sleep(decision.delay_s)
             if self.trace is not None and decision.delay_s > 0:
                 self.trace.waited("backoff", began, {"gemini_proxy.upstream": target.upstream})
+            if self.guard.breaker(target).blocked_for() is not None:
+                return False, None  # its circuit opened meanwhile (these failures or others'): the next target
 
     def _open_span(self, target: Target, call: Call) -> AttemptSpan:
         """The attempt's CLIENT span; its trace context rides on the call to the upstream."""

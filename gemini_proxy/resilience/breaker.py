@@ -50,9 +50,14 @@ class Breaker:
 
     def failure(self, *, trip: bool = False) -> None:
         self.consecutive += 1
+        if self.state == "open" and not trip:
+            # A call that was in flight when the circuit opened: the same outage, not a new
+            # opening (it would push the cool-down on and publish it again for every such call).
+            return
         if trip or self.state == "half_open" or self.consecutive >= self.failures:
-            self.state, self.open_until = "open", self.clock.now() + self.cooldown_s
-            self.opened += 1
+            if self.state != "open":
+                self.opened += 1
+            self.state, self.open_until = "open", max(self.open_until, self.clock.now() + self.cooldown_s)
             if self.share is not None:
                 self.share(self.cooldown_s)
 
