@@ -19,7 +19,7 @@ import pytest
 from gemini_proxy.http.appkeys import RUNTIME
 from tests.conftest import Proxy, eventually
 from tests.fakes.clock import FakeClock
-from tests.fakes.gemini import Answer, FakeGemini, error, text_answer
+from tests.fakes.gemini import Answer, FakeGemini, Held, error, text_answer
 from tests.test_structured import TASKS, TICKET, USER
 
 HI = [{"role": "user", "content": "hi"}]
@@ -173,6 +173,29 @@ async def test_with_every_key_quarantined_one_probe_goes_out_per_interval_not_on
     assert (await ask(proxy)).http_response.status_code == 200  # the second probe is answered
     replies = await asyncio.gather(*(ask(proxy) for _ in range(4)))  # and the key serves everyone again
     assert all(r.http_response.status_code == 200 for r in replies) and fake_gemini.attempts == 7
+
+
+async def test_rejections_of_requests_in_flight_when_a_key_is_quarantined_are_one_event(
+    start_proxy: Any, fake_gemini: FakeGemini
+) -> None:
+    """Twenty requests on one key, all rejected (401) together: one quarantine, one log line, and
+    the first probe after key_probe_s. Only a rejected *probe* doubles the wait (each of the
+    twenty used to, which put the next probe 30 minutes away after one bad-key event)."""
+    clock = FakeClock()
+    proxy = await start_proxy(clock=clock)
+    release = asyncio.Event()
+    fake_gemini.push(*[Held(release, then=error(401, "API key expired"))] * 20)
+    asks = asyncio.gather(*(ask(proxy) for _ in range(20)), return_exceptions=True)
+    assert await eventually(lambda: fake_gemini.attempts == 20)  # all twenty in flight on the key
+    release.set()
+    out = await asks
+    assert all(isinstance(e, openai.APIStatusError) and e.status_code == 502 for e in out)
+    pool = proxy.app[RUNTIME].current.keys["google"]
+    assert pool.quarantines == 1
+    assert pool.health()[0]["quarantine"]["*"]["next_probe_s"] == 30.0
+    clock.advance(30.0)
+    assert (await ask(proxy)).http_response.status_code == 200  # the probe, on time
+    assert pool.probes == 1 and pool.restored == 1
 
 
 async def test_a_403_on_one_model_leaves_other_models_served_by_the_same_key(

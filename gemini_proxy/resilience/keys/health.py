@@ -34,6 +34,7 @@ class Quarantine:
     backoff_s: float  # the wait before the next probe; doubles after each failed probe
     probe_at: float  # monotonic time the next probe may go out (also the lease of a probe in flight)
     shared: bool = False  # learned from another replica: lifted when that replica's entry goes
+    probing: bool = False  # a probe went out on it: the next rejection is that probe's
 
 
 @dataclass(slots=True)

@@ -168,6 +168,7 @@ class KeyPool:
             q = slot.blocked(model)
             if q is not None and q.probe_at <= now and slot.resting(model, now) == 0.0:
                 q.probe_at = now + q.backoff_s  # the lease: no second probe while this one runs
+                q.probing = True
                 self.probes += 1
                 log.info("probing a quarantined upstream key", extra={"upstream": self.upstream, "key_id": slot.key.id})
                 return slot.key
@@ -298,9 +299,11 @@ class KeyPool:
             why = f"upstream answered {err.status}" + (f" {err.code}" if err.code else "")
             held = slot.quarantine[scope] = Quarantine(why, self.probe_s, now + self.probe_s)
             self.quarantines += 1
-        else:  # a probe was rejected again: wait twice as long before the next one
+        elif held.probing:  # the probe was rejected: wait twice as long before the next one
             held.backoff_s = min(self.probe_max_s, held.backoff_s * 2)
-            held.probe_at, held.shared = now + held.backoff_s, False
+            held.probe_at, held.shared, held.probing = now + held.backoff_s, False, False
+        else:  # a call in flight when the key was quarantined: the same rejection, already counted
+            return
         if self.share is not None:
             self.share(f"q:{slot.key.id}:{scope}", held.backoff_s, held.why)
         log.warning(
