@@ -18,6 +18,7 @@ from gemini_proxy.resilience.keys.pool import LIFT_GRACE_S, KeyPool
 from gemini_proxy.resilience.keys.sources import key_id, read_keys
 from gemini_proxy.resilience.refusals import NoKey
 from tests.conftest import ENV, GEMINI_KEY, Proxy, config_toml, make_config
+from tests.fakes.clock import FakeClock
 from tests.fakes.gemini import FakeGemini, error
 from tests.fakes.openai import FakeOpenAI
 from tests.test_metrics import scrape, value
@@ -112,6 +113,29 @@ async def test_a_403_quarantines_the_key_for_that_model_only_and_the_request_rot
     health = proxy.app[RUNTIME].current.keys["google"].health()
     assert health[0]["quarantined"] == "upstream answered 403"
     assert list(health[0]["quarantine"]) == ["gemini-2.5-flash"]  # type: ignore[call-overload]
+
+
+async def test_a_rejected_key_waits_for_the_other_key_that_only_rests(
+    start_proxy: Any, fake_gemini: FakeGemini
+) -> None:
+    """Key A rests after a 429 (for two seconds); the request on key B is rejected (401). B is
+    quarantined and the request waits in line for A on the same model, as a request that finds
+    every key resting does, instead of moving on to a fallback model (or, with none, a 502 that
+    tells the client not to retry)."""
+    clock = FakeClock()
+    proxy: Proxy = await start_proxy(
+        config=make_config(pool_toml(fake_gemini.url, "http://unused/v1")), environ=POOL_ENV, clock=clock
+    )
+    pool = proxy.app[RUNTIME].current.keys["google"]
+    pool.report(KEY_A, UpstreamError(429, "quota", retry_after_s=2.0), "gemini-2.5-flash")
+    fake_gemini.push(error(401, "API key expired"))
+    answer = await proxy.client().chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content
+    assert [(r["key"], r["model"]) for r in fake_gemini.requests] == [
+        (KEY_B, "gemini-2.5-flash"),
+        (KEY_A, "gemini-2.5-flash"),
+    ]
+    assert [h["quarantined"] for h in pool.health()] == [None, "upstream answered 401"]
 
 
 def test_gemini_400_api_key_invalid_quarantines_the_key() -> None:

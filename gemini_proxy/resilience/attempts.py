@@ -290,7 +290,9 @@ class Run:
             self.guard.policy(target, self.job.route.task),
             self.remaining(),
             self.guard.rng,
-            other_key=call is not None and pool.usable_besides(call.api_key, target.model),
+            # Another key, usable now or back within the wait this request may make for one.
+            other_key=call is not None
+            and pool.usable_besides(call.api_key, target.model, min(self.remaining(), self.lane.cfg.max_wait_s)),
             patient=self.lane.cfg.wait_out_rate_limits,
         )
         self._log(target, err, cls, decision)

@@ -184,10 +184,13 @@ class KeyPool:
             return 0.0 if due else None
         return min(waits)
 
-    def usable_besides(self, key: str | None, model: str | None) -> bool:
-        """Is another key usable for ``model`` right now (so a rejected key can be rotated out)?"""
+    def usable_besides(self, key: str | None, model: str | None, within_s: float = 0.0) -> bool:
+        """Is another key usable for ``model`` now, or back from a rest within ``within_s`` (so a
+        rejected key can be rotated out, and the retry waits in line for the resting one)?"""
         now = self.clock()
-        return any(s.key.value != key and s.blocked(model) is None and s.resting(model, now) == 0.0 for s in self.slots)
+        return any(
+            s.key.value != key and s.blocked(model) is None and s.resting(model, now) <= within_s for s in self.slots
+        )
 
     async def acquire(
         self, model: str, budget_s: float, priority: Priority, session: affinity.Session | str | None = None
