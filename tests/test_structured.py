@@ -299,3 +299,52 @@ async def test_a_valid_first_answer_costs_one_attempt_and_no_header(proxy: Proxy
     )
     assert "x-schema-default" not in raw.headers
     assert fake_gemini.attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("finish", "text", "sdk_error"),
+    [
+        ("MAX_TOKENS", '{"summary": "Card char', openai.LengthFinishReasonError),
+        ("SAFETY", "", openai.ContentFilterFinishReasonError),
+    ],
+)
+async def test_an_answer_cut_short_is_passed_on_with_its_finish_reason_not_retried(
+    proxy: Proxy, fake_gemini: FakeGemini, finish: str, text: str, sdk_error: type[Exception]
+) -> None:
+    """Truncated at the token cap or stopped by a safety filter: a corrective retry would end
+    the same way (and be billed). The answer goes as it is, so the SDK's parse() raises its typed
+    error, as against OpenAI, instead of a 502 after two upstream calls."""
+    fake_gemini.push(text_answer(text, finish=finish))
+    with pytest.raises(sdk_error):
+        await proxy.client().chat.completions.parse(
+            model="fast", messages=USER, response_format=Triage, max_completion_tokens=5
+        )
+    assert fake_gemini.attempts == 1
+
+
+async def test_a_responses_answer_cut_at_the_token_cap_under_a_schema_is_incomplete(
+    proxy: Proxy, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.push(text_answer('{"summary": "Card char', finish="MAX_TOKENS"))
+    schema = Triage.model_json_schema()
+    reply = await proxy.client().responses.create(
+        model="fast",
+        input="Triage: I was charged twice",
+        max_output_tokens=16,
+        text={"format": {"type": "json_schema", "name": "triage", "schema": schema}},
+    )
+    assert reply.status == "incomplete" and reply.incomplete_details is not None
+    assert reply.incomplete_details.reason == "max_output_tokens"
+    assert fake_gemini.attempts == 1
+
+
+async def test_a_task_default_stands_in_for_an_answer_cut_short(start_proxy: Any, fake_gemini: FakeGemini) -> None:
+    """A task that promised its default instead of invalid JSON keeps the promise (no retry)."""
+    proxy = await start_proxy(TASKS)
+    fake_gemini.push(text_answer('{"summary": "Refund', finish="MAX_TOKENS"))
+    raw = await proxy.client().chat.completions.with_raw_response.create(
+        model="fast", messages=USER, extra_headers={"x-task": "triage"}
+    )
+    assert raw.headers["x-schema-default"] == "true"
+    assert orjson.loads(raw.parse().choices[0].message.content or "")["summary"] == "triage failed"
+    assert fake_gemini.attempts == 1

@@ -6,6 +6,7 @@ the function that runs one chat request through the attempt loop (gemini_proxy/h
     prepare(pinned, task, body)  -> Enforcement | None   (injects a task's pinned schema)
     complete(ask, body, enforcement, verdict, ...)
         answer = await ask(body)                          attempt 1
+        cut short (length, content_filter)? sent as it is (or the task's default): no retry
         invalid? answer = await ask(body + the invalid answer + "what was wrong")   attempt 2
         still invalid? schema_violation warning, then the task's default
                        (x-schema-default: true) or 502 schema_validation_failed
@@ -142,6 +143,18 @@ def check(result: Completion, enforcement: Enforcement) -> list[str]:
     return out
 
 
+# Finish reasons that end an answer before the model finished it: no retry would do better.
+CUT_SHORT = frozenset({"length", "content_filter"})
+
+
+def cut_short(result: Completion) -> bool:
+    """Did any choice end at the token cap or a safety filter (not a model that answered wrongly)?"""
+    choices = result.body.get("choices")
+    return isinstance(choices, list) and any(
+        isinstance(c, dict) and c.get("finish_reason") in CUT_SHORT for c in choices
+    )
+
+
 def with_feedback(body: dict[str, Any], invalid: str | None, errors: list[str]) -> dict[str, Any]:
     """The retry request: the same conversation, the rejected answer, and what was wrong with it."""
     feedback = FEEDBACK.format(errors="\n".join(f"- {e}" for e in errors))
@@ -170,6 +183,15 @@ async def complete(
     first = await ask(body)
     errors = check(first, enforcement)
     if not errors:
+        return first
+    if cut_short(first):
+        # Truncated at the token cap, or withheld by a safety filter: a retry would end the same
+        # way, billed again. The answer goes as it is, its finish_reason saying why (the SDKs'
+        # parse() raise LengthFinishReasonError / ContentFilterFinishReasonError; the Responses
+        # API says incomplete), or the task's default, which it promised instead of invalid JSON.
+        if enforcement.on_invalid == "default":
+            return _violation(enforcement, verdict, first, errors, request_id, model())
+        log.info("answer of %s was cut short (%s): sent unvalidated, not retried", request_id, first.finish_reason)
         return first
     verdict.retried = True
     log.debug("answer of %s failed its schema, retrying once: %s", request_id, errors)
