@@ -10,6 +10,7 @@ from google.genai import types
 from gemini_proxy.adapters.base import RequestError
 from gemini_proxy.adapters.gemini import translate
 from gemini_proxy.adapters.gemini.ids import make_tool_call_id
+from gemini_proxy.adapters.gemini.request import JSON_INSTRUCTION
 from tests.fakes.wire import parsed, wire_problem
 
 USER = [{"role": "user", "content": "Hi"}]
@@ -224,6 +225,40 @@ TOOLS = [
     {"type": "function", "function": {"name": "weather", "description": "w", "parameters": {"type": "object"}}},
     {"type": "function", "function": {"name": "time", "parameters": {"type": "object"}, "strict": True}},
 ]
+
+
+SCHEMA_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "r", "schema": {"type": "object", "properties": {"a": {"type": "integer"}}}},
+}
+
+
+def test_gemini_2_is_told_json_by_instruction_when_functions_may_be_called() -> None:
+    """2.x refuses JSON mode beside callable functions (400): the schema moves to the system
+    instruction (the answer is still validated and retried by structured/enforce.py)."""
+    body = {"messages": [{"role": "system", "content": "Be brief."}, *USER], "tools": TOOLS}
+    out = build({**body, "response_format": SCHEMA_FORMAT})
+    assert "generationConfig" not in out and out["tools"][0]["functionDeclarations"]
+    first, told = out["systemInstruction"]["parts"]
+    assert first == {"text": "Be brief."}
+    assert told["text"].startswith(JSON_INSTRUCTION)
+    assert '{"type":"object","properties":{"a":{"type":"integer"}}}' in told["text"]
+    told_only = build({**body, "response_format": {"type": "json_object"}})["systemInstruction"]["parts"][1]["text"]
+    assert "JSON Schema" not in told_only and "only a JSON object" in told_only
+
+
+@pytest.mark.parametrize(
+    ("model", "extra"),
+    [
+        ("gemini-3-pro-preview", {"tools": TOOLS}),  # Gemini 3: structured output with tools
+        ("gemini-2.5-flash", {"tools": TOOLS, "tool_choice": "none"}),  # nothing callable
+        ("gemini-2.5-flash", {}),  # no functions at all
+    ],
+)
+def test_json_mode_stays_native_where_the_model_takes_it(model: str, extra: dict[str, Any]) -> None:
+    out = build({"messages": USER, "response_format": SCHEMA_FORMAT, **extra}, model)
+    assert out["generationConfig"]["responseMimeType"] == "application/json"
+    assert "responseJsonSchema" in out["generationConfig"] and "systemInstruction" not in out
 
 
 @pytest.mark.parametrize(

@@ -348,3 +348,22 @@ async def test_a_task_default_stands_in_for_an_answer_cut_short(start_proxy: Any
     assert raw.headers["x-schema-default"] == "true"
     assert orjson.loads(raw.parse().choices[0].message.content or "")["summary"] == "triage failed"
     assert fake_gemini.attempts == 1
+
+
+async def test_a_schema_with_tools_on_gemini_2_is_sent_as_an_instruction_and_still_enforced(
+    proxy: Proxy, fake_gemini: FakeGemini
+) -> None:
+    """The Agents SDK pattern (tools plus an output type) on a 2.5 route: Gemini 2.x refuses JSON
+    mode beside callable functions (the strict fake too), so the schema goes as an instruction,
+    and the answer is validated and retried as ever."""
+    lookup = {"type": "object", "properties": {}, "required": [], "additionalProperties": False}
+    tools: Any = [{"type": "function", "function": {"name": "lookup", "parameters": lookup, "strict": True}}]
+    fake_gemini.push(text_answer("Sure! Here it is."), text_answer(orjson.dumps(GOOD).decode()))
+    reply = await proxy.client().chat.completions.parse(
+        model="fast", messages=USER, response_format=Triage, tools=tools
+    )
+    assert reply.choices[0].message.parsed == Triage.model_validate(GOOD)
+    first = fake_gemini.bodies[0]
+    assert "responseMimeType" not in first.get("generationConfig", {})
+    assert "JSON Schema" in first["systemInstruction"]["parts"][-1]["text"]
+    assert fake_gemini.attempts == 2  # the prose answer was corrected once

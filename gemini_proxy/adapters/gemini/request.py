@@ -15,7 +15,7 @@ import orjson
 
 from gemini_proxy.adapters.base import RequestError
 from gemini_proxy.adapters.gemini import functions
-from gemini_proxy.adapters.gemini.capabilities import thinking_config, validates_signatures
+from gemini_proxy.adapters.gemini.capabilities import json_beside_functions, thinking_config, validates_signatures
 from gemini_proxy.adapters.gemini.ids import parse_tool_call_id
 from gemini_proxy.adapters.gemini.parts import user_part
 from gemini_proxy.adapters.gemini.schema import to_gemini as to_gemini_schema
@@ -335,6 +335,31 @@ def _generation_config(model: str, body: dict[str, Any]) -> dict[str, Any]:
     return gen
 
 
+def _callable(tools: list[dict[str, Any]], tool_config: dict[str, Any] | None) -> bool:
+    """Does the request offer functions the model may call (declared, and not tool_choice none)?"""
+    mode = ((tool_config or {}).get("functionCallingConfig") or {}).get("mode")
+    return mode != "NONE" and any(tool.get("functionDeclarations") for tool in tools)
+
+
+def _json_by_instruction(gen: dict[str, Any], system: dict[str, Any] | None) -> dict[str, Any]:
+    """JSON mode as an instruction, for a model that refuses it beside functions (Gemini 2.x).
+
+    ``responseMimeType`` / ``responseJsonSchema`` leave ``gen``; the schema goes into the system
+    instruction, and the answer is still validated (and retried once) by structured/enforce.py.
+    """
+    gen.pop("responseMimeType", None)
+    schema = gen.pop("responseJsonSchema", None)
+    text = JSON_INSTRUCTION + (f" It must match this JSON Schema: {orjson.dumps(schema).decode()}" if schema else "")
+    parts = [*(system or {}).get("parts", []), {"text": text}]
+    return {"parts": parts}
+
+
+# What a model that cannot take JSON mode beside functions is told instead.
+JSON_INSTRUCTION = (
+    "When you give your final answer (not a function call), reply with only a JSON object: no prose and no code fences."
+)
+
+
 def build_request(model: str, body: dict[str, Any], builtin_tools: tuple[str, ...] = ()) -> dict[str, Any]:
     """OpenAI chat.completions body -> Gemini generateContent body (raises RequestError).
 
@@ -348,9 +373,11 @@ def build_request(model: str, body: dict[str, Any], builtin_tools: tuple[str, ..
     if system:
         out["systemInstruction"] = system
     gen = _generation_config(model, body)
+    tools, tool_config = functions.tools_of(model, body, builtin_tools)
+    if gen.get("responseMimeType") and not json_beside_functions(model) and _callable(tools, tool_config):
+        out["systemInstruction"] = _json_by_instruction(gen, system)
     if gen:
         out["generationConfig"] = gen
-    tools, tool_config = functions.tools_of(model, body, builtin_tools)
     if tools:
         out["tools"] = tools
     if tool_config:
