@@ -133,8 +133,27 @@ def test_failures_of_calls_in_flight_when_the_circuit_opened_are_the_same_outage
     assert breaker.snapshot()["cooldown_left_s"] == 30.0 and breaker.opened == 1
     clock.advance(31)
     assert breaker.blocked_for() is None  # the probe
-    breaker.failure()  # the probe failed: a new opening
+    breaker.failure(began=clock.now() - 60)  # a call begun before the opening, ending late: still that outage
+    assert breaker.snapshot()["state"] == "half_open" and breaker.opened == 1
+    breaker.failure(began=clock.now())  # the probe failed: a new opening
     assert breaker.opened == 2 and breaker.snapshot()["cooldown_left_s"] == 30.0
+
+
+async def test_the_probe_after_the_cool_down_is_retried_on_its_own_target(start_proxy: Any, fake_gemini: FakeGemini):
+    """The half-open probe meets a per-minute 429 (which does not count against the circuit):
+    it retries on the same target after the delay, as any request would, and its answer closes
+    the circuit; it is not sent to the fallback with the circuit left half-open."""
+    clock = FakeClock()
+    proxy = await start_proxy(
+        "[retry]\nserver_retries = 0\nbreaker_failures = 1\nbreaker_cooldown_s = 30\n", clock=clock
+    )
+    fake_gemini.push(error(500), text_answer("lite"))
+    assert (await ask(proxy, "fast")).headers["x-model-used"] == "gemini-2.5-flash-lite"  # opened
+    clock.advance(31)
+    fake_gemini.push(error(429, retry_delay="1s", quota_id=PER_MINUTE), text_answer("flash again"))
+    raw = await ask(proxy, "fast")
+    assert raw.headers["x-model-used"] == "gemini-2.5-flash"
+    assert (await status(proxy))["breakers"]["google:gemini-2.5-flash"]["state"] == "closed"
 
 
 async def test_every_target_open_answers_503_with_retry_after(start_proxy: Any, fake_gemini: FakeGemini):

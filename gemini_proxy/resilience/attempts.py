@@ -197,7 +197,7 @@ class Run:
         paced = self.op in self.rt.adapters[target.upstream].capabilities.self_paced
         progress = Progress() if paced else None
         while True:
-            started = time.perf_counter()
+            started, began = time.perf_counter(), self.clock.now()
             call: Call | None = None
             span: AttemptSpan | None = None
             try:
@@ -233,7 +233,7 @@ class Run:
                 self._note(target, started, None, None)
                 self.span = span  # ends when the answer is complete (finish())
                 return True, value
-            decision = self._decide(target, err, call, retries)
+            decision = self._decide(target, err, call, retries, began)
             why = f"{decision.action}: {decision.why}"
             self._note(target, started, err, why)
             self.tried.append((target, err))
@@ -248,7 +248,7 @@ class Run:
             await self.clock.sleep(decision.delay_s)
             if self.trace is not None and decision.delay_s > 0:
                 self.trace.waited("backoff", began, {"gemini_proxy.upstream": target.upstream})
-            if self.guard.breaker(target).blocked_for() is not None:
+            if self.guard.breaker(target).is_open():
                 return False, None  # its circuit opened meanwhile (these failures or others'): the next target
 
     def _open_span(self, target: Target, call: Call) -> AttemptSpan:
@@ -275,11 +275,11 @@ class Run:
             self.trace.skipped(target.upstream, target.model, error_type, why)
 
     def _decide(
-        self, target: Target, err: Failure, call: Call | None, retries: dict[FailureClass, int]
+        self, target: Target, err: Failure, call: Call | None, retries: dict[FailureClass, int], began: float
     ) -> backoff.Decision:
         """Feed the failure back (breaker, lane, key pool), then the table's decision for it."""
         cls = classify(err)
-        self._account(target, cls)
+        self._account(target, cls, began)
         pool = self.rt.keys[target.upstream]
         if call is not None and isinstance(err, UpstreamError):  # 401/403 quarantines the key, 429 rests it
             pool.report(call.api_key, err, target.model)
@@ -334,11 +334,11 @@ class Run:
             if self.trace is not None:
                 self.trace.waited("rate_limit", began, {"gemini_proxy.limit": self.outcome.limited_by})
 
-    def _account(self, target: Target, cls: FailureClass) -> None:
+    def _account(self, target: Target, cls: FailureClass, began: float) -> None:
         tier = TIERS[cls]
         breaker = self.guard.breaker(target)
         if tier.breaker == "fail":
-            breaker.failure()
+            breaker.failure(began=began)
         elif tier.breaker == "trip":
             breaker.failure(trip=True)  # done for the day: skip it for the cool-down
         elif tier.breaker == "success":

@@ -21,6 +21,7 @@ class Breaker:
         self.consecutive = 0
         self.open_until = 0.0
         self.opened = 0
+        self.opened_at = float("-inf")  # when it last opened: calls begun before it are that outage's
         # Set with a shared state backend (gemini_proxy/state/sync.py): opening (seconds) and closing (None)
         # are told to the other replicas; what they report comes back through apply_shared().
         self.share: Callable[[float | None], None] | None = None
@@ -48,16 +49,24 @@ class Breaker:
         if left_s > 0 and (self.state == "closed" or until > self.open_until):
             self.state, self.open_until = "open", until
 
-    def failure(self, *, trip: bool = False) -> None:
+    def is_open(self) -> bool:
+        """Skipped now? Unlike :meth:`blocked_for`, this never makes the caller the probe."""
+        return self.state == "open" and self.clock.now() < self.open_until
+
+    def failure(self, *, trip: bool = False, began: float | None = None) -> None:
+        """A failed call; ``began``: when it started (the breaker's clock), if known."""
         self.consecutive += 1
-        if self.state == "open" and not trip:
-            # A call that was in flight when the circuit opened: the same outage, not a new
-            # opening (it would push the cool-down on and publish it again for every such call).
+        if not trip and (self.state == "open" or (began is not None and began < self.opened_at)):
+            # A call that was in flight when the circuit opened (also one ending while the probe
+            # is out): the same outage, not a new opening that pushes the cool-down on and
+            # publishes it again for every such call.
             return
         if trip or self.state == "half_open" or self.consecutive >= self.failures:
+            now = self.clock.now()
             if self.state != "open":
                 self.opened += 1
-            self.state, self.open_until = "open", max(self.open_until, self.clock.now() + self.cooldown_s)
+                self.opened_at = now
+            self.state, self.open_until = "open", max(self.open_until, now + self.cooldown_s)
             if self.share is not None:
                 self.share(self.cooldown_s)
 
