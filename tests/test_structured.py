@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from gemini_proxy.adapters.gemini.schema import SUPPORTED
 from tests.conftest import Proxy, eventually
-from tests.fakes.gemini import FakeGemini, text_answer
+from tests.fakes.gemini import Answer, FakeGemini, text_answer
 from tests.fakes.openai import FakeOpenAI, Reply
 from tests.test_metrics import scrape, value
 
@@ -367,3 +367,17 @@ async def test_a_schema_with_tools_on_gemini_2_is_sent_as_an_instruction_and_sti
     assert "responseMimeType" not in first.get("generationConfig", {})
     assert "JSON Schema" in first["systemInstruction"]["parts"][-1]["text"]
     assert fake_gemini.attempts == 2  # the prose answer was corrected once
+
+
+async def test_a_choice_cut_short_does_not_spare_another_choice_that_broke_the_schema(
+    proxy: Proxy, fake_gemini: FakeGemini
+) -> None:
+    """n=2: choice 0 ends at the token cap, choice 1 ends normally with prose. The prose is a
+    model that answered wrongly: the corrective retry is made, as with one choice."""
+    two = text_answer('{"summary": "Card', finish="MAX_TOKENS").body
+    two["candidates"].append(
+        {"content": {"role": "model", "parts": [{"text": "Sure, here you go"}]}, "finishReason": "STOP", "index": 1}
+    )
+    fake_gemini.push(Answer(two), text_answer(orjson.dumps(GOOD).decode()))
+    reply = await proxy.client().chat.completions.parse(model="fast", messages=USER, n=2, response_format=Triage)
+    assert fake_gemini.attempts == 2 and reply.choices[0].message.parsed == Triage.model_validate(GOOD)

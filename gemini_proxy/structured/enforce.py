@@ -127,6 +127,14 @@ def answer_text(result: Completion) -> str | None:
     return content if isinstance(content, str) else None
 
 
+def _choice_problems(choice: Any, enforcement: Enforcement) -> list[str]:
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if isinstance(message, dict) and message.get("tool_calls"):
+        return []  # the model called a tool: there is no final answer to check yet
+    content = message.get("content") if isinstance(message, dict) else None
+    return problems(content if isinstance(content, str) else None, enforcement.validator)
+
+
 def check(result: Completion, enforcement: Enforcement) -> list[str]:
     """Validator messages for every choice's content ([] when all are valid)."""
     choices = result.body.get("choices")
@@ -134,11 +142,7 @@ def check(result: Completion, enforcement: Enforcement) -> list[str]:
         return ["the answer has no choices"]
     out: list[str] = []
     for i, choice in enumerate(choices):
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if isinstance(message, dict) and message.get("tool_calls"):
-            continue  # the model called a tool: there is no final answer to check yet
-        content = message.get("content") if isinstance(message, dict) else None
-        found = problems(content if isinstance(content, str) else None, enforcement.validator)
+        found = _choice_problems(choice, enforcement)
         out += [f"choice {i}: {p}" for p in found] if len(choices) > 1 else found
     return out
 
@@ -147,12 +151,12 @@ def check(result: Completion, enforcement: Enforcement) -> list[str]:
 CUT_SHORT = frozenset({"length", "content_filter"})
 
 
-def cut_short(result: Completion) -> bool:
-    """Did any choice end at the token cap or a safety filter (not a model that answered wrongly)?"""
+def cut_short(result: Completion, enforcement: Enforcement) -> bool:
+    """Did every choice that broke the schema end at the token cap or a safety filter (not a
+    model that answered wrongly, which the corrective retry is for)?"""
     choices = result.body.get("choices")
-    return isinstance(choices, list) and any(
-        isinstance(c, dict) and c.get("finish_reason") in CUT_SHORT for c in choices
-    )
+    broken = [c for c in choices or () if _choice_problems(c, enforcement)] if isinstance(choices, list) else []
+    return bool(broken) and all(isinstance(c, dict) and c.get("finish_reason") in CUT_SHORT for c in broken)
 
 
 def with_feedback(body: dict[str, Any], invalid: str | None, errors: list[str]) -> dict[str, Any]:
@@ -184,7 +188,7 @@ async def complete(
     errors = check(first, enforcement)
     if not errors:
         return first
-    if cut_short(first):
+    if cut_short(first, enforcement):
         # Truncated at the token cap, or withheld by a safety filter: a retry would end the same
         # way, billed again. The answer goes as it is, its finish_reason saying why (the SDKs'
         # parse() raise LengthFinishReasonError / ContentFilterFinishReasonError; the Responses
