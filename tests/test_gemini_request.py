@@ -245,6 +245,18 @@ def test_gemini_2_is_told_json_by_instruction_when_functions_may_be_called() -> 
     assert '{"type":"object","properties":{"a":{"type":"integer"}}}' in told["text"]
     told_only = build({**body, "response_format": {"type": "json_object"}})["systemInstruction"]["parts"][1]["text"]
     assert "JSON Schema" not in told_only and "only a JSON object" in told_only
+    # Built-in tools too ("Tool use with a response mime type ... is unsupported" on 2.x).
+    searched = build({"messages": USER, "tools": [{"type": "google_search"}], "response_format": SCHEMA_FORMAT})
+    assert "generationConfig" not in searched and searched["tools"] == [{"googleSearch": {}}]
+    assert "JSON Schema" in searched["systemInstruction"]["parts"][0]["text"]
+
+
+def test_a_batch_line_keeps_native_json_mode_beside_tools() -> None:
+    """Batch answers are not validated against the line's own schema, so the batch path keeps
+    JSON mode native: a 2.x model refuses the line clearly instead of answering unchecked prose."""
+    body = {"messages": USER, "tools": TOOLS, "response_format": SCHEMA_FORMAT}
+    out = translate.build_request("gemini-2.5-flash", body, json_by_instruction=False)
+    assert out["generationConfig"]["responseMimeType"] == "application/json" and "systemInstruction" not in out
 
 
 @pytest.mark.parametrize(

@@ -169,7 +169,9 @@ def _translate(line: BatchLine, target: Target, endpoint: str) -> tuple[JobLine,
         "public_model": target.public_model,
     }
     if endpoint == CHAT:
-        request = translate.build_request(target.model, body)
+        # JSON mode stays native: a batch answer is not validated against the line's own schema,
+        # so a 2.x model that refuses JSON beside tools fails the line clearly (400) instead.
+        request = translate.build_request(target.model, body, json_by_instruction=False)
         job_line = JobLine(
             **common,
             task=target.task,

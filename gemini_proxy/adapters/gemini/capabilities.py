@@ -113,15 +113,16 @@ BUILTIN_RULES: tuple[tuple[re.Pattern[str], BuiltinTools], ...] = (
 _UNKNOWN_MODEL = BuiltinTools(with_functions=True)  # not in the table: the upstream decides
 
 
-# Gemini 1.x and 2.x refuse JSON mode (responseMimeType application/json) beside callable
-# functions: 400 "Function calling with a response mime type: 'application/json' is unsupported".
-# Gemini 3 takes structured output with tools; a model not in the table: the upstream decides.
-_JSON_BESIDE_FUNCTIONS_REFUSED = re.compile(r"^gemini-[12]\.")
+# Gemini 1.x and 2.x refuse JSON mode (responseMimeType application/json) beside tools: 400
+# "Function calling with a response mime type: 'application/json' is unsupported" (callable
+# functions) or "Tool use with ..." (built-in tools). Gemini 3 takes structured output with
+# tools; a model not in the table (e.g. a "-latest" alias): the upstream decides.
+_JSON_BESIDE_TOOLS_REFUSED = re.compile(r"^gemini-[12]\.")
 
 
-def json_beside_functions(model: str) -> bool:
-    """Can one request to ``model`` ask for JSON output and offer functions to call?"""
-    return _JSON_BESIDE_FUNCTIONS_REFUSED.match(model) is None
+def json_beside_tools(model: str) -> bool:
+    """Can one request to ``model`` ask for JSON output and offer tools?"""
+    return _JSON_BESIDE_TOOLS_REFUSED.match(model) is None
 
 
 def builtin_tools_for(model: str) -> BuiltinTools:

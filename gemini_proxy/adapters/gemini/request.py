@@ -15,7 +15,7 @@ import orjson
 
 from gemini_proxy.adapters.base import RequestError
 from gemini_proxy.adapters.gemini import functions
-from gemini_proxy.adapters.gemini.capabilities import json_beside_functions, thinking_config, validates_signatures
+from gemini_proxy.adapters.gemini.capabilities import json_beside_tools, thinking_config, validates_signatures
 from gemini_proxy.adapters.gemini.ids import parse_tool_call_id
 from gemini_proxy.adapters.gemini.parts import user_part
 from gemini_proxy.adapters.gemini.schema import to_gemini as to_gemini_schema
@@ -335,14 +335,15 @@ def _generation_config(model: str, body: dict[str, Any]) -> dict[str, Any]:
     return gen
 
 
-def _callable(tools: list[dict[str, Any]], tool_config: dict[str, Any] | None) -> bool:
-    """Does the request offer functions the model may call (declared, and not tool_choice none)?"""
+def _json_refused_beside(tools: list[dict[str, Any]], tool_config: dict[str, Any] | None) -> bool:
+    """Does the request offer tools that Gemini 2.x refuses JSON mode beside: functions the model
+    may call (declared, and not tool_choice none), or any built-in tool (search, code execution)?"""
     mode = ((tool_config or {}).get("functionCallingConfig") or {}).get("mode")
-    return mode != "NONE" and any(tool.get("functionDeclarations") for tool in tools)
+    return any(mode != "NONE" if tool.get("functionDeclarations") else True for tool in tools)
 
 
 def _json_by_instruction(gen: dict[str, Any], system: dict[str, Any] | None) -> dict[str, Any]:
-    """JSON mode as an instruction, for a model that refuses it beside functions (Gemini 2.x).
+    """JSON mode as an instruction, for a model that refuses it beside tools (Gemini 2.x).
 
     ``responseMimeType`` / ``responseJsonSchema`` leave ``gen``; the schema goes into the system
     instruction, and the answer is still validated (and retried once) by structured/enforce.py.
@@ -354,16 +355,20 @@ def _json_by_instruction(gen: dict[str, Any], system: dict[str, Any] | None) -> 
     return {"parts": parts}
 
 
-# What a model that cannot take JSON mode beside functions is told instead.
+# What a model that cannot take JSON mode beside tools is told instead.
 JSON_INSTRUCTION = (
     "When you give your final answer (not a function call), reply with only a JSON object: no prose and no code fences."
 )
 
 
-def build_request(model: str, body: dict[str, Any], builtin_tools: tuple[str, ...] = ()) -> dict[str, Any]:
+def build_request(
+    model: str, body: dict[str, Any], builtin_tools: tuple[str, ...] = (), *, json_by_instruction: bool = True
+) -> dict[str, Any]:
     """OpenAI chat.completions body -> Gemini generateContent body (raises RequestError).
 
     ``builtin_tools``: the route's configured built-in tools, added to what the body asks for.
+    ``json_by_instruction``: JSON mode that the model refuses beside tools goes as an instruction
+    (the online path validates every answer); off, it stays native and Google refuses the request.
     """
     _check_params(body)
     contents, system = messages_to_contents(body.get("messages"))
@@ -374,7 +379,8 @@ def build_request(model: str, body: dict[str, Any], builtin_tools: tuple[str, ..
         out["systemInstruction"] = system
     gen = _generation_config(model, body)
     tools, tool_config = functions.tools_of(model, body, builtin_tools)
-    if gen.get("responseMimeType") and not json_beside_functions(model) and _callable(tools, tool_config):
+    refused = gen.get("responseMimeType") and not json_beside_tools(model) and _json_refused_beside(tools, tool_config)
+    if refused and json_by_instruction:
         out["systemInstruction"] = _json_by_instruction(gen, system)
     if gen:
         out["generationConfig"] = gen

@@ -145,19 +145,24 @@ def _validate_generate(model: str, body: Any, issued: Issued | None) -> str | No
             return err
         if _get(fcc, "mode") not in (None, "AUTO", "ANY", "NONE", "VALIDATED"):
             return f"Invalid value at 'tool_config.function_calling_config.mode' ({_get(fcc, 'mode')})"
-    if _json_with_calls(model, gen, body, tool_config):
-        return "Function calling with a response mime type: 'application/json' is unsupported"
+    if refused := _json_beside_tools(model, gen, body, tool_config):
+        return f"{refused} with a response mime type: 'application/json' is unsupported"
     return _validate_contents(model, contents, issued)
 
 
-def _json_with_calls(model: str, gen: dict[str, Any], body: dict[str, Any], tool_config: Any) -> bool:
-    """JSON mode beside callable functions: Gemini 3 takes it (structured output with tools),
-    1.x and 2.x refuse it (github.com/google/adk-python/issues/5735, symfony/ai#1777)."""
+def _json_beside_tools(model: str, gen: dict[str, Any], body: dict[str, Any], tool_config: Any) -> str | None:
+    """JSON mode beside tools: Gemini 3 takes it (structured output with tools), 1.x and 2.x refuse
+    it ("Function calling" for callable functions, "Tool use" for built-in tools; reported in
+    github.com/google/adk-python/issues/5735, symfony/ai#1777, snailyp/gemini-balance#286)."""
     if not re.match(r"gemini-[12]\.", model) or _get(gen, "responseMimeType") != "application/json":
-        return False
-    declared = any(_get(tool, "functionDeclarations") for tool in _get(body, "tools") or [])
+        return None
     fcc = (_get(tool_config, "functionCallingConfig") or {}) if isinstance(tool_config, dict) else {}
-    return declared and _get(fcc, "mode") != "NONE"
+    for tool in _get(body, "tools") or []:
+        if not _get(tool, "functionDeclarations"):
+            return "Tool use"
+        if _get(fcc, "mode") != "NONE":
+            return "Function calling"
+    return None
 
 
 _LEVELS = {"MINIMAL", "LOW", "MEDIUM", "HIGH"}
