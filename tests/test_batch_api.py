@@ -636,16 +636,21 @@ async def test_reads_and_deletes_of_files_and_batches_get_an_access_line_each_wi
     await client.files.retrieve(uploaded.id)
     await client.files.list()
     await client.files.content(uploaded.id)
+    head = await client._client.head(str(client.base_url.join(f"files/{uploaded.id}/content")))
+    assert head.status_code == 200  # a HEAD reads the file's metadata: audited like a GET
     await client.batches.retrieve(batch.id)
     await client.batches.list()
     await client.files.delete(uploaded.id)
     with pytest.raises(openai.NotFoundError):
         await client.files.retrieve(uploaded.id)
-    reads = [(r["endpoint"], r["status_code"]) for r in access_records if r["endpoint"].startswith(("GET", "DELETE"))]
+    reads = [
+        (r["endpoint"], r["status_code"]) for r in access_records if r["endpoint"].startswith(("GET", "HEAD", "DELETE"))
+    ]
     assert reads == [
         ("GET /v1/files/{file_id}", 200),
         ("GET /v1/files", 200),
         ("GET /v1/files/{file_id}/content", 200),
+        ("HEAD /v1/files/{file_id}/content", 200),
         ("GET /v1/batches/{batch_id}", 200),
         ("GET /v1/batches", 200),
         ("DELETE /v1/files/{file_id}", 200),

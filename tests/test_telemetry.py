@@ -298,8 +298,9 @@ async def test_a_json_answer_is_written_before_its_accounting_runs(
     assert [line["status_code"] for line in await log_capture.wait_access(2)] == [200, 400]
 
 
+@pytest.mark.parametrize("error_answer", [False, True], ids=["answer", "error-answer"])
 async def test_a_client_that_leaves_while_its_json_answer_is_written_is_logged_499_once(
-    proxy: Proxy, fake_gemini: FakeGemini, log_capture: LogCapture, monkeypatch: pytest.MonkeyPatch
+    proxy: Proxy, fake_gemini: FakeGemini, log_capture: LogCapture, monkeypatch: pytest.MonkeyPatch, error_answer: bool
 ) -> None:
     """The write now happens inside the access log's watch: a connection lost during it is the
     client leaving (499, once), not a proxy crash (500); the proxy keeps serving."""
@@ -318,12 +319,15 @@ async def test_a_client_that_leaves_while_its_json_answer_is_written_is_logged_4
         await write_eof(self, data)
 
     monkeypatch.setattr(web.Response, "write_eof", connection_lost)
-    fake_gemini.push(text_answer("Numbers are up."), text_answer("Still up."))
+    fake_gemini.push(*([] if error_answer else [text_answer("Numbers are up.")]), text_answer("Still up."))
     with pytest.raises(openai.APIConnectionError):
-        await proxy.client(max_retries=0).chat.completions.create(model="fast", messages=USER)
+        await proxy.client(max_retries=0).chat.completions.create(model="fast", messages=[] if error_answer else USER)
     answer = await proxy.client().chat.completions.create(model="fast", messages=USER)
     assert answer.choices[0].message.content == "Still up."
     first, second = await log_capture.wait_access(2)
-    assert (first["status_code"], first["error_type"]) == (499, "client_disconnected")
-    assert first["output_tokens"] > 0  # the upstream answered and billed: the line says what it cost
+    if error_answer:  # an error answer keeps its cause, whoever did not read it
+        assert (first["status_code"], first["error_type"]) == (400, "empty_array")
+    else:
+        assert (first["status_code"], first["error_type"]) == (499, "client_disconnected")
+        assert first["output_tokens"] > 0  # the upstream answered and billed: the line says what it cost
     assert (second["status_code"], second["error_type"]) == (200, None)

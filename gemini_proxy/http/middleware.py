@@ -33,7 +33,7 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 # Paths whose requests are accounted for in the access log (health checks are not).
 LOGGED_PREFIXES = ("/v1/", "/v1beta/")
-# Reads and deletes that are logged too: a team's stored things - Responses answers, uploaded
+# Reads (GET, HEAD) and deletes that are logged too: a team's stored things - Responses answers, uploaded
 # files (batch inputs and results: prompts and answers), batches (who read or deleted what is
 # worth an audit line). Their ``endpoint`` is the method and the route's template, never the raw
 # path (it holds an id), so the lines group by operation.
@@ -81,7 +81,7 @@ def access_log(tracing: Tracing | None = None) -> Middleware:
             if not request.path.startswith(LOGGED_PREFIXES):
                 return await handler(request)
             endpoint = request.path
-        elif request.method in ("GET", "DELETE") and (
+        elif request.method in ("GET", "HEAD", "DELETE") and (
             request.path.startswith(AUDITED_READS) or request.path in AUDITED_LISTS
         ):
             resource = request.match_info.route.resource
@@ -106,7 +106,8 @@ def access_log(tracing: Tracing | None = None) -> Middleware:
                     await response.prepare(request)
                     await response.write_eof()
                 except ConnectionError:  # the client left while its answer was written
-                    record.status_code, record.error_type = 499, "client_disconnected"
+                    if record.status_code < 400:  # an error answer keeps its cause (and its metrics)
+                        record.status_code, record.error_type = 499, "client_disconnected"
         except asyncio.CancelledError:
             gone = request.transport is None or request.transport.is_closing()
             record.status_code = 499 if gone else 503
