@@ -472,6 +472,28 @@ async def test_a_task_schema_is_checked_at_assembly_and_its_default_answers(stac
     assert sent["generationConfig"]["responseMimeType"] == "application/json"  # the pinned schema went upstream
 
 
+def cut_at_the_cap(model: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "candidates": [
+            {"content": {"role": "model", "parts": [{"text": '{"label": "bil'}]}, "finishReason": "MAX_TOKENS"}
+        ],
+        "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2, "totalTokenCount": 7},
+    }
+
+
+async def test_a_batch_answer_cut_short_under_a_task_schema_is_passed_on_as_online(stack: Stack) -> None:
+    """Cut at the token cap: the line carries the answer with finish_reason length, as an online
+    request would (no error line): the client's SDK decides, knowing why."""
+    stack.batch.answer = cut_at_the_cap
+    client = await stack.proxy(TASK.replace('on_invalid = "default"\ndefault = { label = "unknown" }\n', ""))
+    uploaded = await upload(client, jsonl(line("t1", model="labels")))
+    batch = await client.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
+    done = await finished(client, batch.id)
+    assert done.output_file_id and done.request_counts and done.request_counts.failed == 0
+    body = ChatCompletion.model_validate((await lines_of(client, done.output_file_id))[0]["response"]["body"])
+    assert body.choices[0].finish_reason == "length" and body.choices[0].message.content == '{"label": "bil'
+
+
 async def test_two_replicas_on_one_folder_poll_once_and_either_answers_for_the_batch(
     stack: Stack, log_capture: LogCapture
 ) -> None:

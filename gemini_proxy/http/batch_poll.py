@@ -332,6 +332,8 @@ class BatchRunner:
             return body
         if pinned.on_invalid == "default" and pinned.validator.is_valid(pinned.default):
             return enforce.default_completion(answer, pinned.default).body
+        if enforce.cut_short(answer, enforcement):  # as online: its finish_reason says why (length, content_filter)
+            return body
         raise LineRejected(
             "the model's answer did not match the task's JSON schema: " + "; ".join(problems),
             code="schema_validation_failed",
