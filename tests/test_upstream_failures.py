@@ -10,8 +10,8 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import GATEWAY_KEY, GEMINI_KEY, Proxy, config_toml, make_config
-from tests.fakes.gemini import Delay, FakeGemini, error
+from tests.conftest import GATEWAY_KEY, GEMINI_KEY, LogCapture, Proxy, config_toml, make_config
+from tests.fakes.gemini import Delay, Error, FakeGemini, error
 from tests.fakes.openai import Chunks, FakeOpenAI, Hold, OAError
 from tests.helpers import assert_no_secrets, assert_openai_error, post
 
@@ -134,3 +134,50 @@ async def test_request_deadline_stops_at_the_first_byte_of_a_stream(
     release.set()
     rest = [c async for c in stream]
     assert rest[-1].choices[0].finish_reason == "stop"
+
+
+def _raw(body: bytes) -> Error:
+    """A 200 with exactly these bytes (the fake's own checks of what it answers stay out of it)."""
+    return Error(200, body)
+
+
+@pytest.mark.parametrize(
+    ("first", "stream", "first_status"),
+    [
+        (_raw(b'{"candidates": 5}'), False, 502),  # valid JSON, the wrong shape
+        (_raw(b"data: null\r\n\r\n"), True, 502),  # a null first stream event
+        (_raw(b'data: {"error": {"code": "INTERNAL", "message": "boom"}}\r\n\r\n'), True, 500),  # a status name
+    ],
+    ids=["candidates-not-a-list", "null-event", "error-code-not-a-number"],
+)
+async def test_a_well_formed_answer_of_the_wrong_shape_is_the_upstreams_fault_and_is_retried(
+    proxy: Proxy, fake_gemini: FakeGemini, first: Any, stream: bool, first_status: int, log_capture: LogCapture
+) -> None:
+    """A 200 whose JSON parses but does not have Gemini's shape used to be the proxy's 500 (a
+    traceback, no retry, no fallback). It is the upstream's fault, a 5xx the failure table
+    handles like any other: here a short retry answers."""
+    fake_gemini.push(first)
+    client = proxy.client()
+    if stream:
+        chunks = await client.chat.completions.create(
+            model="fast", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        text = "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
+    else:
+        done = await client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
+        text = done.choices[0].message.content or ""
+    assert text and fake_gemini.attempts == 2
+    [line] = await log_capture.wait_access(1)
+    assert line["status_code"] == 200 and line["retry_count"] == 1
+    assert line["attempts"][0]["status"] == first_status
+
+
+async def test_token_counts_that_are_not_numbers_count_as_zero_not_as_a_failure(
+    proxy: Proxy, fake_gemini: FakeGemini, log_capture: LogCapture
+) -> None:
+    body = b'{"candidates": [{"content": {"parts": [{"text": "a"}]}}], "usageMetadata": {"promptTokenCount": "x"}}'
+    fake_gemini.push(_raw(body))
+    done = await proxy.client().chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
+    assert done.choices[0].message.content == "a" and fake_gemini.attempts == 1
+    [line] = await log_capture.wait_access(1)
+    assert (line["status_code"], line["input_tokens"]) == (200, 0)

@@ -164,6 +164,24 @@ class UpstreamError(Exception):
         return f"UpstreamError(status={self.status}, upstream={self.upstream!r}, {self.message!r})"
 
 
+# What translating an upstream's well-formed answer of the wrong shape raises (``null`` where an
+# object goes, a string where a count goes): the upstream's fault, a 502 that may still fail over,
+# never the proxy's 500 (the attempt loop and the streaming loop turn it into an UpstreamError).
+UNREADABLE = (TypeError, ValueError, KeyError, AttributeError, IndexError)
+
+
+def count(value: object) -> int:
+    """A token count (or code) an upstream reported: 0 when absent or not a whole number."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    try:
+        return int(value)  # type: ignore[call-overload]  # "123" from a lenient gateway
+    except (TypeError, ValueError):
+        return 0
+
+
 class RequestError(ValueError):
     """The client's request cannot be expressed for this upstream; ``param`` names the field.
 

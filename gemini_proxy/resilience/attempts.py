@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from gemini_proxy.adapters.base import (
+    UNREADABLE,
     Call,
     Completion,
     Progress,
@@ -220,6 +221,11 @@ class Run:
                 # A fallback of another kind or family cannot express it (e.g. reasoning_effort on
                 # a model without thinking): that target is skipped, the upstream failure stands.
                 err = Unsupported(f"{target}: {exc.message}", upstream=target.upstream, code=exc.code)
+            except UNREADABLE:  # a 200 of the wrong shape (a string where a count goes...)
+                log.warning(
+                    "request %s: %s answered what the proxy cannot read", self.job.request_id, target, exc_info=True
+                )
+                err = UpstreamError(502, f"{target} returned an answer the proxy cannot read", upstream=target.upstream)
             except TimeoutError:  # a transport's own timeout that was not turned into an UpstreamError
                 err = UpstreamError(504, f"{target} timed out", upstream=target.upstream, timeout=True)
             except BaseException:  # cancelled (the client left, the server stops) or a bug: re-raised

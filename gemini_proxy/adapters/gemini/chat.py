@@ -94,6 +94,8 @@ class ChatEvents:
             event = orjson.loads(data)
         except orjson.JSONDecodeError:
             raise UpstreamError(502, "upstream sent an invalid stream event", upstream=self.upstream) from None
+        if not isinstance(event, dict):  # `data: null`, a bare number: not a GenerateContentResponse
+            raise UpstreamError(502, "upstream sent a stream event that is not a JSON object", upstream=self.upstream)
         chunks = self.tr.feed(event)
         # Gemini's usage is a running total: kept current, so a cut or cancelled stream is
         # still logged and settled with what the upstream counted so far.

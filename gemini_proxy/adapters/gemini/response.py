@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from gemini_proxy.adapters.base import UpstreamError, Usage
+from gemini_proxy.adapters.base import UpstreamError, Usage, count
 from gemini_proxy.adapters.gemini import grounding
 from gemini_proxy.adapters.gemini.ids import make_tool_call_id
 
@@ -47,12 +47,12 @@ def usage_from(meta: Any) -> Usage | None:
     """usageMetadata -> Usage. Thoughts bill as output; tool-use prompt tokens as input."""
     if not isinstance(meta, dict):
         return None
-    prompt = int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0)
-    thoughts = int(meta.get("thoughtsTokenCount") or 0)
+    prompt = count(meta.get("promptTokenCount")) + count(meta.get("toolUsePromptTokenCount"))
+    thoughts = count(meta.get("thoughtsTokenCount"))
     return Usage(
         input_tokens=prompt,
-        output_tokens=int(meta.get("candidatesTokenCount") or 0) + thoughts,
-        cached_tokens=int(meta.get("cachedContentTokenCount") or 0),
+        output_tokens=count(meta.get("candidatesTokenCount")) + thoughts,
+        cached_tokens=count(meta.get("cachedContentTokenCount")),
         thinking_tokens=thoughts,
     )
 
@@ -288,8 +288,9 @@ class StreamTranslator:
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         if "error" in event:
             err = event["error"] if isinstance(event["error"], dict) else {}
+            code = count(err.get("code"))  # Google's HTTP-like code; a status name ("INTERNAL") counts as 500
             raise UpstreamError(
-                int(err.get("code") or 500),
+                code if 400 <= code < 600 else 500,
                 str(err.get("message") or "stream error"),
                 upstream=self.upstream,
                 upstream_status=err.get("status"),

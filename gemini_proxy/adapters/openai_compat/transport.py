@@ -18,7 +18,16 @@ import aiohttp
 import orjson
 
 from gemini_proxy.adapters import sse
-from gemini_proxy.adapters.base import Call, Completion, RequestError, StreamState, Upstream, UpstreamError, Usage
+from gemini_proxy.adapters.base import (
+    Call,
+    Completion,
+    RequestError,
+    StreamState,
+    Upstream,
+    UpstreamError,
+    Usage,
+    count,
+)
 from gemini_proxy.adapters.http import HttpTransport, joined
 from gemini_proxy.adapters.interface import Capabilities, Operation, OperationTable
 from gemini_proxy.adapters.openai_compat import embeddings, responses
@@ -39,10 +48,10 @@ def usage_from(data: Any) -> Usage | None:
     details = data.get("prompt_tokens_details") or {}
     out_details = data.get("completion_tokens_details") or {}
     return Usage(
-        input_tokens=int(data.get("prompt_tokens") or 0),
-        output_tokens=int(data.get("completion_tokens") or 0),
-        cached_tokens=int(details.get("cached_tokens") or 0),
-        thinking_tokens=int(out_details.get("reasoning_tokens") or 0),
+        input_tokens=count(data.get("prompt_tokens")),
+        output_tokens=count(data.get("completion_tokens")),
+        cached_tokens=count(details.get("cached_tokens") if isinstance(details, dict) else None),
+        thinking_tokens=count(out_details.get("reasoning_tokens") if isinstance(out_details, dict) else None),
     )
 
 
