@@ -99,3 +99,56 @@ async def test_sigterm_mid_burst_finishes_every_accepted_request_and_logs_each(
     assert len(access) == STREAMS + PLAIN
     assert all(line["status_code"] == 200 for line in access), access
     assert sum(1 for line in access if line["stream"]) == STREAMS
+
+
+async def test_requests_that_outlive_the_grace_are_cut_and_logged_as_a_shutdown_not_a_client_that_left(
+    tmp_path: Path, fake_gemini: FakeGemini, fake_openai: FakeOpenAI
+) -> None:
+    """A stream and a json request whose upstream never answers: SIGTERM with a 1 s grace cuts
+    both (the server closes their connections first, which used to read as 499 client_disconnected)
+    and logs each once as 503 server_shutdown; the proxy exits 0."""
+    never = asyncio.Event()
+
+    def hold(request: web.Request) -> Any:
+        if request.match_info["call"].endswith("streamGenerateContent"):
+            first = {"candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}]}, "index": 0}]}
+            return HeldStream([first, full_answer(candidate([{"text": "lo"}]))], never, after=1)
+        return Delay(30, then=text_answer("too late"))
+
+    fake_gemini.push(hold, hold)
+    config = tmp_path / "routing.toml"
+    config.write_text(config_toml(fake_gemini.url, fake_openai.url, server="shutdown_grace_s = 1"))
+    log_file = tmp_path / "proxy.log"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "gemini_proxy", "serve", "--config", str(config), "--port", "0", "--log-file", str(log_file)),
+        cwd=ROOT,
+        env={**os.environ, **ENV},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        port = await _read_port(proc.stdout)
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+            calls = [asyncio.create_task(_call(session, url, stream)) for stream in (True, False)]
+            for _ in range(1000):
+                if fake_gemini.attempts == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert fake_gemini.attempts == 2
+            proc.send_signal(signal.SIGTERM)
+            outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 20)
+        assert all(isinstance(o, aiohttp.ClientError) for o in outcomes), outcomes  # cut, not answered
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = [orjson.loads(line) for line in log_file.read_text().splitlines()]
+    access = [line for line in lines if line.get("logger") == "gemini_proxy.access"]
+    assert sorted((line["stream"], line["status_code"], line["error_type"]) for line in access) == [
+        (False, 503, "server_shutdown"),
+        (True, 503, "server_shutdown"),
+    ]

@@ -34,7 +34,10 @@ async def serve_app(
     reloader: Reloader | None = None,
     reuse_port: bool = False,
 ) -> None:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace_s, handle_signals=False)
+    # aiohttp (3.14) waits for in-flight handlers up to shutdown_timeout, then cancels their
+    # requests and waits up to shutdown_timeout again before it cuts them: half the grace each,
+    # so the drain ends at the grace configured (a container's stop period is set from it).
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace_s / 2, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port or None)
     await site.start()

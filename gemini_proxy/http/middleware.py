@@ -109,7 +109,10 @@ def access_log(tracing: Tracing | None = None) -> Middleware:
                     if record.status_code < 400:  # an error answer keeps its cause (and its metrics)
                         record.status_code, record.error_type = 499, "client_disconnected"
         except asyncio.CancelledError:
-            gone = request.transport is None or request.transport.is_closing()
+            # Draining, the server cuts what outlived the grace (closing its connection first):
+            # that is a shutdown, not a client that left.
+            draining = request.app[RUNTIME].draining
+            gone = not draining and (request.transport is None or request.transport.is_closing())
             record.status_code = 499 if gone else 503
             record.error_type = "client_disconnected" if gone else "server_shutdown"
             _emit(request, record)
