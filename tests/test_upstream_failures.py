@@ -181,3 +181,23 @@ async def test_token_counts_that_are_not_numbers_count_as_zero_not_as_a_failure(
     assert done.choices[0].message.content == "a" and fake_gemini.attempts == 1
     [line] = await log_capture.wait_access(1)
     assert (line["status_code"], line["input_tokens"]) == (200, 0)
+
+
+async def test_a_garbled_passthrough_stream_event_ends_the_stream_with_an_error_not_relayed(
+    proxy: Proxy, fake_openai: FakeOpenAI, log_capture: LogCapture
+) -> None:
+    """The passthrough relays events without parsing most of them; one cut mid-JSON used to reach
+    the SDK (a JSONDecodeError on the client, logged as 499 as if the client had left). It ends the
+    stream with the proxy's error event instead, logged as the upstream's 502."""
+    first = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    fake_openai.push(
+        Chunks([{**first, "choices": [{"index": 0, "delta": {"content": "Hel"}}]}, b'{"choices": [ '], done=False)
+    )
+    stream = await proxy.client().chat.completions.create(
+        model="cn", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    with pytest.raises(openai.APIError) as info:
+        [c async for c in stream]
+    assert "not a JSON object" in info.value.message
+    [line] = await log_capture.wait_access(1)
+    assert (line["status_code"], line["error_type"]) == (502, "stream_interrupted:upstream_error")
