@@ -201,3 +201,41 @@ async def test_a_garbled_passthrough_stream_event_ends_the_stream_with_an_error_
     assert "not a JSON object" in info.value.message
     [line] = await log_capture.wait_access(1)
     assert (line["status_code"], line["error_type"]) == (502, "stream_interrupted:upstream_error")
+
+
+async def test_a_gemini_stream_that_ends_before_its_finish_reason_is_an_interruption(
+    proxy: Proxy, fake_gemini: FakeGemini, log_capture: LogCapture
+) -> None:
+    """The body ended cleanly but the answer did not (no finishReason on any event): the client
+    gets an error event, not a [DONE] that makes half an answer look whole."""
+    half = b'{"candidates": [{"content": {"role": "model", "parts": [{"text": "Half an"}]}, "index": 0}]}'
+    fake_gemini.push(_raw(b"data: " + half + b"\r\n\r\n"))
+    stream = await proxy.client().chat.completions.create(
+        model="pro", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    with pytest.raises(openai.APIError) as info:
+        [c async for c in stream]
+    assert "ended before its finish reason" in info.value.message
+    [line] = await log_capture.wait_access(1)
+    assert line["status_code"] == 502 and line["error_type"].startswith("stream_interrupted")
+
+
+@pytest.mark.parametrize("finished", [True, False], ids=["finish-reason-no-done", "neither"])
+async def test_a_passthrough_stream_without_done_is_whole_only_with_a_finish_reason(
+    proxy: Proxy, fake_openai: FakeOpenAI, finished: bool
+) -> None:
+    """Some gateways leave out [DONE]: a stream whose last choice has a finish_reason is whole (the
+    proxy adds [DONE]); one with neither was cut, and says so."""
+    base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    events = [{**base, "choices": [{"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}]}]
+    if finished:
+        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    fake_openai.push(Chunks(events, done=False))
+    stream = await proxy.client().chat.completions.create(
+        model="cn", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    if finished:
+        assert [c.choices[0].finish_reason async for c in stream if c.choices][-1] == "stop"
+    else:
+        with pytest.raises(openai.APIError):
+            [c async for c in stream]

@@ -371,9 +371,15 @@ class StreamTranslator:
             delta["annotations"] = fresh
 
     def end(self) -> None:
-        """The upstream body ended: an answer with no candidate at all is an upstream fault."""
+        """The upstream body ended: an answer with no candidate at all is an upstream fault, and
+        so is one whose last event had no finishReason (the body ended cleanly, the answer did
+        not: a client must not take it for whole)."""
         if not self.started:
             raise _no_candidates(self.upstream)
+        if self.finish_reason is None:
+            raise UpstreamError(
+                502, "the Gemini stream ended before its finish reason", upstream=self.upstream, mid_stream=True
+            )
 
     def usage_chunk(self) -> dict[str, Any]:
         usage = self.usage or Usage(estimated=True)

@@ -108,6 +108,10 @@ class PassthroughEvents:
     def end(self, started: bool) -> list[bytes]:
         if not started:  # e.g. a gateway that ignored stream: true: fail over, never an empty 200
             raise self.http.invalid("an empty stream (no event before [DONE])" if self.done else "no stream events")
+        if not self.done and self.state.finish_reason is None:  # ended cleanly, but neither [DONE] nor a finish
+            err = self.http.invalid("a stream that ended before its finish reason")
+            err.mid_stream = True
+            raise err
         return [_DONE]
 
     def _keep(self, data: bytes) -> bool:
