@@ -218,8 +218,11 @@ async def test_stream_is_retried_before_its_first_byte(start_proxy: Any, fake_ge
     assert fake_gemini.attempts == 2 and len(clock.sleeps) == 1
 
 
-def _chunk(text: str) -> dict[str, Any]:
-    return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}]}
+def _chunk(text: str, finish: str | None = None) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    return {"candidates": [candidate]}
 
 
 async def test_stream_cut_after_first_bytes_ends_with_error_event_and_no_retry(
@@ -243,7 +246,7 @@ async def test_stream_cut_after_first_bytes_ends_with_error_event_and_no_retry(
 
 async def test_stream_error_event_is_raised_by_the_sdk(start_proxy: Any, fake_gemini: FakeGemini):
     proxy = await start_proxy(clock=FakeClock())
-    fake_gemini.push(stream_events([_chunk("a")]), CutStream([_chunk("x "), _chunk("y")], after=1))
+    fake_gemini.push(stream_events([_chunk("a", "STOP")]), CutStream([_chunk("x "), _chunk("y")], after=1))
     ok = await proxy.client().chat.completions.create(model="pro", messages=MSG, stream=True)
     assert [c async for c in ok]
     broken = await proxy.client().chat.completions.create(model="pro", messages=MSG, stream=True)
