@@ -8,13 +8,14 @@ import struct
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
 from openai.types import CreateEmbeddingResponse
 
 from gemini_proxy.adapters.base import RequestError
 from gemini_proxy.adapters.gemini import embed
 from gemini_proxy.adapters.simulated.gemini import embed_answer
-from tests.conftest import GATEWAY_KEY, GEMINI_KEY, Proxy
+from tests.conftest import GATEWAY_KEY, GEMINI_KEY, LogCapture, Proxy
 from tests.fakes.gemini import FakeGemini, error
 from tests.fakes.openai import FakeOpenAI
 
@@ -196,3 +197,24 @@ async def test_demo_simulated_gemini_serves_embeddings(aiohttp_server: Any, fake
     proxy = Proxy(app=srv.app, url=str(srv.make_url("")).rstrip("/"))
     reply = await proxy.client().embeddings.create(model="embed", input="demo text", dimensions=3)
     assert reply.data[0].embedding == pytest.approx(_float32(_expected("demo text", 3)))
+
+
+async def test_the_log_bills_the_token_estimate_the_client_was_told(
+    start_proxy: Any, fake_gemini: FakeGemini, log_capture: LogCapture
+) -> None:
+    """Gemini reports no token count for embeddings: the estimate in the answer's usage is the one
+    the log prices (two estimators used to disagree: 2 told, 4 billed)."""
+    proxy: Proxy = await start_proxy(EXTRA)
+    reply = await proxy.client().embeddings.create(model="embed", input=["abcdefg", "abcdefg"], encoding_format="float")
+    [line] = await log_capture.wait_access(1)
+    assert line["usage_estimated"] is True and line["input_tokens"] == reply.usage.prompt_tokens
+
+
+async def test_dimensions_below_one_are_refused_for_every_upstream_kind(
+    start_proxy: Any, fake_openai: FakeOpenAI
+) -> None:
+    proxy: Proxy = await start_proxy(EXTRA)
+    with pytest.raises(openai.BadRequestError) as info:
+        await proxy.client().embeddings.create(model="cn-embed", input="a", dimensions=0, encoding_format="float")
+    assert info.value.body["param"] == "dimensions"  # type: ignore[index]
+    assert not fake_openai.requests

@@ -198,3 +198,14 @@ def test_an_unknown_response_cache_key_is_a_config_error_naming_it() -> None:
         make_config(config_toml("http://g", "http://o/v1", "\n[models.fast.response_cache]\nttl = 5\n"))
     cfg = make_config(config_toml("http://g", "http://o/v1", CACHED))
     assert cfg.tasks["summary"].response_cache == cfg.models["fast"].response_cache  # a task inherits its alias's
+
+
+async def test_temperature_0_and_0_0_find_the_same_entry(start_proxy: Any, fake_gemini: FakeGemini) -> None:
+    """JavaScript sends 0, Python users often write 0.0: one value, one entry."""
+    proxy: Proxy = await start_proxy(CACHED)
+    client = proxy.client()
+    one = await client.chat.completions.with_raw_response.create(**ASK)
+    two = await client.chat.completions.with_raw_response.create(**{**ASK, "temperature": 0.0, "top_p": 1})
+    three = await client.chat.completions.with_raw_response.create(**{**ASK, "temperature": 0.0, "top_p": 1.0})
+    assert (one.headers["x-cache"], two.headers["x-cache"], three.headers["x-cache"]) == ("miss", "miss", "hit")
+    assert fake_gemini.attempts == 2

@@ -58,6 +58,13 @@ class Plan:
     store: bool  # may store the fresh answer
 
 
+_SAMPLING = frozenset({"temperature", "top_p", "frequency_penalty", "presence_penalty"})
+
+
+def _number(value: Any) -> Any:
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def plan(
     config: Config, route: Route, team: str | None, body: Mapping[str, Any], headers: Mapping[str, str]
 ) -> Plan | None:
@@ -67,7 +74,8 @@ def plan(
         return None
     control = headers.get("Cache-Control", "").lower()
     deterministic = cfg.any_temperature or body.get("temperature") == 0
-    material = {k: v for k, v in body.items() if k not in BOOKKEEPING}
+    # 0 and 0.0 (JavaScript and Python spellings of one value) must find the same entry.
+    material = {k: _number(v) if k in _SAMPLING else v for k, v in body.items() if k not in BOOKKEEPING}
     blob = orjson.dumps(
         [_VERSION, team or "", route.kind, route.name, [str(t) for t in route.targets], material],
         option=orjson.OPT_SORT_KEYS,

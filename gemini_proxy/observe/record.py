@@ -148,8 +148,9 @@ class RequestRecord:
         return "".join(self.answer_parts)
 
     def final_usage(self) -> Usage:
-        """The upstream's usage; an estimate only when an upstream answered without any."""
-        if self.usage is not None and not self.usage.estimated:
+        """The upstream's usage; an estimate only when an upstream answered without any (the
+        adapter's own estimate when it made one: embeddings tell the client that count)."""
+        if self.usage is not None and (not self.usage.estimated or self.usage.input_tokens or self.usage.output_tokens):
             return self.usage
         if self.model_used is None:  # nothing answered: nothing was spent
             return Usage()

@@ -60,6 +60,14 @@ def inputs_of(body: dict[str, Any]) -> list[str]:
     return items
 
 
+def dimensions_of(body: dict[str, Any]) -> int | None:
+    """``dimensions``: a positive integer (OpenAI's rule, checked for every upstream kind) or absent."""
+    dims = body.get("dimensions")
+    if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 1):
+        raise RequestError("'dimensions' must be a positive integer", param="dimensions")
+    return dims
+
+
 def encoding_of(body: dict[str, Any]) -> str:
     fmt = body.get("encoding_format") or "float"
     if fmt not in ("float", "base64"):
@@ -72,10 +80,8 @@ def build_batches(model: str, body: dict[str, Any]) -> list[dict[str, Any]]:
     texts = inputs_of(body)
     encoding_of(body)
     extra: dict[str, Any] = {}
-    dims = body.get("dimensions")
+    dims = dimensions_of(body)
     if dims is not None:
-        if isinstance(dims, bool) or not isinstance(dims, int) or dims < 1:
-            raise RequestError("'dimensions' must be a positive integer", param="dimensions")
         extra["outputDimensionality"] = dims
     task = body.get("task_type")
     if task is not None:

@@ -32,6 +32,7 @@ async def embeddings(request: web.Request) -> web.Response:
     try:
         texts = embed.inputs_of(body)  # checked once here: every upstream kind needs the same
         embed.encoding_of(body)
+        embed.dimensions_of(body)
     except RequestError as exc:
         raise from_request_error(exc) from None
     route = await flow.route_request(request, rt, record, model)
