@@ -166,7 +166,8 @@ class UpstreamError(Exception):
 
 # What translating an upstream's well-formed answer of the wrong shape raises (``null`` where an
 # object goes, a string where a count goes): the upstream's fault, a 502 that may still fail over,
-# never the proxy's 500 (the attempt loop and the streaming loop turn it into an UpstreamError).
+# never the proxy's 500. The attempt loop turns it into an UpstreamError before the first byte
+# (streams: their first chunk is read inside it); after it, the stream ends as the proxy's error.
 UNREADABLE = (TypeError, ValueError, KeyError, AttributeError, IndexError)
 
 

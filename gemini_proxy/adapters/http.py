@@ -18,7 +18,6 @@ retry loop sees one type and no message can carry the key (it is redacted on the
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, NoReturn, Protocol, TypeVar
 
@@ -26,10 +25,8 @@ import aiohttp
 import orjson
 
 from gemini_proxy.adapters import sse
-from gemini_proxy.adapters.base import UNREADABLE, Call, StreamState, Upstream, UpstreamError, make_session
+from gemini_proxy.adapters.base import Call, StreamState, Upstream, UpstreamError, make_session
 from gemini_proxy.adapters.redact import redact
-
-log = logging.getLogger("gemini_proxy")
 
 # Error bodies are read for their message only; a huge one is cut rather than buffered.
 MAX_ERROR_BODY = 64 * 1024
@@ -163,27 +160,13 @@ class HttpTransport:
                             if tr.done:
                                 break
                     except Exception as exc:
-                        if isinstance(exc, UNREADABLE) and not (started or out):
-                            # Before the first byte, an event the translation could not read fails
-                            # over like any upstream fault; after it, the stream ends as the proxy's
-                            # own error (it may be a bug of ours: never blamed on the upstream).
-                            log.warning(
-                                "upstream %s sent a stream event the proxy cannot read",
-                                self.upstream.name,
-                                exc_info=True,
-                            )
-                            exc = UpstreamError(
-                                502,
-                                f"upstream {self.upstream.name} sent a stream event the proxy cannot read",
-                                upstream=self.upstream.name,
-                            )
                         if isinstance(exc, UpstreamError):
                             exc.mid_stream = started or bool(out)
                             exc.message = redact(exc.message, (call.api_key or "",))
                         if out:
                             state.chunks += len(out)
                             yield out, False
-                        raise exc from None
+                        raise
                     state.chunks += len(out)
                     started = started or bool(out)
                     if tr.done:
