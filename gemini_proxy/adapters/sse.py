@@ -103,6 +103,13 @@ class Splitter:
         return [b"\n".join(data)] if data else []
 
 
+def is_object(data: bytes) -> bool:
+    """Does an event's data look like one whole JSON object? A cheap check for a relay that does
+    not parse every event: an event cut or garbled mid-JSON is caught before a client parses it."""
+    data = data.strip()
+    return data[:1] == b"{" and data[-1:] == b"}"
+
+
 def frame(data: bytes) -> bytes:
     """One event's data as SSE again: every line of a multi-line payload keeps its ``data:``."""
     return b"data: " + data.replace(b"\n", b"\ndata: ") + b"\n\n"

@@ -98,9 +98,7 @@ class ResponsesEvents:
             return []
         match = _TYPE.match(data)
         kind = match.group(1) if match else None
-        if kind is not None and not data.rstrip().endswith(
-            b"}"
-        ):  # the fast path relays unparsed: cut JSON is caught here
+        if kind is not None and not sse.is_object(data):  # relayed unparsed below: a cut event stops here
             raise self.http.invalid("an event that is not JSON")
         event: Any = None
         if kind is None or kind in _TERMINAL or kind == b"error":

@@ -116,10 +116,9 @@ class PassthroughEvents:
 
     def _keep(self, data: bytes) -> bool:
         """Note usage / finish reason from an event worth parsing; False for one not to relay."""
-        body = data.strip()
-        if not body:  # an empty data event: SDKs would fail to parse it, and it says nothing
+        if not data.strip():  # an empty data event: SDKs would fail to parse it, and it says nothing
             return False
-        if body[:1] != b"{" or body[-1:] != b"}":  # relayed unparsed: a cut or garbled event stops here
+        if not sse.is_object(data):  # relayed unparsed: a cut or garbled event stops here
             raise self.http.invalid("a stream event that is not a JSON object")
         if not _WORTH_PARSING.search(data):
             return True
