@@ -4,9 +4,7 @@ connections, lets every accepted request and stream finish, writes every log lin
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +13,34 @@ import orjson
 from aiohttp import web
 
 from tests import secret_scan
-from tests.conftest import ENV, config_toml
+from tests.conftest import config_toml
 from tests.fakes.gemini import Delay, FakeGemini, HeldStream, candidate, full_answer, text_answer
 from tests.fakes.openai import FakeOpenAI
-from tests.test_shutdown_logging import ROOT, _read_port
+from tests.test_shutdown_logging import _read_port, serve
 
 STREAMS, PLAIN = 4, 4
 
 
-def _script(release: asyncio.Event) -> Any:
-    """Streams are held open until ``release``; plain calls answer after a short delay."""
+def _script(release: asyncio.Event, plain: Any = None) -> Any:
+    """Streams send "Hel", then are held open until ``release``; plain calls get ``plain`` (by
+    default an answer after a short delay)."""
 
     def pick(request: web.Request) -> Any:
         if request.match_info["call"].endswith("streamGenerateContent"):
             first = {"candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}]}, "index": 0}]}
             return HeldStream([first, full_answer(candidate([{"text": "lo"}]))], release, after=1)
-        return Delay(0.3, then=text_answer("done"))
+        return plain or Delay(0.3, then=text_answer("done"))
 
     return pick
+
+
+async def _until_upstream_has(fake_gemini: FakeGemini, calls: int) -> None:
+    """Bounded: until ``calls`` requests reached the upstream (then SIGTERM finds them in flight)."""
+    for _ in range(1000):
+        if fake_gemini.attempts == calls:
+            break
+        await asyncio.sleep(0.01)
+    assert fake_gemini.attempts == calls
 
 
 async def _call(session: aiohttp.ClientSession, url: str, stream: bool) -> tuple[int, bytes]:
@@ -49,25 +57,14 @@ async def test_sigterm_mid_burst_finishes_every_accepted_request_and_logs_each(
     config = tmp_path / "routing.toml"
     config.write_text(config_toml(fake_gemini.url, fake_openai.url, server="shutdown_grace_s = 10"))
     log_file = tmp_path / "proxy.log"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "gemini_proxy", "serve", "--config", str(config), "--port", "0", "--log-file", str(log_file)),
-        cwd=ROOT,
-        env={**os.environ, **ENV},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    proc = await serve(config, log_file)
     try:
         assert proc.stdout is not None
         port = await _read_port(proc.stdout)
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
             burst = [asyncio.create_task(_call(session, url, i < STREAMS)) for i in range(STREAMS + PLAIN)]
-            for _ in range(1000):  # until every request of the burst reached the upstream
-                if fake_gemini.attempts == STREAMS + PLAIN:
-                    break
-                await asyncio.sleep(0.01)
-            assert fake_gemini.attempts == STREAMS + PLAIN
+            await _until_upstream_has(fake_gemini, STREAMS + PLAIN)
             proc.send_signal(signal.SIGTERM)
             refused = False
             for _ in range(500):  # new connections are refused once the listener is closed
@@ -107,37 +104,19 @@ async def test_requests_that_outlive_the_grace_are_cut_and_logged_as_a_shutdown_
     """A stream and a json request whose upstream never answers: SIGTERM with a 1 s grace cuts
     both (the server closes their connections first, which used to read as 499 client_disconnected)
     and logs each once as 503 server_shutdown; the proxy exits 0."""
-    never = asyncio.Event()
-
-    def hold(request: web.Request) -> Any:
-        if request.match_info["call"].endswith("streamGenerateContent"):
-            first = {"candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}]}, "index": 0}]}
-            return HeldStream([first, full_answer(candidate([{"text": "lo"}]))], never, after=1)
-        return Delay(30, then=text_answer("too late"))
-
+    hold = _script(asyncio.Event(), plain=Delay(30, then=text_answer("too late")))  # never released
     fake_gemini.push(hold, hold)
     config = tmp_path / "routing.toml"
     config.write_text(config_toml(fake_gemini.url, fake_openai.url, server="shutdown_grace_s = 1"))
     log_file = tmp_path / "proxy.log"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "gemini_proxy", "serve", "--config", str(config), "--port", "0", "--log-file", str(log_file)),
-        cwd=ROOT,
-        env={**os.environ, **ENV},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    proc = await serve(config, log_file)
     try:
         assert proc.stdout is not None
         port = await _read_port(proc.stdout)
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
             calls = [asyncio.create_task(_call(session, url, stream)) for stream in (True, False)]
-            for _ in range(1000):
-                if fake_gemini.attempts == 2:
-                    break
-                await asyncio.sleep(0.01)
-            assert fake_gemini.attempts == 2
+            await _until_upstream_has(fake_gemini, 2)
             proc.send_signal(signal.SIGTERM)
             outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 20)
         assert all(isinstance(o, aiohttp.ClientError) for o in outcomes), outcomes  # cut, not answered

@@ -45,6 +45,18 @@ def test_stopping_the_listener_flushes_every_queued_line(tmp_path: Path) -> None
             logger.setLevel(logging.NOTSET)
 
 
+async def serve(config: Path, log_file: Path) -> asyncio.subprocess.Process:
+    """``python -m gemini_proxy serve`` on a free port, its log in ``log_file``, stdout piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "gemini_proxy", "serve", "--config", str(config), "--port", "0", "--log-file", str(log_file)),
+        cwd=ROOT,
+        env={**os.environ, **ENV},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
 async def _read_port(stdout: asyncio.StreamReader) -> int:
     for _ in range(50):
         line = await asyncio.wait_for(stdout.readline(), 10)
@@ -63,22 +75,7 @@ async def test_sigterm_during_a_request_still_logs_it(
     config.write_text(config_toml(fake_gemini.url, fake_openai.url, server="shutdown_grace_s = 5"))
     log_file = tmp_path / "proxy.log"
     fake_gemini.push(Delay(0.5, then=text_answer("finished after SIGTERM", prompt_tokens=11, output_tokens=4)))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gemini_proxy",
-        "serve",
-        "--config",
-        str(config),
-        "--port",
-        "0",
-        "--log-file",
-        str(log_file),
-        cwd=ROOT,
-        env={**os.environ, **ENV},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    proc = await serve(config, log_file)
     try:
         assert proc.stdout is not None
         port = await _read_port(proc.stdout)

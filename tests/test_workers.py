@@ -174,7 +174,8 @@ def _alive(pid: int) -> bool:
         return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-async def _start_two(tmp_path: Path, fake_gemini: FakeGemini, fake_openai: FakeOpenAI) -> tuple[Any, str, set[int]]:
+async def _spawn_two(tmp_path: Path, fake_gemini: FakeGemini, fake_openai: FakeOpenAI) -> tuple[Any, int]:
+    """``serve --workers 2`` on a free port, just spawned (its workers may still be starting)."""
     config, port = tmp_path / "routing.toml", _free_port()
     config.write_text(config_toml(fake_gemini.url, fake_openai.url, server="shutdown_grace_s = 5"))
     proc = await asyncio.create_subprocess_exec(
@@ -185,6 +186,11 @@ async def _start_two(tmp_path: Path, fake_gemini: FakeGemini, fake_openai: FakeO
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
+    return proc, port
+
+
+async def _start_two(tmp_path: Path, fake_gemini: FakeGemini, fake_openai: FakeOpenAI) -> tuple[Any, str, set[int]]:
+    proc, port = await _spawn_two(tmp_path, fake_gemini, fake_openai)
     assert proc.stdout is not None
     listening = await _wait_for(proc.stdout, "listening", 2)
     return proc, f"http://127.0.0.1:{port}", {event["pid"] for event in listening}
@@ -342,16 +348,7 @@ async def test_a_reload_signal_while_the_workers_still_start_reaches_them_instea
     """SIGHUP right after the workers are spawned, while they still import and load (no handler
     yet: the default action would kill them, and they came back only after the respawn pause).
     They start with SIGHUP blocked and take it once their loop handles it: each reloads, none dies."""
-    config, port = tmp_path / "routing.toml", _free_port()
-    config.write_text(config_toml(fake_gemini.url, fake_openai.url, server="shutdown_grace_s = 5"))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "gemini_proxy", "serve", "--config", str(config), "--port", str(port), "--workers", "2"),
-        cwd=ROOT,
-        env={**os.environ, **ENV},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    proc, port = await _spawn_two(tmp_path, fake_gemini, fake_openai)
     try:
         assert proc.stdout is not None
         spawned = await _wait_for(proc.stdout, "worker started", 2)
