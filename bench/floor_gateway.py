@@ -20,18 +20,15 @@ plumbing (orjson, batched to the writer thread). Non-stream passthrough requests
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
 
-import aiohttp
 import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from bench.relay import SESSION, UPSTREAM, healthz
+from bench.relay import SESSION, UPSTREAM, forwarding_app, run
 from gemini_proxy.adapters.unique import unique_hex
 from gemini_proxy.observe.accesslog import log_access, setup_logging, stop_logging
 
@@ -78,40 +75,16 @@ def make_app(upstream: str, level: int | None = None) -> web.Application:
             )
         return resp
 
-    app = web.Application()
-    app[UPSTREAM] = upstream.rstrip("/")
-
-    async def session_ctx(app: web.Application) -> AsyncIterator[None]:
-        # As the proxy's upstream sessions (adapters/base.py): no User-Agent of aiohttp's own.
-        app[SESSION] = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256), skip_auto_headers=("User-Agent",)
-        )
-        yield
-        await app[SESSION].close()
-
-    app.cleanup_ctx.append(session_ctx)
-    app.router.add_post("/{tail:.*}", gateway)
-    app.router.add_get("/healthz", healthz)
-    return app
+    # As the proxy's upstream sessions (adapters/base.py): no User-Agent of aiohttp's own.
+    return forwarding_app(upstream, gateway, skip_auto_headers=("User-Agent",))
 
 
 def main() -> None:
     """Its own process for ``bench.run`` (target ``gateway-floor``): the access lines go to stdout,
     as the proxy's do, through the same writer thread."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--upstream", required=True, help="root URL of the upstream, e.g. http://127.0.0.1:9000")
-    parser.add_argument("--event-loop", default="asyncio", choices=("asyncio", "uvloop"), help="as the proxy's")
-    args = parser.parse_args()
-    loop = None
-    if args.event_loop == "uvloop":
-        import uvloop
-
-        loop = uvloop.new_event_loop()
     listener = setup_logging(level=logging.INFO)
     try:
-        web.run_app(make_app(args.upstream), host=args.host, port=args.port, access_log=None, print=None, loop=loop)
+        run(__doc__, make_app)
     finally:
         stop_logging(listener)
 

@@ -10,7 +10,8 @@ what the comparison measures. Run: ``python -m bench.relay --port 9100 --upstrea
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -18,6 +19,7 @@ from aiohttp import web
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 UPSTREAM = web.AppKey("upstream", str)
 _FORWARD = ("Content-Type", "Authorization")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def relay(request: web.Request) -> web.StreamResponse:
@@ -40,23 +42,29 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def make_app(upstream: str) -> web.Application:
+def forwarding_app(upstream: str, handler: Handler, **session_options: Any) -> web.Application:
+    """An app that hands every POST to ``handler``, with one shared upstream session (and /healthz)."""
     app = web.Application()
     app[UPSTREAM] = upstream.rstrip("/")
 
     async def session_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[SESSION] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+        app[SESSION] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256), **session_options)
         yield
         await app[SESSION].close()
 
     app.cleanup_ctx.append(session_ctx)
-    app.router.add_post("/{tail:.*}", relay)
+    app.router.add_post("/{tail:.*}", handler)
     app.router.add_get("/healthz", healthz)
     return app
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def make_app(upstream: str) -> web.Application:
+    return forwarding_app(upstream, relay)
+
+
+def run(description: str | None, make: Callable[[str], web.Application]) -> None:
+    """The command line of a server under test: ``--port``, ``--upstream``, ``--event-loop``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="root URL of the upstream, e.g. http://127.0.0.1:9000")
@@ -67,7 +75,11 @@ def main() -> None:
         import uvloop
 
         loop = uvloop.new_event_loop()
-    web.run_app(make_app(args.upstream), host=args.host, port=args.port, access_log=None, print=None, loop=loop)
+    web.run_app(make(args.upstream), host=args.host, port=args.port, access_log=None, print=None, loop=loop)
+
+
+def main() -> None:
+    run(__doc__, make_app)
 
 
 if __name__ == "__main__":
